@@ -1,0 +1,67 @@
+"""Async engine and session factory, one per event loop.
+
+asyncpg connections belong to the loop that opened them; Dramatiq's AsyncIO middleware runs actors
+on a loop of its own (FIELD-NOTES.md), so engines are created lazily, per running loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from settings import get_settings
+
+_engines: dict[int, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
+
+
+def _key() -> int:
+    try:
+        return id(asyncio.get_running_loop())
+    except RuntimeError:  # pragma: no cover - called outside a loop
+        return 0
+
+
+def get_engine() -> AsyncEngine:
+    """The engine bound to the running event loop (created on first use)."""
+    return _get()[0]
+
+
+def get_sessionmaker() -> async_sessionmaker[AsyncSession]:
+    """``async_sessionmaker`` bound to the running loop's engine; sessions do not expire on commit."""
+    return _get()[1]
+
+
+def _get() -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
+    key = _key()
+    pair = _engines.get(key)
+    if pair is None:
+        settings = get_settings()
+        engine = create_async_engine(
+            settings.database_url,
+            pool_size=10,
+            max_overflow=20,
+            pool_pre_ping=True,
+            # Parallel plans add 10-30 ms to small geosearch queries (FIELD-NOTES.md).
+            connect_args={"server_settings": {"max_parallel_workers_per_gather": "0", "jit": "off"}},
+        )
+        pair = (engine, async_sessionmaker(engine, expire_on_commit=False))
+        _engines[key] = pair
+    return pair
+
+
+@asynccontextmanager
+async def session_scope() -> AsyncIterator[AsyncSession]:
+    """A session in a transaction: committed on success, rolled back on any exception."""
+    async with get_sessionmaker()() as session:
+        async with session.begin():
+            yield session
+
+
+async def dispose_engine() -> None:
+    """Dispose of the running loop's engine (used at shutdown and between tests)."""
+    pair = _engines.pop(_key(), None)
+    if pair is not None:
+        await pair[0].dispose()

@@ -1,0 +1,80 @@
+"""Service requests (a purchase of one catalogue tier) and their status history."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, created_at, pk, updated_at
+
+SERVICE_REQUEST_STATUSES = (
+    "awaiting_payment",
+    "payment_confirmed",
+    "pending_contact",
+    "team_assigned",
+    "in_progress",
+    "completed",
+    "cancelled",
+)
+ACTOR_TYPES = ("customer", "provider", "admin", "system")
+
+
+class ServiceRequest(Base):
+    __tablename__ = "service_requests"
+    __table_args__ = (
+        CheckConstraint(f"status IN {SERVICE_REQUEST_STATUSES}", name="status"),
+        CheckConstraint("amount_minor > 0", name="amount_positive"),
+        UniqueConstraint("idempotency_scope", "idempotency_key"),
+        Index("ix_service_requests_created_at_id", "created_at", "id"),
+    )
+
+    id: Mapped[int] = pk()
+    reference: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
+    service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.id"), nullable=False, index=True)
+    tier_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_tiers.id"), nullable=False)
+    customer_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    customer_name: Mapped[str] = mapped_column(String(200), nullable=False)
+    customer_email: Mapped[str] = mapped_column(String(320), nullable=False)
+    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    requirements: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    status: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
+    assigned_provider_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("providers.id"), index=True)
+    affiliate_code: Mapped[str | None] = mapped_column(String(40))
+    amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    notes: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    idempotency_scope: Mapped[str | None] = mapped_column(String(340))
+    idempotency_key: Mapped[str | None] = mapped_column(String(120))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    paid_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class ServiceRequestStatusChange(Base):
+    """One row per transition, written in the same transaction as the change (never updated)."""
+
+    __tablename__ = "service_request_status_history"
+    __table_args__ = (CheckConstraint(f"actor_type IN {ACTOR_TYPES}", name="actor_type"),)
+
+    id: Mapped[int] = pk()
+    service_request_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("service_requests.id"), nullable=False, index=True
+    )
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str] = mapped_column(String(32), nullable=False)
+    actor_type: Mapped[str] = mapped_column(String(16), nullable=False)
+    actor_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
+    note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    created_at: Mapped[datetime] = created_at()

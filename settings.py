@@ -1,0 +1,66 @@
+"""One settings object for the whole process, read from the environment (and ``.env`` in development).
+
+Every variable is prefixed ``ODIM_``; ``.env.example`` lists them all. Nothing else in the code reads
+``os.environ``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Durations are seconds unless the name says otherwise."""
+
+    model_config = SettingsConfigDict(env_prefix="ODIM_", env_file=".env", extra="ignore")
+
+    environment: str = Field("development", description="development | test | production")
+    # --- real parts -----------------------------------------------------------------------------
+    database_url: str = "postgresql+asyncpg://odim@127.0.0.1:54320/odim"
+    redis_url: str = "redis://127.0.0.1:63790/0"
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Odim <no-reply@odim.local>"
+    operator_email: str = "operations@odim.local"
+    # --- local services (odim services up) ------------------------------------------------------
+    data_dir: Path = PROJECT_ROOT / ".data"
+    pg_port: int = 54320
+    redis_port: int = 63790
+    smtp_sink_port: int = 2525
+    # --- HTTP -----------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    public_base_url: str = "http://127.0.0.1:8000"
+    allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000", "http://localhost:3000"]
+    graphql_ide: bool = True
+    # --- security -------------------------------------------------------------------------------
+    jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789abcdef")
+    jwt_ttl_seconds: int = 3600
+    guest_link_secret: SecretStr = SecretStr("dev-only-guest-link-secret-change-me-0123456789")
+    guest_link_ttl_seconds: int = 60 * 60 * 24 * 90
+    # --- payments -------------------------------------------------------------------------------
+    sandbox_webhook_secret: SecretStr = SecretStr("whsec_dev_only_sandbox_secret_0123456789")
+    sandbox_webhook_tolerance_seconds: int = 300
+    sandbox_checkout_ttl_seconds: int = 3 * 3600
+    # --- workers --------------------------------------------------------------------------------
+    outbox_sweep_seconds: float = 2.0
+    actor_max_retries: int = 8
+    actor_min_backoff_ms: int = 500
+    actor_max_backoff_ms: int = 60_000
+    # --- pagination -----------------------------------------------------------------------------
+    max_page_size: int = 100
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests clear the cache with ``get_settings.cache_clear()``)."""
+    return Settings()
