@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     sandbox_webhook_secret: SecretStr = SecretStr("whsec_dev_only_sandbox_secret_0123456789")
     sandbox_webhook_tolerance_seconds: int = 300
     sandbox_checkout_ttl_seconds: int = 3 * 3600
+    default_currency: str = "XAF"
     # --- workers --------------------------------------------------------------------------------
     outbox_sweep_seconds: float = 2.0
     actor_max_retries: int = 8
@@ -64,3 +65,29 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings (cached; tests clear the cache with ``get_settings.cache_clear()``)."""
     return Settings()
+
+
+def configure_logging() -> None:
+    """structlog: JSON lines in production, readable lines in development; tracebacks without
+    local variables (they could hold personal data)."""
+    import logging
+
+    import structlog
+
+    production = get_settings().environment == "production"
+    renderer = (
+        structlog.processors.JSONRenderer()
+        if production
+        else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.dict_tracebacks if production else structlog.processors.StackInfoRenderer(),
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )

@@ -18,6 +18,9 @@ NAMING_CONVENTION = {
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    # Fetch server-generated values (ids, timestamps) with RETURNING at flush time, so an async
+    # session never needs a lazy load to read them.
+    __mapper_args__ = {"eager_defaults": True}
 
 
 def pk() -> Mapped[int]:

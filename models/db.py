@@ -7,6 +7,7 @@ on a loop of its own (FIELD-NOTES.md), so engines are created lazily, per runnin
 from __future__ import annotations
 
 import asyncio
+import weakref
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
@@ -14,14 +15,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from settings import get_settings
 
-_engines: dict[int, tuple[AsyncEngine, async_sessionmaker[AsyncSession]]] = {}
+_engines: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
-def _key() -> int:
-    try:
-        return id(asyncio.get_running_loop())
-    except RuntimeError:  # pragma: no cover - called outside a loop
-        return 0
+def _key() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def get_engine() -> AsyncEngine:

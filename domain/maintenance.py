@@ -1,0 +1,36 @@
+"""Housekeeping run by the scheduler: re-queue work whose job may have been lost with Redis."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from domain import outbox
+from models import Email, WebhookEvent
+from models.db import session_scope
+
+
+async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 500) -> dict[str, int]:
+    """Add outbox jobs for webhooks unprocessed and emails unsent for longer than
+    ``older_than_seconds``. Returns ``{"webhooks": n, "emails": n}``. Safe to repeat: both
+    handlers are idempotent."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    async with session_scope() as session:
+        inbox_ids = (
+            await session.scalars(
+                select(WebhookEvent.id)
+                .where(WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < cutoff)
+                .limit(limit)
+            )
+        ).all()
+        for inbox_id in inbox_ids:
+            outbox.enqueue_actor(session, "process_webhook", queue="payments", inbox_id=inbox_id)
+        email_ids = (
+            await session.scalars(
+                select(Email.id).where(Email.sent_at.is_(None), Email.created_at < cutoff).limit(limit)
+            )
+        ).all()
+        for email_id in email_ids:
+            outbox.enqueue_actor(session, "send_email", queue="notifications", email_id=email_id)
+    return {"webhooks": len(inbox_ids), "emails": len(email_ids)}

@@ -1,0 +1,550 @@
+"""Service requests: purchase of a catalogue tier, the request state machine, tracking and admin.
+
+State machine (purchase-flow design; each transition names who may make it):
+
+    awaiting_payment  -> payment_confirmed   system (gateway webhook)
+    awaiting_payment  -> cancelled           admin, system
+    payment_confirmed -> pending_contact     system
+    pending_contact   -> team_assigned       admin          guard: a provider is assigned
+    pending_contact   -> cancelled           admin
+    team_assigned     -> in_progress         admin, provider
+    team_assigned     -> cancelled           admin
+    in_progress       -> completed           admin, provider
+    in_progress       -> cancelled           admin
+
+Every transition writes a ``service_request_status_history`` row and an outbox event in the same
+transaction; customer-visible transitions also queue an email.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import live, notification, outbox
+from domain.errors import DomainError, Forbidden, NotFound
+from domain.money import Money
+from domain.user import normalise_email, normalise_name, normalise_phone
+from gateways.base import PaymentGateway
+from models import (
+    Affiliate,
+    Conversation,
+    Payment,
+    PaymentStatusChange,
+    Provider,
+    Service,
+    ServiceRequest,
+    ServiceRequestStatusChange,
+    ServiceTier,
+    TierPrice,
+    User,
+)
+from settings import get_settings
+
+STATUS_LABELS = {
+    "awaiting_payment": "Awaiting payment",
+    "payment_confirmed": "Payment confirmed",
+    "pending_contact": "We will contact you shortly",
+    "team_assigned": "A provider has been assigned",
+    "in_progress": "Work in progress",
+    "completed": "Completed",
+    "cancelled": "Cancelled",
+}
+NEXT_STEPS = {
+    "awaiting_payment": "Complete the payment on the checkout page to confirm your request.",
+    "payment_confirmed": "Your payment is confirmed; an operator is reviewing your request.",
+    "pending_contact": "An operator will contact you within one business day to confirm the details.",
+    "team_assigned": "Your provider will contact you to schedule the work.",
+    "in_progress": "Your provider is working on your request.",
+    "completed": "The work is done. Thank you for using Odim!",
+    "cancelled": "This request was cancelled. Contact support if you have questions.",
+}
+TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
+    ("awaiting_payment", "payment_confirmed"): frozenset({"system"}),
+    ("awaiting_payment", "cancelled"): frozenset({"admin", "system"}),
+    ("payment_confirmed", "pending_contact"): frozenset({"system"}),
+    ("pending_contact", "team_assigned"): frozenset({"admin"}),
+    ("pending_contact", "cancelled"): frozenset({"admin"}),
+    ("team_assigned", "in_progress"): frozenset({"admin", "provider"}),
+    ("team_assigned", "cancelled"): frozenset({"admin"}),
+    ("in_progress", "completed"): frozenset({"admin", "provider"}),
+    ("in_progress", "cancelled"): frozenset({"admin"}),
+}
+# Customer gets an email for these (payment_confirmed/pending_contact get the confirmation email).
+EMAILED_STATUSES = {"team_assigned", "in_progress", "completed", "cancelled"}
+
+REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no I, L, O, U
+MAX_REQUIREMENTS = 5000
+
+
+class ServiceNotFound(DomainError):
+    code = "SERVICE_NOT_FOUND"
+    field = "serviceId"
+
+
+class TierNotFound(DomainError):
+    code = "TIER_NOT_FOUND"
+    field = "tierId"
+
+
+class TierRequired(DomainError):
+    code = "TIER_REQUIRED"
+    field = "tierId"
+
+
+class CurrencyNotOffered(DomainError):
+    code = "CURRENCY_NOT_OFFERED"
+    field = "currency"
+
+
+class CustomerDetailsRequired(DomainError):
+    code = "REQUIRED"
+    field = "customer"
+
+
+class InvalidAffiliateCode(DomainError):
+    code = "INVALID_AFFILIATE_CODE"
+    field = "affiliateCode"
+
+
+class IdempotencyKeyReused(DomainError):
+    code = "IDEMPOTENCY_KEY_REUSED"
+    field = "idempotencyKey"
+
+
+class RequirementsTooLong(DomainError):
+    code = "TOO_LONG"
+    field = "customer.requirements"
+
+
+class InvalidTransition(DomainError):
+    code = "INVALID_TRANSITION"
+    field = "status"
+
+
+class ProviderNotAssignable(DomainError):
+    code = "PROVIDER_NOT_ASSIGNABLE"
+    field = "providerId"
+
+
+def new_reference() -> str:
+    """Human-friendly reference ``ODM-XXXX-XXXX`` (Crockford base32, 40 random bits)."""
+    chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
+    return f"ODM-{chars[:4]}-{chars[4:]}"
+
+
+# --- guest access links ------------------------------------------------------------------------
+
+
+def guest_access_token(reference: str, *, now: float | None = None) -> str:
+    """Signed, expiring token giving a guest access to its own request: ``<exp>.<hmac>``,
+    HMAC-SHA256 of ``"<reference>.<exp>"`` under settings.guest_link_secret."""
+    settings = get_settings()
+    exp = int((now or time.time()) + settings.guest_link_ttl_seconds)
+    return f"{exp}.{_guest_sig(reference, exp)}"
+
+
+def _guest_sig(reference: str, exp: int) -> str:
+    key = get_settings().guest_link_secret.get_secret_value().encode()
+    mac = hmac.new(key, f"{reference}.{exp}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def verify_guest_access_token(reference: str, token: str | None) -> bool:
+    """True when ``token`` was issued for ``reference`` and has not expired (constant-time check)."""
+    if not token or "." not in token:
+        return False
+    exp_s, sig = token.split(".", 1)
+    try:
+        exp = int(exp_s)
+    except ValueError:
+        return False
+    return exp >= time.time() and hmac.compare_digest(sig, _guest_sig(reference, exp))
+
+
+# --- purchase ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CustomerDetails:
+    full_name: str | None = None
+    email: str | None = None
+    phone: str | None = None
+    requirements: str | None = None
+
+
+@dataclass(frozen=True)
+class Purchase:
+    service_request: ServiceRequest
+    payment: Payment
+    checkout_url: str
+    created: bool  # False when an idempotent retry returned the earlier purchase
+
+
+async def purchase_service(
+    session: AsyncSession,
+    gateway: PaymentGateway,
+    *,
+    service_id: int,
+    tier_id: int | None,
+    customer: CustomerDetails | None,
+    user: User | None,
+    affiliate_code: str | None = None,
+    idempotency_key: str | None = None,
+    currency: str | None = None,
+) -> Purchase:
+    """Create a service request for one tier of a service, its pending payment and conversation,
+    and a checkout session at ``gateway``. The caller commits.
+
+    A logged-in ``user`` may omit customer details (its account's are used); a guest must give
+    full name, email and phone. Currency defaults to settings.default_currency. The same
+    ``idempotency_key`` from the same caller with the same input returns the earlier purchase;
+    with different input it raises ``IdempotencyKeyReused`` (Stripe's rule).
+    Raises ``ServiceNotFound``, ``TierNotFound``, ``TierRequired``, ``CurrencyNotOffered``,
+    ``CustomerDetailsRequired``, ``InvalidEmail``, ``InvalidPhone``, ``InvalidName``,
+    ``RequirementsTooLong``, ``InvalidAffiliateCode``; on any error nothing is written."""
+    settings = get_settings()
+    details = customer or CustomerDetails()
+    if user is not None:
+        name = normalise_name(details.full_name) if details.full_name else user.full_name
+        email = normalise_email(details.email) if details.email else user.email
+        phone = normalise_phone(details.phone) if details.phone else user.phone
+        scope = f"user:{user.id}"
+    else:
+        missing = [f for f, v in (("fullName", details.full_name), ("email", details.email), ("phone", details.phone)) if not v]
+        if missing:
+            raise CustomerDetailsRequired(
+                f"Guests must give {', '.join(missing)}", field=f"customer.{missing[0]}"
+            )
+        name = normalise_name(details.full_name or "")
+        email = normalise_email(details.email or "")
+        phone = normalise_phone(details.phone or "")
+        scope = f"guest:{email.lower()}"
+    requirements = (details.requirements or "").strip()
+    if len(requirements) > MAX_REQUIREMENTS:
+        raise RequirementsTooLong(f"Requirements are limited to {MAX_REQUIREMENTS} characters")
+    currency = (currency or settings.default_currency).upper()
+    affiliate_code = affiliate_code.strip().upper() if affiliate_code and affiliate_code.strip() else None
+    fingerprint = hashlib.sha256(
+        json.dumps([service_id, tier_id, name, email, phone, requirements, currency, affiliate_code]).encode()
+    ).hexdigest()
+
+    if idempotency_key:
+        earlier = await _idempotent_replay(session, gateway, scope, idempotency_key, fingerprint)
+        if earlier is not None:
+            return earlier
+
+    service = await session.get(Service, service_id)
+    if service is None or not service.active:
+        raise ServiceNotFound("No such service")
+    tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
+    if tier_id is None:
+        if len(tiers) != 1:
+            raise TierRequired("This service has several tiers: choose one with tierId")
+        tier = tiers[0]
+    else:
+        tier = next((t for t in tiers if t.id == tier_id), None)
+        if tier is None:
+            raise TierNotFound("No such tier for this service")
+    price = await session.get(TierPrice, (tier.id, currency))
+    if price is None:
+        offered = (await session.scalars(select(TierPrice.currency).where(TierPrice.tier_id == tier.id))).all()
+        raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
+    if affiliate_code is not None:
+        affiliate = await session.scalar(
+            select(Affiliate).where(Affiliate.code == affiliate_code, Affiliate.active.is_(True))
+        )
+        if affiliate is None:
+            raise InvalidAffiliateCode("Unknown affiliate code")
+
+    request = ServiceRequest(
+        service_id=service.id, tier_id=tier.id, customer_user_id=user.id if user else None,
+        customer_name=name, customer_email=email, customer_phone=phone, requirements=requirements,
+        status="awaiting_payment", affiliate_code=affiliate_code, amount_minor=price.amount_minor,
+        currency=currency, idempotency_scope=scope if idempotency_key else None,
+        idempotency_key=idempotency_key, request_fingerprint=fingerprint,
+    )
+    for _ in range(5):  # a reference collision (1 in 10^12) just draws again
+        request.reference = new_reference()
+        try:
+            async with session.begin_nested():
+                session.add(request)
+                await session.flush()
+            break
+        except IntegrityError as exc:
+            if "idempotency" in str(exc.orig):
+                replay = await _idempotent_replay(session, gateway, scope, idempotency_key or "", fingerprint)
+                if replay is not None:
+                    return replay
+            if "reference" not in str(exc.orig):
+                raise
+    session.add(ServiceRequestStatusChange(
+        service_request_id=request.id, from_status=None, to_status="awaiting_payment",
+        actor_type="customer", actor_user_id=user.id if user else None, note="Request created",
+    ))
+    session.add(Conversation(service_request_id=request.id))
+    payment = Payment(
+        service_request_id=request.id, gateway=gateway.name, reference=f"pay_{secrets.token_hex(12)}",
+        amount_minor=price.amount_minor, currency=currency, status="pending",
+    )
+    session.add(payment)
+    await session.flush()
+    session.add(PaymentStatusChange(payment_id=payment.id, from_status=None, to_status="pending", note="created"))
+    checkout_url = _checkout_url(gateway, request, payment, service, tier)
+    return Purchase(request, payment, checkout_url, created=True)
+
+
+def _checkout_url(gateway: PaymentGateway, request: ServiceRequest, payment: Payment, service: Service, tier: ServiceTier) -> str:
+    return gateway.create_checkout(
+        reference=payment.reference, amount_minor=payment.amount_minor, currency=payment.currency,
+        description=f"{service.name} — {tier.name} ({request.reference})", customer_email=request.customer_email,
+    ).url
+
+
+async def _idempotent_replay(
+    session: AsyncSession, gateway: PaymentGateway, scope: str, key: str, fingerprint: str
+) -> Purchase | None:
+    earlier = await session.scalar(
+        select(ServiceRequest).where(ServiceRequest.idempotency_scope == scope, ServiceRequest.idempotency_key == key)
+    )
+    if earlier is None:
+        return None
+    if earlier.request_fingerprint != fingerprint:
+        raise IdempotencyKeyReused("This idempotency key was used with different input")
+    payment = await session.scalar(
+        select(Payment).where(Payment.service_request_id == earlier.id).order_by(Payment.id.desc()).limit(1)
+    )
+    service = await session.get(Service, earlier.service_id)
+    tier = await session.get(ServiceTier, earlier.tier_id)
+    assert payment is not None and service is not None and tier is not None
+    return Purchase(earlier, payment, _checkout_url(gateway, earlier, payment, service, tier), created=False)
+
+
+# --- state machine -----------------------------------------------------------------------------
+
+
+def allowed_transition(from_status: str, to_status: str, actor_type: str) -> bool:
+    return actor_type in TRANSITIONS.get((from_status, to_status), frozenset())
+
+
+async def transition(
+    session: AsyncSession,
+    request: ServiceRequest,
+    to_status: str,
+    *,
+    actor_type: str,
+    actor_user_id: int | None = None,
+    note: str = "",
+) -> ServiceRequestStatusChange:
+    """Move ``request`` (locked by the caller, ``SELECT ... FOR UPDATE``) to ``to_status``: writes the
+    history row, the live event and (for customer-visible statuses) the customer email, all in the
+    caller's transaction. Raises ``InvalidTransition`` when TRANSITIONS does not allow it for
+    ``actor_type`` or a guard fails (``team_assigned`` needs an assigned provider)."""
+    if to_status not in STATUS_LABELS:
+        raise InvalidTransition(f"Unknown status {to_status!r}")
+    if not allowed_transition(request.status, to_status, actor_type):
+        raise InvalidTransition(
+            f"A {actor_type} cannot move a request from {request.status} to {to_status}"
+        )
+    if to_status == "team_assigned" and request.assigned_provider_id is None:
+        raise InvalidTransition("Assign a provider before moving the request to team_assigned")
+    change = ServiceRequestStatusChange(
+        service_request_id=request.id, from_status=request.status, to_status=to_status,
+        actor_type=actor_type, actor_user_id=actor_user_id, note=note,
+    )
+    previous = request.status
+    request.status = to_status
+    request.updated_at = datetime.now(UTC)
+    session.add(change)
+    await session.flush()
+    outbox.publish_event(
+        session, live.service_request_channel(request.reference),
+        {
+            "historyId": change.id, "reference": request.reference, "status": to_status,
+            "previousStatus": previous, "note": note, "at": change.created_at.isoformat()
+            if change.created_at else datetime.now(UTC).isoformat(),
+        },
+    )
+    if to_status in EMAILED_STATUSES:
+        await notification.queue_email(
+            session, dedupe_key=f"status:{change.id}", kind="status_changed", to=request.customer_email,
+            template="status_changed",
+            context={
+                "name": request.customer_name, "reference": request.reference,
+                "status_label": STATUS_LABELS[to_status], "next_step": NEXT_STEPS[to_status], "note": note,
+                "tracking_url": tracking_url(request.reference),
+            },
+        )
+    return change
+
+
+def tracking_url(reference: str) -> str:
+    """Signed tracking link for the customer's emails (works for guests)."""
+    base = get_settings().public_base_url.rstrip("/")
+    return f"{base}/track/{reference}?token={guest_access_token(reference)}"
+
+
+async def lock_request(session: AsyncSession, request_id: int) -> ServiceRequest:
+    """The request, row-locked for the rest of the transaction. Raises ``NotFound``."""
+    request = await session.scalar(
+        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update()
+    )
+    if request is None:
+        raise NotFound("No such service request", field="id")
+    return request
+
+
+async def update_status(
+    session: AsyncSession, request_id: int, to_status: str, *, actor: User, note: str = ""
+) -> ServiceRequest:
+    """Admin (any allowed transition) or assigned provider (in_progress, completed) moves a request on.
+    Raises ``NotFound``, ``Forbidden`` (a provider not assigned to it, a customer), ``InvalidTransition``."""
+    request = await lock_request(session, request_id)
+    if actor.role == "admin":
+        actor_type = "admin"
+    elif actor.role == "provider" and await _is_assigned_provider(session, request, actor.id):
+        actor_type = "provider"
+    else:
+        raise Forbidden("Only an admin or the assigned provider can change this request's status")
+    if len(note) > 2000:
+        raise DomainError("Note is limited to 2000 characters", field="note", code="TOO_LONG")
+    await transition(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id, note=note.strip())
+    return request
+
+
+async def assign_provider(session: AsyncSession, request_id: int, provider_id: int, *, actor: User) -> ServiceRequest:
+    """Admin assigns a verified, non-suspended provider. If the request is ``pending_contact`` it
+    moves to ``team_assigned`` in the same transaction. Raises ``NotFound``,
+    ``ProviderNotAssignable`` (unknown, unverified or suspended provider; request closed)."""
+    request = await lock_request(session, request_id)
+    provider = await session.get(Provider, provider_id)
+    if provider is None:
+        raise ProviderNotAssignable("No such provider")
+    if not provider.verified or provider.suspended:
+        raise ProviderNotAssignable("Only verified, non-suspended providers can be assigned")
+    if request.status in ("awaiting_payment", "completed", "cancelled"):
+        raise ProviderNotAssignable(f"A request in status {request.status} cannot be assigned", field="serviceRequestId")
+    request.assigned_provider_id = provider.id
+    await session.flush()
+    if request.status == "pending_contact":
+        await transition(
+            session, request, "team_assigned", actor_type="admin", actor_user_id=actor.id,
+            note=f"Assigned to {provider.display_name}",
+        )
+    return request
+
+
+async def _is_assigned_provider(session: AsyncSession, request: ServiceRequest, user_id: int) -> bool:
+    if request.assigned_provider_id is None:
+        return False
+    owner = await session.scalar(select(Provider.user_id).where(Provider.id == request.assigned_provider_id))
+    return owner == user_id
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+
+async def get_by_reference(session: AsyncSession, reference: str) -> ServiceRequest | None:
+    return await session.scalar(select(ServiceRequest).where(ServiceRequest.reference == reference.strip().upper()))
+
+
+async def can_see_private(
+    session: AsyncSession, request: ServiceRequest, viewer: User | None, guest_token: str | None = None
+) -> bool:
+    """Owner, assigned provider, admin, or a guest holding a valid signed link for this request."""
+    if viewer is not None:
+        if viewer.role == "admin" or request.customer_user_id == viewer.id:
+            return True
+        if viewer.role == "provider" and await _is_assigned_provider(session, request, viewer.id):
+            return True
+    return verify_guest_access_token(request.reference, guest_token)
+
+
+async def timelines(session: AsyncSession, request_ids: list[int]) -> dict[int, list[ServiceRequestStatusChange]]:
+    """Status history per request, oldest first, for many requests in one statement."""
+    rows = (
+        await session.scalars(
+            select(ServiceRequestStatusChange)
+            .where(ServiceRequestStatusChange.service_request_id.in_(request_ids))
+            .order_by(ServiceRequestStatusChange.id)
+        )
+    ).all()
+    out: dict[int, list[ServiceRequestStatusChange]] = {i: [] for i in request_ids}
+    for row in rows:
+        out[row.service_request_id].append(row)
+    return out
+
+
+@dataclass(frozen=True)
+class RequestFilter:
+    service_id: int | None = None
+    status: str | None = None
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    assigned_provider_id: int | None = None
+
+
+def _encode_list_cursor(request: ServiceRequest) -> str:
+    return base64.urlsafe_b64encode(f"{request.created_at.isoformat()}|{request.id}".encode()).decode()
+
+
+def _decode_list_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return datetime.fromisoformat(at), int(rid)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DomainError("Malformed cursor", field="after", code="INVALID_CURSOR") from exc
+
+
+async def list_requests(
+    session: AsyncSession, viewer: User, flt: RequestFilter, *, first: int = 20, after: str | None = None
+) -> tuple[list[tuple[ServiceRequest, str]], bool, int]:
+    """Requests visible to ``viewer`` (admin: all; customer: its own; provider: assigned to it),
+    newest first, keyset-paginated on ``(created_at, id)``. Returns ``([(request, cursor)],
+    has_next_page, total_count)`` in two statements."""
+    conditions = []
+    if viewer.role == "customer":
+        conditions.append(ServiceRequest.customer_user_id == viewer.id)
+    elif viewer.role == "provider":
+        conditions.append(
+            ServiceRequest.assigned_provider_id.in_(select(Provider.id).where(Provider.user_id == viewer.id))
+        )
+    if flt.service_id is not None:
+        conditions.append(ServiceRequest.service_id == flt.service_id)
+    if flt.status is not None:
+        conditions.append(ServiceRequest.status == flt.status)
+    if flt.created_from is not None:
+        conditions.append(ServiceRequest.created_at >= flt.created_from)
+    if flt.created_to is not None:
+        conditions.append(ServiceRequest.created_at < flt.created_to)
+    if flt.assigned_provider_id is not None:
+        conditions.append(ServiceRequest.assigned_provider_id == flt.assigned_provider_id)
+    where = and_(*conditions) if conditions else None
+    total_stmt = select(func.count()).select_from(ServiceRequest)
+    stmt = select(ServiceRequest).order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc()).limit(first + 1)
+    if where is not None:
+        total_stmt = total_stmt.where(where)
+        stmt = stmt.where(where)
+    if after:
+        at, rid = _decode_list_cursor(after)
+        stmt = stmt.where(
+            or_(ServiceRequest.created_at < at, and_(ServiceRequest.created_at == at, ServiceRequest.id < rid))
+        )
+    rows = (await session.scalars(stmt)).all()
+    total = await session.scalar(total_stmt) or 0
+    page = [(r, _encode_list_cursor(r)) for r in rows[:first]]
+    return page, len(rows) > first, int(total)
+
+
+def amount_of(request: ServiceRequest) -> Money:
+    return Money(request.amount_minor, request.currency)

@@ -1,0 +1,19 @@
+"""Catalogue resolvers."""
+
+from __future__ import annotations
+
+from domain import catalogue
+from models import Service
+from resolvers.context import Context
+
+
+async def services(ctx: Context, *, category: str | None) -> list[Service]:
+    """Active services with tiers and prices (3 statements)."""
+    async with ctx.db() as session:
+        return await catalogue.list_services(session, category=category or None)
+
+
+async def service_nodes(ctx: Context, ids: list[int]) -> list[Service | None]:
+    async with ctx.db() as session:
+        found = {s.id: s for s in await catalogue.get_services(session, ids)}
+    return [found.get(i) for i in ids]

@@ -1,0 +1,38 @@
+"""Shared GraphQL types: money, points, page info, payload errors."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry import relay
+
+from domain.money import Money as DomainMoney
+
+
+@strawberry.type(description="An amount in integer minor units of an ISO 4217 currency (XAF has none).")
+class Money:
+    amount_minor: int
+    currency: str
+    formatted: str
+
+    @classmethod
+    def of(cls, amount_minor: int, currency: str) -> "Money":
+        return cls(amount_minor=amount_minor, currency=currency, formatted=DomainMoney(amount_minor, currency).formatted())
+
+
+@strawberry.type(description="WGS84 point in degrees.")
+class GeoPoint:
+    latitude: float
+    longitude: float
+
+
+@strawberry.input(description="WGS84 point in degrees: latitude in [-90, 90], longitude in [-180, 180].")
+class GeoPointInput:
+    latitude: float
+    longitude: float
+
+
+PageInfo = relay.PageInfo
+
+
+def page_info(*, has_next: bool, has_previous: bool, start: str | None, end: str | None) -> relay.PageInfo:
+    return relay.PageInfo(has_next_page=has_next, has_previous_page=has_previous, start_cursor=start, end_cursor=end)

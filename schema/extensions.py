@@ -1,0 +1,51 @@
+"""Schema extensions: error masking with request ids, and the per-operation DB session."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import structlog
+from graphql import GraphQLError
+from strawberry.extensions import MaskErrors, SchemaExtension
+
+log = structlog.get_logger("odim.graphql")
+
+
+def _is_expected(error: GraphQLError) -> bool:
+    """Errors we raised on purpose (GraphQLError with a code) and GraphQL's own validation and
+    syntax errors are shown; anything else is an unexpected exception and is masked."""
+    original = error.original_error
+    return original is None or isinstance(original, GraphQLError)
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Masks unexpected errors as "Internal server error (request id ...)" after logging the
+    stack trace with the request id and user id; expected errors pass through."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=lambda e: not _is_expected(e))
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        ctx = self.execution_context.context
+        request_id = getattr(ctx, "request_id", None)
+        claims = getattr(ctx, "claims", None)
+        log.error(
+            "graphql.unexpected_error", request_id=request_id, user_id=claims.user_id if claims else None,
+            path=error.path, exc_info=error.original_error,
+        )
+        return GraphQLError(
+            message=f"Internal server error (request id {request_id})",
+            nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        )
+
+
+class DbSessionExtension(SchemaExtension):
+    """Closes the context's lazy DB session when a query or mutation ends (subscriptions manage
+    their own sessions per event)."""
+
+    async def on_operation(self) -> Iterator[None]:  # type: ignore[override]
+        yield
+        close = getattr(self.execution_context.context, "close", None)
+        if close is not None:
+            await close()

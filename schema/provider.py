@@ -1,0 +1,132 @@
+"""Providers and geosearch in GraphQL."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Iterable
+
+import strawberry
+from strawberry import relay
+
+from domain.provider import NearbyProvider as NearbyHit
+from domain.provider import ProviderView, encode_cursor
+from resolvers import provider as provider_resolvers
+from schema.common import GeoPoint, GeoPointInput
+
+
+@strawberry.type
+class Provider(relay.Node):
+    id: relay.NodeID[int]
+    display_name: str
+    categories: list[str]
+    rating: float = strawberry.field(description="Average review rating, 0-5 (0 when not yet reviewed).")
+    review_count: int
+    city: str | None
+    location: GeoPoint
+    verified: bool
+    available: bool
+
+    @classmethod
+    def of(cls, view: ProviderView) -> "Provider":
+        return cls(
+            id=view.id, display_name=view.display_name, categories=view.categories, rating=view.rating,
+            review_count=view.review_count, city=view.city,
+            location=GeoPoint(latitude=view.latitude, longitude=view.longitude),
+            verified=view.verified, available=view.available,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        out = []
+        for ident in node_ids:
+            view = await provider_resolvers.provider_view(info.context, int(ident))
+            out.append(cls.of(view) if view else None)
+        return out
+
+
+@strawberry.type(description="A geosearch hit: the provider and its distance from the search point.")
+class NearbyProvider:
+    distance_meters: float = strawberry.field(description="Geodesic (WGS84 spheroid) distance in metres.")
+    provider: Provider
+
+
+@strawberry.type
+class NearbyProviderEdge:
+    cursor: str
+    node: NearbyProvider
+
+
+@strawberry.type
+class NearbyProviderConnection:
+    edges: list[NearbyProviderEdge]
+    page_info: relay.PageInfo
+
+
+def nearby_connection(hits: list[NearbyHit], has_next: bool, had_cursor: bool) -> NearbyProviderConnection:
+    edges = [
+        NearbyProviderEdge(
+            cursor=encode_cursor(h.knn, h.id),
+            node=NearbyProvider(
+                distance_meters=h.distance_m,
+                provider=Provider(
+                    id=h.id, display_name=h.display_name, categories=h.categories, rating=h.rating,
+                    review_count=h.review_count, city=h.city,
+                    location=GeoPoint(latitude=h.latitude, longitude=h.longitude), verified=True, available=True,
+                ),
+            ),
+        )
+        for h in hits
+    ]
+    return NearbyProviderConnection(
+        edges=edges,
+        page_info=relay.PageInfo(
+            has_next_page=has_next, has_previous_page=had_cursor,
+            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
+        ),
+    )
+
+
+@strawberry.enum
+class ProviderErrorCode(Enum):
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_ID = "INVALID_ID"
+    INVALID_LOCATION = "INVALID_LOCATION"
+    NOT_A_PROVIDER = "NOT_A_PROVIDER"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class ProviderError:
+    field: str | None
+    code: ProviderErrorCode
+    message: str
+
+
+def provider_errors(errors) -> list[ProviderError]:
+    return [
+        ProviderError(field=e.field, code=ProviderErrorCode[e.code] if e.code in ProviderErrorCode.__members__ else ProviderErrorCode.INVALID, message=e.message)
+        for e in errors
+    ]
+
+
+@strawberry.input
+class VerifyProviderInput:
+    provider_id: strawberry.ID
+
+
+@strawberry.type
+class VerifyProviderPayload:
+    provider: Provider | None
+    errors: list[ProviderError]
+
+
+@strawberry.input
+class SetAvailabilityInput:
+    available: bool
+    location: GeoPointInput | None = None
+
+
+@strawberry.type
+class SetAvailabilityPayload:
+    provider: Provider | None
+    errors: list[ProviderError]

@@ -1,0 +1,262 @@
+"""Service requests (purchases) in GraphQL: tracking, timeline, admin list, status events."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Iterable
+
+import strawberry
+from strawberry import relay
+
+from domain import service_request as sr_domain
+from resolvers import loaders
+from resolvers import service_request as sr_resolvers
+from resolvers.service_request import ServiceRequestView
+from schema.catalogue import Service
+from schema.chat import Conversation
+from schema.common import Money
+from schema.provider import Provider
+
+
+@strawberry.enum(description="Where a request is in the purchase flow.")
+class ServiceRequestStatus(Enum):
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAYMENT_CONFIRMED = "payment_confirmed"
+    PENDING_CONTACT = "pending_contact"
+    TEAM_ASSIGNED = "team_assigned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+@strawberry.type
+class TimelineEntry:
+    status: ServiceRequestStatus
+    status_label: str
+    at: datetime
+    note: str
+
+
+@strawberry.type(description="Personal data of the customer: only for the owner, its provider and admins.")
+class ServiceRequestCustomer:
+    full_name: str
+    email: str
+    phone: str | None
+    requirements: str
+
+
+@strawberry.type
+class ServiceRequest(relay.Node):
+    id: relay.NodeID[int]
+    reference: str = strawberry.field(description="Human-friendly reference, e.g. ODM-7K3Q-9XPA.")
+    status: ServiceRequestStatus
+    status_label: str
+    next_step: str
+    amount: Money
+    created_at: datetime
+    paid_at: datetime | None
+    customer: ServiceRequestCustomer | None = strawberry.field(
+        description="Null unless the caller may see personal data (owner, assigned provider, admin, signed guest link)."
+    )
+    affiliate_code: str | None
+    _request_id: strawberry.Private[int]
+    _service_id: strawberry.Private[int]
+    _tier_id: strawberry.Private[int]
+    _provider_id: strawberry.Private[int | None]
+
+    @classmethod
+    def of(cls, view: ServiceRequestView) -> "ServiceRequest":
+        r = view.model
+        customer = (
+            ServiceRequestCustomer(full_name=r.customer_name, email=r.customer_email, phone=r.customer_phone,
+                                   requirements=r.requirements)
+            if view.private else None
+        )
+        return cls(
+            id=r.id, reference=r.reference, status=ServiceRequestStatus(r.status),
+            status_label=sr_domain.STATUS_LABELS[r.status], next_step=sr_domain.NEXT_STEPS[r.status],
+            amount=Money.of(r.amount_minor, r.currency), created_at=r.created_at, paid_at=r.paid_at,
+            customer=customer, affiliate_code=r.affiliate_code if view.private else None,
+            _request_id=r.id, _service_id=r.service_id, _tier_id=r.tier_id, _provider_id=r.assigned_provider_id,
+        )
+
+    @strawberry.field(description="Every status change, oldest first.")
+    async def timeline(self, info: strawberry.Info) -> list[TimelineEntry]:
+        rows = await loaders.timelines(info.context).load(self._request_id)
+        return [
+            TimelineEntry(status=ServiceRequestStatus(h.to_status), status_label=sr_domain.STATUS_LABELS[h.to_status],
+                          at=h.created_at, note=h.note)
+            for h in rows
+        ]
+
+    @strawberry.field
+    async def service(self, info: strawberry.Info) -> Service | None:
+        found = await loaders.services(info.context).load(self._service_id)
+        return Service.of(found) if found else None
+
+    @strawberry.field
+    async def tier_name(self, info: strawberry.Info) -> str:
+        tier = await loaders.tiers(info.context).load(self._tier_id)
+        return tier.name if tier else ""
+
+    @strawberry.field
+    async def assigned_provider(self, info: strawberry.Info) -> Provider | None:
+        if self._provider_id is None:
+            return None
+        view = await loaders.provider_views(info.context).load(self._provider_id)
+        return Provider.of(view) if view else None
+
+    @strawberry.field(description="The request's chat; only participants can read or post in it.")
+    async def conversation(self, info: strawberry.Info) -> Conversation | None:
+        found = await loaders.conversations_by_request(info.context).load(self._request_id)
+        return Conversation(id=found.id) if found else None
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        views = await sr_resolvers.service_request_nodes(info.context, [int(i) for i in node_ids])
+        return [cls.of(v) if v else None for v in views]
+
+
+@strawberry.type
+class ServiceRequestEdge:
+    cursor: str
+    node: ServiceRequest
+
+
+@strawberry.type
+class ServiceRequestConnection:
+    edges: list[ServiceRequestEdge]
+    page_info: relay.PageInfo
+    total_count: int
+
+
+@strawberry.input
+class ServiceRequestFilter:
+    service_id: strawberry.ID | None = None
+    status: ServiceRequestStatus | None = None
+    created_from: datetime | None = strawberry.field(default=None, description="Inclusive, ISO 8601 with zone.")
+    created_to: datetime | None = strawberry.field(default=None, description="Exclusive, ISO 8601 with zone.")
+    assigned_provider_id: strawberry.ID | None = None
+
+
+@strawberry.type(description="A status change pushed to subscribers; carries no personal data.")
+class ServiceRequestStatusEvent:
+    reference: str
+    status: ServiceRequestStatus
+    previous_status: ServiceRequestStatus | None
+    status_label: str
+    next_step: str
+    note: str
+    at: datetime
+
+
+@strawberry.enum
+class PurchaseServiceErrorCode(Enum):
+    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
+    TIER_NOT_FOUND = "TIER_NOT_FOUND"
+    TIER_REQUIRED = "TIER_REQUIRED"
+    CURRENCY_NOT_OFFERED = "CURRENCY_NOT_OFFERED"
+    REQUIRED = "REQUIRED"
+    INVALID_EMAIL = "INVALID_EMAIL"
+    INVALID_PHONE = "INVALID_PHONE"
+    INVALID_NAME = "INVALID_NAME"
+    TOO_LONG = "TOO_LONG"
+    INVALID_AFFILIATE_CODE = "INVALID_AFFILIATE_CODE"
+    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    INVALID_ID = "INVALID_ID"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class PurchaseServiceError:
+    field: str | None
+    code: PurchaseServiceErrorCode
+    message: str
+
+
+@strawberry.input
+class CustomerInput:
+    full_name: str | None = None
+    email: str | None = None
+    phone: str | None = strawberry.field(default=None, description="International form, e.g. +237671234567.")
+    requirements: str | None = strawberry.field(default=None, description="Free text, at most 5000 characters.")
+
+
+@strawberry.input
+class PurchaseServiceInput:
+    service_id: strawberry.ID
+    tier_id: strawberry.ID | None = strawberry.field(default=None, description="Required when the service has several tiers.")
+    customer: CustomerInput | None = strawberry.field(default=None, description="Required for guests; optional when logged in.")
+    affiliate_code: str | None = None
+    idempotency_key: str | None = strawberry.field(
+        default=None, description="Retry-safe key (1-120 chars): the same key and input return the same purchase."
+    )
+    currency: str | None = strawberry.field(default=None, description="ISO 4217; defaults to the platform currency (XAF).")
+
+
+@strawberry.type
+class PurchaseServicePayload:
+    service_request: ServiceRequest | None
+    checkout_url: str | None = strawberry.field(description="Open it to pay (the gateway's hosted checkout page).")
+    guest_access_token: str | None = strawberry.field(
+        description="For guests: pass as `accessToken` to `serviceRequest` to see your own details (also emailed)."
+    )
+    errors: list[PurchaseServiceError]
+
+
+@strawberry.enum
+class ServiceRequestErrorCode(Enum):
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    PROVIDER_NOT_ASSIGNABLE = "PROVIDER_NOT_ASSIGNABLE"
+    INVALID_ID = "INVALID_ID"
+    TOO_LONG = "TOO_LONG"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class ServiceRequestError:
+    field: str | None
+    code: ServiceRequestErrorCode
+    message: str
+
+
+@strawberry.input
+class UpdateServiceRequestStatusInput:
+    id: strawberry.ID
+    status: ServiceRequestStatus
+    note: str | None = None
+
+
+@strawberry.type
+class UpdateServiceRequestStatusPayload:
+    service_request: ServiceRequest | None
+    errors: list[ServiceRequestError]
+
+
+@strawberry.input
+class AssignProviderInput:
+    service_request_id: strawberry.ID
+    provider_id: strawberry.ID
+
+
+@strawberry.type
+class AssignProviderPayload:
+    service_request: ServiceRequest | None
+    errors: list[ServiceRequestError]
+
+
+def _coded(enum_cls, error_cls, errors):
+    return [
+        error_cls(field=e.field, code=enum_cls[e.code] if e.code in enum_cls.__members__ else enum_cls.INVALID, message=e.message)
+        for e in errors
+    ]
+
+
+def purchase_errors(errors) -> list[PurchaseServiceError]:
+    return _coded(PurchaseServiceErrorCode, PurchaseServiceError, errors)
+
+
+def request_errors(errors) -> list[ServiceRequestError]:
+    return _coded(ServiceRequestErrorCode, ServiceRequestError, errors)

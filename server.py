@@ -1,0 +1,174 @@
+"""The ASGI app: /graphql (HTTP + WebSocket), /webhooks/{gateway}, the sandbox checkout pages,
+/healthz, /readyz, /metrics. Run with ``odim serve`` (uvicorn)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
+
+import workers  # noqa: F401  (configures the Dramatiq broker the outbox dispatches to)
+from domain import live, outbox
+from domain import payment as payment_domain
+from domain.money import Money
+from gateways import sandbox
+from gateways.base import InvalidSignature
+from models.db import dispose_engine, session_scope
+from resolvers.context import Context, bearer_token
+from schema import schema
+from settings import configure_logging, get_settings
+
+log = structlog.get_logger("odim.server")
+
+WEBHOOKS = Counter("odim_webhooks_total", "Webhooks received", ["gateway", "outcome"])
+GATEWAYS = {"sandbox": sandbox.SandboxGateway}
+
+
+class OdimGraphQL(GraphQL):
+    async def get_context(self, request: Any, response: Any = None) -> Context:
+        ctx = Context(request=request, response=response)
+        if request.scope["type"] == "http":
+            ctx.authenticate(bearer_token(request.headers.get("authorization")))
+        return ctx
+
+    async def on_ws_connect(self, context: Context) -> None:
+        """Token from ``connection_init`` as ``{"token": ...}`` or ``{"Authorization": "Bearer ..."}``;
+        an expired or invalid token closes the socket with 4403. No token: anonymous (tracking only)."""
+        params = context.connection_params or {}
+        if not isinstance(params, dict):
+            raise ConnectionRejectionError({"message": "connection_init payload must be an object"})
+        token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
+        context.authenticate(token)
+        if context.auth_error:
+            raise ConnectionRejectionError({"message": context.auth_error})
+        return None
+
+
+def graphql_app() -> OdimGraphQL:
+    settings = get_settings()
+    return OdimGraphQL(
+        schema,
+        graphql_ide="graphiql" if settings.graphql_ide else None,
+        # graphql-ws (legacy) let clients skip on_ws_connect (GHSA-vpwc-v33q-mq89): transport-ws only.
+        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
+        allowed_origins=settings.allowed_origins,
+        keep_alive=True,
+        keep_alive_interval=15,
+        connection_init_wait_timeout=__import__("datetime").timedelta(seconds=10),
+        max_subscriptions_per_connection=50,
+    )
+
+
+async def webhook(request: Request) -> Response:
+    """Verify over the raw body, store in the inbox, queue processing after commit, answer fast.
+    401 on a bad signature (nothing stored); 200 for new and duplicate events alike."""
+    name = request.path_params["gateway"]
+    gateway_cls = GATEWAYS.get(name)
+    if gateway_cls is None:
+        return JSONResponse({"error": "unknown gateway"}, status_code=404)
+    raw = await request.body()
+    try:
+        async with session_scope() as session:
+            event, stored = await payment_domain.receive_webhook(session, gateway_cls(), request.headers, raw)
+    except InvalidSignature as exc:
+        WEBHOOKS.labels(name, "bad_signature").inc()
+        log.warning("webhook.bad_signature", gateway=name, reason=str(exc))
+        return JSONResponse({"error": "invalid signature"}, status_code=401)
+    WEBHOOKS.labels(name, "stored" if stored else "duplicate").inc()
+    if stored:
+        await outbox.relay_quietly()
+    return JSONResponse({"received": True, "duplicate": not stored})
+
+
+async def sandbox_checkout(request: Request) -> Response:
+    """The sandbox gateway's hosted page (GET) and its Pay/Decline form (POST)."""
+    try:
+        details = sandbox.parse_checkout(request.path_params["token"])
+    except sandbox.InvalidCheckout as exc:
+        return HTMLResponse(f"<!doctype html><p>{exc}</p>", status_code=404)
+    amount = Money(details.amount_minor, details.currency).formatted()
+    if request.method == "GET":
+        return HTMLResponse(sandbox.render_checkout_page(details, amount))
+    form = await request.form()
+    outcome = form.get("outcome")
+    if outcome not in sandbox.EVENT_TYPES:
+        return HTMLResponse(sandbox.render_checkout_page(details, amount, "Choose Pay or Decline."), status_code=400)
+    raw, headers = sandbox.build_event(details, str(outcome))
+    status = await sandbox.deliver_event(raw, headers)
+    if not 200 <= status < 300:
+        return HTMLResponse(sandbox.render_checkout_page(details, amount, f"The merchant did not accept the "
+                                                         f"notification (HTTP {status}); try again."), status_code=502)
+    message = "Payment approved. You can close this page." if outcome == "paid" else "Payment declined. No money was taken."
+    return HTMLResponse(sandbox.render_checkout_page(details, amount, message))
+
+
+async def healthz(request: Request) -> Response:
+    return PlainTextResponse("ok")
+
+
+async def readyz(request: Request) -> Response:
+    """200 when PostgreSQL and Redis answer, 503 (with which failed) otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        async with session_scope() as session:
+            await session.execute(text("SELECT 1"))
+        checks["postgresql"] = "ok"
+    except Exception as exc:  # noqa: BLE001 - readiness reports any failure
+        checks["postgresql"] = type(exc).__name__
+    try:
+        client = aioredis.from_url(get_settings().redis_url, socket_timeout=2)
+        await client.ping()
+        await client.aclose()
+        checks["redis"] = "ok"
+    except Exception as exc:  # noqa: BLE001
+        checks["redis"] = type(exc).__name__
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(checks, status_code=200 if ok else 503)
+
+
+async def metrics(request: Request) -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: Starlette):
+    started = time.monotonic()
+    await live.bus.connect()
+    log.info("server.started", seconds=round(time.monotonic() - started, 3))
+    try:
+        yield
+    finally:
+        await live.bus.disconnect()
+        await dispose_engine()
+
+
+def create_app() -> Starlette:
+    gql = graphql_app()
+    return Starlette(
+        routes=[
+            Route("/graphql", gql, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", gql),
+            Route("/webhooks/{gateway}", webhook, methods=["POST"]),
+            Route("/sandbox/checkout/{token}", sandbox_checkout, methods=["GET", "POST"]),
+            Route("/healthz", healthz),
+            Route("/readyz", readyz),
+            Route("/metrics", metrics),
+        ],
+        lifespan=lifespan,
+    )
+
+
+configure_logging()
+app = create_app()
