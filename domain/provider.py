@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from dataclasses import dataclass
 
 from sqlalchemy import select, text
@@ -87,10 +88,15 @@ def encode_cursor(knn: float, provider_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[float, int]:
     """Raises ``InvalidCursor`` for anything ``encode_cursor`` did not produce."""
     try:
-        knn, pid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(knn), int(pid)
+        knn_s, pid_s = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        knn, pid = float(knn_s), int(pid_s)
     except (ValueError, TypeError) as exc:
         raise InvalidCursor("Malformed cursor") from exc
+    # A distance is finite and >= 0 and an id fits a bigint; anything else is forged and would
+    # otherwise reach PostgreSQL (an out-of-range id is a DataError, i.e. an internal error).
+    if not (math.isfinite(knn) and knn >= 0 and 0 < pid < 2**63):
+        raise InvalidCursor("Malformed cursor")
+    return knn, pid
 
 
 async def providers_nearby(
@@ -109,11 +115,13 @@ async def providers_nearby(
     if not (0 < radius_m <= MAX_RADIUS_M):
         raise InvalidRadius("radiusKm must be greater than 0 and at most 100")
     knn_after, id_after = decode_cursor(after) if after else (None, None)
+    # Through SQLAlchemy (not the raw asyncpg connection) so statement counting, logging and
+    # the session's transaction see it; asyncpg's paramstyle is numeric_dollar, as NEARBY_SQL.
     conn = await session.connection()
-    raw = await conn.get_raw_connection()
-    rows = await raw.driver_connection.fetch(
-        NEARBY_SQL, point.ewkt(), float(radius_m), category, knn_after, id_after, first + 1
+    result = await conn.exec_driver_sql(
+        NEARBY_SQL, (point.ewkt(), float(radius_m), category, knn_after, id_after, first + 1)
     )
+    rows = result.mappings().all()
     hits = [
         NearbyProvider(
             id=r["id"], display_name=r["display_name"], categories=list(r["categories"]),

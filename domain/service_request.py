@@ -34,7 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import live, notification, outbox
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.money import Money
-from domain.user import normalise_email, normalise_name, normalise_phone
+from domain.user import (
+    InvalidEmail,
+    InvalidName,
+    InvalidPhone,
+    normalise_email,
+    normalise_name,
+    normalise_phone,
+)
 from gateways.base import PaymentGateway
 from models import (
     Affiliate,
@@ -150,7 +157,7 @@ def guest_access_token(reference: str, *, now: float | None = None) -> str:
     """Signed, expiring token giving a guest access to its own request: ``<exp>.<hmac>``,
     HMAC-SHA256 of ``"<reference>.<exp>"`` under settings.guest_link_secret."""
     settings = get_settings()
-    exp = int((now or time.time()) + settings.guest_link_ttl_seconds)
+    exp = int((time.time() if now is None else now) + settings.guest_link_ttl_seconds)
     return f"{exp}.{_guest_sig(reference, exp)}"
 
 
@@ -215,21 +222,12 @@ async def purchase_service(
     ``RequirementsTooLong``, ``InvalidAffiliateCode``; on any error nothing is written."""
     settings = get_settings()
     details = customer or CustomerDetails()
-    if user is not None:
-        name = normalise_name(details.full_name) if details.full_name else user.full_name
-        email = normalise_email(details.email) if details.email else user.email
-        phone = normalise_phone(details.phone) if details.phone else user.phone
-        scope = f"user:{user.id}"
-    else:
-        missing = [f for f, v in (("fullName", details.full_name), ("email", details.email), ("phone", details.phone)) if not v]
-        if missing:
-            raise CustomerDetailsRequired(
-                f"Guests must give {', '.join(missing)}", field=f"customer.{missing[0]}"
-            )
-        name = normalise_name(details.full_name or "")
-        email = normalise_email(details.email or "")
-        phone = normalise_phone(details.phone or "")
-        scope = f"guest:{email.lower()}"
+    try:
+        name, email, phone, scope = _customer_fields(details, user)
+    except (InvalidEmail, InvalidPhone, InvalidName) as exc:
+        # The input path of these fields is ``customer.<field>`` (CustomerInput), not the account's.
+        exc.field = f"customer.{exc.field}"
+        raise
     requirements = (details.requirements or "").strip()
     if len(requirements) > MAX_REQUIREMENTS:
         raise RequirementsTooLong(f"Requirements are limited to {MAX_REQUIREMENTS} characters")
@@ -258,7 +256,11 @@ async def purchase_service(
             raise TierNotFound("No such tier for this service")
     price = await session.get(TierPrice, (tier.id, currency))
     if price is None:
-        offered = (await session.scalars(select(TierPrice.currency).where(TierPrice.tier_id == tier.id))).all()
+        offered = (
+            await session.scalars(
+                select(TierPrice.currency).where(TierPrice.tier_id == tier.id).order_by(TierPrice.currency)
+            )
+        ).all()
         raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
     if affiliate_code is not None:
         affiliate = await session.scalar(
@@ -302,6 +304,23 @@ async def purchase_service(
     session.add(PaymentStatusChange(payment_id=payment.id, from_status=None, to_status="pending", note="created"))
     checkout_url = _checkout_url(gateway, request, payment, service, tier)
     return Purchase(request, payment, checkout_url, created=True)
+
+
+def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, str, str | None, str]:
+    """``(name, email, phone, idempotency scope)`` of the purchase's customer: the account's details
+    unless overridden, or a guest's (all three required)."""
+    if user is not None:
+        name = normalise_name(details.full_name) if details.full_name else user.full_name
+        email = normalise_email(details.email) if details.email else user.email
+        phone = normalise_phone(details.phone) if details.phone else user.phone
+        return name, email, phone, f"user:{user.id}"
+    missing = [f for f, v in (("fullName", details.full_name), ("email", details.email), ("phone", details.phone)) if not v]
+    if missing:
+        raise CustomerDetailsRequired(f"Guests must give {', '.join(missing)}", field=f"customer.{missing[0]}")
+    name = normalise_name(details.full_name or "")
+    email = normalise_email(details.email or "")
+    phone = normalise_phone(details.phone or "")
+    return name, email, phone, f"guest:{email.lower()}"
 
 
 def _checkout_url(gateway: PaymentGateway, request: ServiceRequest, payment: Payment, service: Service, tier: ServiceTier) -> str:
@@ -353,8 +372,9 @@ async def transition(
     if to_status not in STATUS_LABELS:
         raise InvalidTransition(f"Unknown status {to_status!r}")
     if not allowed_transition(request.status, to_status, actor_type):
+        article = "An" if actor_type[0] in "aeiou" else "A"
         raise InvalidTransition(
-            f"A {actor_type} cannot move a request from {request.status} to {to_status}"
+            f"{article} {actor_type} cannot move a request from {request.status} to {to_status}"
         )
     if to_status == "team_assigned" and request.assigned_provider_id is None:
         raise InvalidTransition("Assign a provider before moving the request to team_assigned")

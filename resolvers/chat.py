@@ -37,7 +37,7 @@ async def send_message(ctx: Context, *, conversation_id: str, body: str) -> Send
 async def messages(
     ctx: Context, conversation_id: int, *, first: int | None, after: str | None, before: str | None
 ) -> tuple[list[chat.MessageView], bool, bool]:
-    viewer = await ctx.viewer()
+    viewer = await ctx.require_user()  # anonymous: UNAUTHENTICATED (only participants may read)
     try:
         size = page_size(first, 50)
         async with ctx.db() as session:

@@ -1,0 +1,26 @@
+# Two commands: `make run` (everything, locally) and `make test` (the whole suite).
+.PHONY: bootstrap run test schema lint bench seed-large stop
+
+bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
+	bash scripts/bootstrap.sh
+
+run: bootstrap  ## services + migrations + demo seed (once) + API, worker and scheduler; Ctrl-C stops all
+	uv run odim dev
+
+test: bootstrap  ## the whole test suite against its own services; nothing left running
+	bash scripts/test.sh -q
+
+schema:  ## export the GraphQL schema to schema.graphql (commit it)
+	uv run strawberry export-schema schema:schema --output schema.graphql
+
+lint:
+	uv run ruff check .
+	uv run lint-imports
+
+bench:  ## geosearch benchmark on 1,000,000 providers (dev stack)
+	uv run odim services up
+	uv run odim migrate
+	uv run python bench/geosearch.py
+
+stop:  ## stop the dev services if `make run` was killed hard
+	uv run odim services down

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Install what `make run` and `make test` need, from nothing, on Debian/Ubuntu:
+#   Debian: postgresql-15-postgis-3 (PostgreSQL 15 + PostGIS 3), redis-server
+#   Python: uv, then the locked dependencies (uv.lock) into .venv
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "bootstrap: need root or sudo to install Debian packages" >&2; exit 1; fi
+fi
+
+need=()
+[ -x /usr/lib/postgresql/15/bin/postgres ] || need+=(postgresql-15)
+[ -f /usr/share/postgresql/15/extension/postgis.control ] || need+=(postgresql-15-postgis-3)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v psql >/dev/null || need+=(postgresql-client-15)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "bootstrap: installing ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null; then
+  echo "bootstrap: installing uv"
+  python3 -m pip install --quiet --disable-pip-version-check uv || python3 -m pip install --quiet --break-system-packages uv
+fi
+uv sync --frozen --quiet

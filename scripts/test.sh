@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite against its own local services (ports of scripts/test-env.sh), then
+# everything stopped again, pass or fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/test-env.sh
+
+cleanup() { uv run odim services down >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+uv run odim services reset --yes >/dev/null 2>&1 || true   # a fresh cluster every run
+uv run odim services up --fast
+uv run odim migrate
+echo "--- import-linter (layers of DESIGN.md)"
+uv run lint-imports
+echo "--- schema.graphql is up to date"
+uv run strawberry export-schema schema:schema --output /tmp/odim-schema-$$.graphql >/dev/null
+if ! diff -u schema.graphql /tmp/odim-schema-$$.graphql; then
+  echo "schema.graphql differs from the code: run 'make schema' and commit it" >&2; exit 1
+fi
+echo "--- pytest"
+uv run pytest "$@"

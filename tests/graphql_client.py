@@ -1,0 +1,35 @@
+"""A tiny GraphQL-over-HTTP client for in-process tests (httpx ``ASGITransport`` against ``server.app``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+LOGIN = """
+mutation Login($input: LoginInput!) {
+  login(input: $input) { token errors { field code message } }
+}
+"""
+
+
+async def gql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] | None = None,
+              token: str | None = None) -> dict:
+    """POST ``query`` to /graphql (as ``Authorization: Bearer <token>`` when given) and return the
+    JSON response (``{"data": ..., "errors": [...]}``) whatever the HTTP status."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = await client.post("/graphql", json={"query": query, "variables": variables or {}}, headers=headers)
+    return response.json()
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = "correct-horse-battery") -> str:
+    """The access token of the account ``email`` (the factories' default password unless given)."""
+    body = await gql(client, LOGIN, {"input": {"email": email, "password": password}})
+    payload = body["data"]["login"]
+    assert payload["errors"] == [], payload["errors"]
+    return payload["token"]
+
+
+def error_codes(body: dict) -> list[str | None]:
+    """The ``extensions.code`` of each top-level error of a response."""
+    return [e.get("extensions", {}).get("code") for e in body.get("errors", [])]
