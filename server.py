@@ -22,6 +22,7 @@ from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 import workers  # noqa: F401  (configures the Dramatiq broker the outbox dispatches to)
 from domain import live, outbox
 from domain import payment as payment_domain
+from domain import service_request as sr_domain
 from domain.money import Money
 from gateways import sandbox
 from gateways.base import InvalidSignature
@@ -53,7 +54,6 @@ class OdimGraphQL(GraphQL):
         context.authenticate(token)
         if context.auth_error:
             raise ConnectionRejectionError({"message": context.auth_error})
-        return None
 
 
 def graphql_app() -> OdimGraphQL:
@@ -114,6 +114,34 @@ async def sandbox_checkout(request: Request) -> Response:
     return HTMLResponse(sandbox.render_checkout_page(details, amount, message))
 
 
+async def track_page(request: Request) -> Response:
+    """The tracking link of the emails: status, next step and timeline for anyone with the reference;
+    the customer's own details only with a valid signed ``token`` (guests)."""
+    import html
+
+    reference = request.path_params["reference"].strip().upper()
+    async with session_scope() as session:
+        found = await sr_domain.get_by_reference(session, reference)
+        if found is None:
+            return HTMLResponse("<!doctype html><p>No request with this reference.</p>", status_code=404)
+        history = (await sr_domain.timelines(session, [found.id]))[found.id]
+        private = await sr_domain.can_see_private(session, found, None, request.query_params.get("token"))
+    e = html.escape
+    rows = "".join(
+        f"<li>{e(h.created_at.strftime('%Y-%m-%d %H:%M UTC'))}: {e(sr_domain.STATUS_LABELS[h.to_status])}"
+        f"{' — ' + e(h.note) if h.note else ''}</li>" for h in history
+    )
+    details = (
+        f"<p>For {e(found.customer_name)} ({e(found.customer_email)})</p>" if private else ""
+    )
+    return HTMLResponse(
+        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>{e(reference)}</title></head>"
+        f"<body style='font-family:system-ui;max-width:36rem;margin:2rem auto'><h1>{e(reference)}</h1>"
+        f"<h2>{e(sr_domain.STATUS_LABELS[found.status])}</h2><p>{e(sr_domain.NEXT_STEPS[found.status])}</p>"
+        f"{details}<ol>{rows}</ol></body></html>"
+    )
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -162,6 +190,7 @@ def create_app() -> Starlette:
             WebSocketRoute("/graphql", gql),
             Route("/webhooks/{gateway}", webhook, methods=["POST"]),
             Route("/sandbox/checkout/{token}", sandbox_checkout, methods=["GET", "POST"]),
+            Route("/track/{reference}", track_page),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -63,21 +63,42 @@ class NearbyProvider:
     knn: float
 
 
-# Radius + KNN in the form the partial GiST index serves (FIELD-NOTES.md, PostGIS): ST_DWithin on
-# the raw column, ORDER BY location <-> constant. $1 point (EWKT), $2 radius m, $3 category or NULL,
-# $4/$5 cursor (knn, id) or NULL, $6 limit. Plain SQL so bench/ can run the very same statement.
-NEARBY_SQL = """
-SELECT p.id, p.display_name, p.categories, p.rating, p.review_count,
+_COLUMNS = """p.id, p.display_name, p.categories, p.rating, p.review_count,
        ST_Y(p.location::geometry) AS latitude, ST_X(p.location::geometry) AS longitude, p.city,
-       ST_Distance(p.location, q.pt) AS distance_m,
-       p.location <-> q.pt AS knn
-FROM providers p, (SELECT $1::geography AS pt) q
-WHERE p.verified AND p.available AND NOT p.suspended
-  AND ST_DWithin(p.location, q.pt, $2::float8)
-  AND ($3::text IS NULL OR $3::text = ANY (p.categories))
-  AND ($4::float8 IS NULL OR (p.location <-> q.pt, p.id) > ($4::float8, $5::bigint))
-ORDER BY p.location <-> q.pt, p.id
+       ST_Distance(p.location, $1::geography) AS distance_m, p.location <-> $1::geography AS knn"""
+_LIVE = """p.verified AND p.available AND NOT p.suspended
+       AND ST_DWithin(p.location, $1::geography, $2::float8)
+       AND ($3::text IS NULL OR $3::text = ANY (p.categories))"""
+
+# Radius + KNN in the form the partial GiST index serves (FIELD-NOTES.md, PostGIS): ST_DWithin on
+# the raw column and ORDER BY ``location <-> constant`` ALONE — adding ``, id`` to that ORDER BY
+# turns the index's nearest-neighbour scan into "read every row in the box, then sort" (about 10x
+# slower on 1M rows, measured by bench/geosearch.py). Pages are keyset on (knn, id): the first
+# branch walks the index past the cursor's distance, the second finishes the cursor's tie group
+# (providers at exactly the same distance) by id. $1 point (EWKT), $2 radius m, $3 category or
+# NULL, $4/$5 cursor (knn, id) or NULL, $6 limit. Plain SQL so bench/ runs the same statement.
+NEARBY_SQL = f"""
+SELECT * FROM (
+  (SELECT {_COLUMNS} FROM providers p
+   WHERE {_LIVE} AND ($4::float8 IS NULL OR p.location <-> $1::geography > $4::float8)
+   ORDER BY p.location <-> $1::geography
+   LIMIT $6)
+  UNION ALL
+  (SELECT {_COLUMNS} FROM providers p
+   WHERE $4::float8 IS NOT NULL AND {_LIVE}
+     AND p.location <-> $1::geography = $4::float8 AND p.id > $5::bigint
+   ORDER BY p.id
+   LIMIT $6)
+) page
+ORDER BY knn, id
 LIMIT $6
+"""
+
+# All live providers at exactly distance $4 (a tie group), for the rare page that ends inside one.
+_TIE_SQL = f"""
+SELECT {_COLUMNS} FROM providers p
+WHERE {_LIVE} AND p.location <-> $1::geography = $4::float8 AND p.id > $5::bigint
+ORDER BY p.id
 """
 
 
@@ -110,7 +131,8 @@ async def providers_nearby(
 ) -> tuple[list[NearbyProvider], bool]:
     """Verified, available, non-suspended providers within ``radius_m`` metres of ``point``
     (WGS84), nearest first (ties by id), optionally offering ``category``; keyset-paginated by
-    the opaque cursor of the last row seen. Returns ``(rows, has_next_page)`` in one SQL statement.
+    the opaque cursor of the last row seen. Returns ``(rows, has_next_page)`` in one SQL statement
+    (two when a page boundary falls inside a group of equidistant providers).
     Raises ``InvalidRadius`` when radius_m is not in (0, 100_000], ``InvalidCursor``."""
     if not (0 < radius_m <= MAX_RADIUS_M):
         raise InvalidRadius("radiusKm must be greater than 0 and at most 100")
@@ -118,19 +140,25 @@ async def providers_nearby(
     # Through SQLAlchemy (not the raw asyncpg connection) so statement counting, logging and
     # the session's transaction see it; asyncpg's paramstyle is numeric_dollar, as NEARBY_SQL.
     conn = await session.connection()
-    result = await conn.exec_driver_sql(
-        NEARBY_SQL, (point.ewkt(), float(radius_m), category, knn_after, id_after, first + 1)
-    )
-    rows = result.mappings().all()
-    hits = [
-        NearbyProvider(
-            id=r["id"], display_name=r["display_name"], categories=list(r["categories"]),
-            rating=float(r["rating"]), review_count=r["review_count"], latitude=r["latitude"],
-            longitude=r["longitude"], city=r["city"], distance_m=r["distance_m"], knn=r["knn"],
-        )
-        for r in rows
-    ]
+    params = (point.ewkt(), float(radius_m), category, knn_after, id_after, first + 1)
+    hits = [_hit(r) for r in (await conn.exec_driver_sql(NEARBY_SQL, params)).mappings().all()]
+    if len(hits) > first and hits[first].knn == hits[first - 1].knn:
+        # The page ends inside a group of equidistant providers and the index branch may have
+        # picked any of them: load the whole group and order it by id (rare: exact float ties).
+        boundary = hits[first - 1].knn
+        floor_id = id_after if knn_after == boundary else 0
+        group = await conn.exec_driver_sql(_TIE_SQL, (*params[:3], boundary, floor_id))
+        hits = [h for h in hits if h.knn != boundary] + [_hit(r) for r in group.mappings().all()]
+        hits.sort(key=lambda h: (h.knn, h.id))
     return hits[:first], len(hits) > first
+
+
+def _hit(r) -> NearbyProvider:
+    return NearbyProvider(
+        id=r["id"], display_name=r["display_name"], categories=list(r["categories"]),
+        rating=float(r["rating"]), review_count=r["review_count"], latitude=r["latitude"],
+        longitude=r["longitude"], city=r["city"], distance_m=r["distance_m"], knn=r["knn"],
+    )
 
 
 async def get_provider(session: AsyncSession, provider_id: int) -> Provider:

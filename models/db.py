@@ -39,8 +39,8 @@ def _get() -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
         settings = get_settings()
         engine = create_async_engine(
             settings.database_url,
-            pool_size=10,
-            max_overflow=20,
+            pool_size=20,
+            max_overflow=30,
             pool_pre_ping=True,
             # Parallel plans add 10-30 ms to small geosearch queries (FIELD-NOTES.md).
             connect_args={"server_settings": {"max_parallel_workers_per_gather": "0", "jit": "off"}},
