@@ -177,10 +177,11 @@ def dev(seed_data: bool = typer.Option(True, "--seed/--no-seed")) -> None:
     if seed_data:
         seed(providers=0)
     s = get_settings()
+    # Each child in its own session: a terminal Ctrl-C reaches only this process, which then stops
+    # every child exactly once (Dramatiq treats a second signal as "kill the workers now").
     procs = [
-        subprocess.Popen([sys.executable, "-m", "cli", "serve"], cwd=PROJECT_ROOT),
-        subprocess.Popen([sys.executable, "-m", "cli", "worker"], cwd=PROJECT_ROOT),
-        subprocess.Popen([sys.executable, "-m", "cli", "scheduler"], cwd=PROJECT_ROOT),
+        subprocess.Popen([sys.executable, "-m", "cli", name], cwd=PROJECT_ROOT, start_new_session=True)
+        for name in ("serve", "worker", "scheduler")
     ]
     console.print(f"[bold green]Odim is running[/bold green]: GraphiQL at http://{s.host}:{s.port}/graphql — "
                   f"mail lands in {s.data_dir}/mail — Ctrl-C stops everything")
@@ -198,12 +199,12 @@ def dev(seed_data: bool = typer.Option(True, "--seed/--no-seed")) -> None:
     finally:
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+                p.send_signal(signal.SIGTERM)  # the process only: Dramatiq's master tells its workers
         for p in procs:
             try:
-                p.wait(timeout=15)
+                p.wait(timeout=30)
             except subprocess.TimeoutExpired:
-                p.kill()
+                os.killpg(p.pid, signal.SIGKILL)
         services.down()
         console.print("stopped")
 

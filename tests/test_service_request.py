@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import re
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -550,7 +552,6 @@ async def snapshot(request_id: int, reference: str, email: str) -> tuple:
 
 # Steps: any (actor, status), or an (actor, status) pair that appears in TRANSITIONS (so that random
 # walks get deep into the machine); the explicit examples walk every allowed transition at least once.
-COVERED: set = set()
 PAIRS = sorted({(actor, to) for (_, to), actors in sr.TRANSITIONS.items() for actor in actors})
 STEP = st.tuples(st.sampled_from(ACTORS), st.sampled_from(STATUSES)) | st.sampled_from(PAIRS)
 
@@ -602,7 +603,6 @@ async def test_the_state_machine_never_leaves_its_transitions(world, paid, assig
         assert raised is expected, (status, actor, target)
         after = await snapshot(request.id, request.reference, world.customer.email)
         if expected is None:
-            COVERED.add((status, target, actor))
             assert after == (
                 target, [*rows, (status, target, actor)], [*events, target],
                 emails + ([f'Odim: your request {request.reference} is now "{sr.STATUS_LABELS[target]}"']
@@ -613,7 +613,7 @@ async def test_the_state_machine_never_leaves_its_transitions(world, paid, assig
     # and the whole history is a walk along TRANSITIONS
     walk = await history(request.id)
     assert walk[0] == (None, "awaiting_payment", "customer")
-    for (_, prev_to, _), (frm, to, actor) in zip(walk, walk[1:]):
+    for (_, prev_to, _), (frm, to, actor) in itertools.pairwise(walk):
         assert frm == prev_to
         assert actor in sr.TRANSITIONS[(frm, to)]
 
@@ -792,6 +792,18 @@ async def list_all(client, token: str, flt: dict | None = None, first: int = 7) 
         after = page["pageInfo"]["endCursor"]
 
 
+class Row(NamedTuple):
+    """What the list tests know about one stored request."""
+
+    reference: str
+    created_at: datetime
+    id: int
+    status: str
+    service_id: int
+    provider_id: int | None
+    owner: str
+
+
 @dataclass
 class Listing:
     admin: str
@@ -800,12 +812,12 @@ class Listing:
     provider: str
     provider_id: int
     other_service_id: int
-    rows: list[tuple[str, datetime, int, str, int, int | None, str]]  # reference, created, id, status, service, provider, owner
+    rows: list[Row]
 
     def expected(self, keep) -> list[str]:
         chosen = [r for r in self.rows if keep(r)]
-        chosen.sort(key=lambda r: (r[1], r[2]), reverse=True)
-        return [r[0] for r in chosen]
+        chosen.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [r.reference for r in chosen]
 
 
 @pytest.fixture
@@ -834,8 +846,8 @@ async def listing(api_client, shop) -> Listing:
     async with session_scope() as s:
         stored = (await s.scalars(select(ServiceRequest))).all()
         emails = dict((await s.execute(select(User.id, User.email))).all())
-    rows = [(r.reference, r.created_at, r.id, r.status, r.service_id, r.assigned_provider_id,
-             emails[r.customer_user_id]) for r in stored]
+    rows = [Row(r.reference, r.created_at, r.id, r.status, r.service_id, r.assigned_provider_id,
+                emails[r.customer_user_id]) for r in stored]
     return Listing(await login(api_client, "ops@example.com"), await login(api_client, "ada@example.com"),
                    await login(api_client, "eve@example.com"), await login(api_client, "pro@example.com"),
                    provider.id, shop.other_service_id, rows)
@@ -851,16 +863,16 @@ async def test_an_admin_pages_through_every_request_once_newest_first(api_client
 async def test_the_admin_list_filters_by_service_status_dates_and_provider(api_client, listing):
     start, end = datetime(2026, 1, 3, tzinfo=UTC), datetime(2026, 1, 6, 12, 0, tzinfo=UTC)
     cases = [
-        ({"serviceId": encode_id("Service", listing.other_service_id)}, lambda r: r[4] == listing.other_service_id),
-        ({"status": "AWAITING_PAYMENT"}, lambda r: r[3] == "awaiting_payment"),
-        ({"status": "TEAM_ASSIGNED"}, lambda r: r[3] == "team_assigned"),
-        ({"createdFrom": start.isoformat(), "createdTo": end.isoformat()}, lambda r: start <= r[1] < end),
-        ({"assignedProviderId": encode_id("Provider", listing.provider_id)}, lambda r: r[5] == listing.provider_id),
-        ({"status": "PENDING_CONTACT"}, lambda r: r[3] == "pending_contact"),
+        ({"serviceId": encode_id("Service", listing.other_service_id)}, lambda r: r.service_id == listing.other_service_id),
+        ({"status": "AWAITING_PAYMENT"}, lambda r: r.status == "awaiting_payment"),
+        ({"status": "TEAM_ASSIGNED"}, lambda r: r.status == "team_assigned"),
+        ({"createdFrom": start.isoformat(), "createdTo": end.isoformat()}, lambda r: start <= r.created_at < end),
+        ({"assignedProviderId": encode_id("Provider", listing.provider_id)}, lambda r: r.provider_id == listing.provider_id),
+        ({"status": "PENDING_CONTACT"}, lambda r: r.status == "pending_contact"),
         ({"status": "AWAITING_PAYMENT", "serviceId": encode_id("Service", listing.other_service_id)},
-         lambda r: r[3] == "awaiting_payment" and r[4] == listing.other_service_id),
+         lambda r: r.status == "awaiting_payment" and r.service_id == listing.other_service_id),
         ({"createdFrom": end.isoformat(), "assignedProviderId": encode_id("Provider", listing.provider_id)},
-         lambda r: r[1] >= end and r[5] == listing.provider_id),
+         lambda r: r.created_at >= end and r.provider_id == listing.provider_id),
     ]
     for flt, keep in cases:
         expected = listing.expected(keep)
@@ -871,15 +883,15 @@ async def test_the_admin_list_filters_by_service_status_dates_and_provider(api_c
 
 
 async def test_a_customer_lists_only_its_own_requests_and_a_provider_only_its_assigned_ones(api_client, listing):
-    assert (await list_all(api_client, listing.ada))[0] == listing.expected(lambda r: r[6] == "ada@example.com")
-    assert (await list_all(api_client, listing.eve))[0] == listing.expected(lambda r: r[6] == "eve@example.com")
-    mine = listing.expected(lambda r: r[5] == listing.provider_id)
+    assert (await list_all(api_client, listing.ada))[0] == listing.expected(lambda r: r.owner == "ada@example.com")
+    assert (await list_all(api_client, listing.eve))[0] == listing.expected(lambda r: r.owner == "eve@example.com")
+    mine = listing.expected(lambda r: r.provider_id == listing.provider_id)
     assert mine
     assert (await list_all(api_client, listing.provider))[0] == mine
     # a filter cannot widen what a customer sees
     widened, _ = await list_all(api_client, listing.ada,
                                 {"assignedProviderId": encode_id("Provider", listing.provider_id)})
-    assert widened == listing.expected(lambda r: r[6] == "ada@example.com" and r[5] == listing.provider_id)
+    assert widened == listing.expected(lambda r: r.owner == "ada@example.com" and r.provider_id == listing.provider_id)
 
 
 async def test_the_list_needs_a_login_and_a_sane_page_size(api_client):
