@@ -81,7 +81,9 @@ def normalise_phone(phone: str, default_region: str | None = None) -> str:
     try:
         parsed = phonenumbers.parse(phone.strip(), default_region)
     except phonenumbers.NumberParseException as exc:
-        raise InvalidPhone(f"Not a phone number: {exc}") from exc
+        raise InvalidPhone(
+            "Not a phone number; use the international form, e.g. +237 6 71 23 45 67"
+        ) from exc
     if not phonenumbers.is_valid_number(parsed):
         raise InvalidPhone("Not a valid phone number for its country; use the international form, e.g. +237 6 71 23 45 67")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

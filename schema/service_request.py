@@ -64,6 +64,7 @@ class ServiceRequest(relay.Node):
     _service_id: strawberry.Private[int]
     _tier_id: strawberry.Private[int]
     _provider_id: strawberry.Private[int | None]
+    _private: strawberry.Private[bool]
 
     @classmethod
     def of(cls, view: ServiceRequestView) -> "ServiceRequest":
@@ -79,6 +80,7 @@ class ServiceRequest(relay.Node):
             amount=Money.of(r.amount_minor, r.currency), created_at=r.created_at, paid_at=r.paid_at,
             customer=customer, affiliate_code=r.affiliate_code if view.private else None,
             _request_id=r.id, _service_id=r.service_id, _tier_id=r.tier_id, _provider_id=r.assigned_provider_id,
+            _private=view.private,
         )
 
     @strawberry.field(description="Every status change, oldest first.")
@@ -107,8 +109,11 @@ class ServiceRequest(relay.Node):
         view = await loaders.provider_views(info.context).load(self._provider_id)
         return Provider.of(view) if view else None
 
-    @strawberry.field(description="The request's chat; only participants can read or post in it.")
+    @strawberry.field(description="The request's chat; null unless the caller may see the request's private "
+                      "view. Only participants can read or post in it.")
     async def conversation(self, info: strawberry.Info) -> Conversation | None:
+        if not self._private:
+            return None
         found = await loaders.conversations_by_request(info.context).load(self._request_id)
         return Conversation(id=found.id) if found else None
 

@@ -135,7 +135,7 @@ async def test_an_unrelated_customer_and_a_provider_not_assigned_are_forbidden(a
         by_node = await gql(api_client, NODE, {"id": room.conversation_gid}, token=token)
         # then
         assert (posted["data"], error_codes(posted)) == (None, ["FORBIDDEN"])
-        assert (read["data"], error_codes(read)) == ({"serviceRequest": {"conversation": None}}, ["FORBIDDEN"])
+        assert (read["data"], error_codes(read)) == ({"serviceRequest": {"conversation": None}}, [])
         assert by_node == {"data": {"node": None}}
     assert (await stored_messages(), await chat_events(room.conversation_id)) == before
 
@@ -144,7 +144,7 @@ async def test_anonymous_callers_are_unauthenticated(api_client, room):
     posted = await send(api_client, room, "Hello?", None)
     read = await gql(api_client, READ, {"reference": room.reference})
     assert (posted["data"], error_codes(posted)) == (None, ["UNAUTHENTICATED"])
-    assert (read["data"], error_codes(read)) == ({"serviceRequest": {"conversation": None}}, ["UNAUTHENTICATED"])
+    assert (read["data"], error_codes(read)) == ({"serviceRequest": {"conversation": None}}, [])
     assert await stored_messages() == []
     assert await chat_events(room.conversation_id) == []
 
