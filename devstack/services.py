@@ -125,10 +125,12 @@ def _pg_up(settings: Settings, paths: Paths, fast: bool) -> None:
     _ensure_pg_user()
     data = _pg_data_dir(paths)
     data.mkdir(parents=True, exist_ok=True)
-    paths.pg_log.parent.mkdir(parents=True, exist_ok=True)
+    # The server writes its log as the cluster's user: next to the cluster when .data/ is out of its reach.
+    log_file = paths.pg_log if data == paths.pg else data.parent / f"{data.name}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     if _is_root():
         shutil.chown(data, PG_USER, PG_USER)
-        shutil.chown(paths.pg_log.parent, PG_USER, PG_USER)
+        shutil.chown(log_file.parent, PG_USER, PG_USER)
     os.chmod(data, 0o700)
     if not (data / "PG_VERSION").exists():
         _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", DB_ROLE, "--auth=trust", "-E", "UTF8",
@@ -142,7 +144,7 @@ def _pg_up(settings: Settings, paths: Paths, fast: bool) -> None:
     ]
     if fast:  # test clusters: durability is not needed, speed is
         options += ["-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off"]
-    _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(paths.pg_log), "-w", "-t", "60",
+    _run([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(log_file), "-w", "-t", "60",
           "-o", " ".join(options), "start"], as_pg_user=True)
     _wait_port(settings.pg_port, "PostgreSQL")
     exists = _psql(settings, "postgres", f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'")
