@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
@@ -59,6 +59,21 @@ class Settings(BaseSettings):
     actor_max_backoff_ms: int = 60_000
     # --- pagination -----------------------------------------------------------------------------
     max_page_size: int = 100
+
+    @model_validator(mode="after")
+    def _no_development_secrets_in_production(self) -> "Settings":
+        """Production refuses to start with the development secrets that ship in the code."""
+        if self.environment == "production":
+            weak = [
+                name for name in ("jwt_secret", "guest_link_secret", "sandbox_webhook_secret")
+                if "dev_only" in getattr(self, name).get_secret_value().replace("-", "_")
+                or len(getattr(self, name).get_secret_value()) < 32
+            ]
+            if weak:
+                raise ValueError(
+                    f"set strong values (32+ characters) for {', '.join('ODIM_' + w.upper() for w in weak)} in production"
+                )
+        return self
 
 
 @lru_cache

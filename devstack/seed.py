@@ -600,7 +600,7 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
         # --- providers -----------------------------------------------------------------------
         rows = build_demo_providers(rng, cities)
         douala_rows = [r for r in rows if r["city"] == "Douala"]
-        for row, email in zip(douala_rows, provider_emails):
+        for row, email in zip(douala_rows, provider_emails, strict=False):
             uid = user_ids[email]
             if uid not in linked:
                 row["user_id"] = uid
@@ -618,7 +618,7 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
         session.add_all(services)
         await session.flush()
         tiers: list[tuple[ServiceTier, TierSpec]] = []
-        for service, spec in zip(services, CATALOGUE):
+        for service, spec in zip(services, CATALOGUE, strict=True):
             for position, tier_spec in enumerate(spec.tiers):
                 tiers.append(
                     (ServiceTier(service_id=service.id, name=tier_spec.name, position=position,

@@ -22,7 +22,7 @@ class MaildirHandler:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
 
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802 - aiosmtpd's hook name
+    async def handle_DATA(self, server, session, envelope) -> str:
         name = f"{time.time_ns()}-{uuid.uuid4().hex}.eml"
         tmp = self.directory / f".{name}.tmp"
         header = f"X-Envelope-From: {envelope.mail_from}\r\nX-Envelope-To: {', '.join(envelope.rcpt_tos)}\r\n"

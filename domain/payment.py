@@ -9,8 +9,8 @@ starts clean; the inbox row's ``processed_at`` and the payment's status make rep
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Mapping
 
 import structlog
 from sqlalchemy import select

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-
-from typing import AsyncIterator
 
 from domain import chat, live, outbox
 from domain.errors import DomainError, Forbidden, NotFound

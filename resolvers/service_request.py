@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from graphql import GraphQLError
-
-from typing import AsyncIterator
 
 from domain import live, outbox
 from domain import service_request as sr_domain

@@ -10,6 +10,7 @@ boundary (0.6%, see TOLERANCE) may legitimately fall on either side and are left
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import random
@@ -148,7 +149,7 @@ async def test_providers_nearby_matches_brute_force_haversine_for_every_point_an
             # ordered nearest first: by the sphere key exactly; by the spheroid distance within the
             # sphere/spheroid tolerance of both neighbours
             assert [(h.knn, h.id) for h in hits] == sorted((h.knn, h.id) for h in hits)
-            for a, b in zip(hits, hits[1:]):
+            for a, b in itertools.pairwise(hits):
                 assert b.distance_m >= a.distance_m * (1 - 2 * TOLERANCE) - 0.01
                 assert hav[b.id] >= hav[a.id] * (1 - 1e-6) - 0.01
             for h in hits:

@@ -106,7 +106,7 @@ async def test_customer_journey_over_http_and_websocket(live_stack, mailbox):
     base = live_stack
     # Given: a verified provider with a login, a service, an affiliate and an admin.
     provider_user = await make_user("eko@odim.test", role="provider", full_name="Eko Plumbing")
-    provider = await make_provider(user_id=provider_user.id, latitude=4.0511, longitude=9.7679)
+    await make_provider(user_id=provider_user.id, latitude=4.0511, longitude=9.7679)
     await make_provider(display_name="Far Away", latitude=3.8480, longitude=11.5021)  # Yaoundé, outside 20 km
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 15000})
     await make_affiliate("DOUALA-PARTNER")

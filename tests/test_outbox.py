@@ -15,7 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 import server
 import workers

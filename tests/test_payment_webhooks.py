@@ -13,8 +13,8 @@ import json
 import secrets
 import socket
 import time
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import httpx
 import pytest

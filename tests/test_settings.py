@@ -1,0 +1,22 @@
+import pytest
+from pydantic import ValidationError
+
+from settings import Settings
+
+
+def test_production_refuses_the_development_secrets():
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment="production")
+    message = str(caught.value)
+    assert "ODIM_JWT_SECRET, ODIM_GUEST_LINK_SECRET, ODIM_SANDBOX_WEBHOOK_SECRET" in message
+
+
+def test_production_starts_with_strong_secrets():
+    strong = "x" * 40
+    settings = Settings(environment="production", jwt_secret=strong, guest_link_secret=strong,
+                        sandbox_webhook_secret=strong)
+    assert settings.environment == "production"
+
+
+def test_development_defaults_still_load():
+    assert Settings(environment="development").jwt_secret.get_secret_value().startswith("dev-only")
