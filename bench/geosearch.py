@@ -11,13 +11,16 @@ database ``odim``)::
 2. Builds a deterministic list of query points (``random.Random(42)``) near the seeded cities
    (cities drawn by population, as the bulk providers are), radius ``--radius-km``, a share
    ``--category-mix`` of them filtered on ``plumbing``, ``first: 20``.
-3. Starts the API itself (``uv run uvicorn server:app ... --workers 1``) on ``--port`` and stops it
-   at the end, whatever happens.
-4. Runs, each with ``--concurrency`` asyncio tasks for ``--duration`` seconds after ``--warmup``
-   seconds (or for ``--requests`` requests):
+3. Starts the API itself (``uv run uvicorn server:app ... --workers N``, ``--server-workers``) on
+   ``--port`` and stops it at the end, whatever happens.
+4. Runs, each with ``--concurrency`` clients for ``--duration`` seconds after ``--warmup`` seconds:
    * a null HTTP baseline (``GET /healthz``): the ceiling of this load generator against this server;
-   * ``providersNearby`` over HTTP/1.1 keep-alive (one shared ``httpx.AsyncClient``);
+   * ``providersNearby`` over HTTP/1.1 keep-alive;
    * ``domain.provider.NEARBY_SQL`` through an asyncpg pool (prepared statements), same parameters.
+   The two HTTP runs are driven by ``--client``: ``wrk`` (default when the binary is installed; a
+   generated Lua script POSTs the same query points; ``-t 2``) or ``httpx`` (asyncio tasks sharing
+   one ``httpx.AsyncClient`` in this process; also supports ``--requests``). The SQL run is always
+   asyncio tasks in this process.
 5. Prints the figures, the machine, the data set, ``EXPLAIN (ANALYZE, BUFFERS)`` of one query, and
    writes a JSON copy to ``bench/results/geosearch-<UTC timestamp>.json``.
 
@@ -36,6 +39,7 @@ import math
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -56,6 +60,7 @@ if str(PROJECT_ROOT) not in sys.path:
 import asyncpg
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -89,7 +94,16 @@ query Nearby($near: GeoPointInput!, $radiusKm: Float!, $category: String, $first
 }
 """.strip()
 
-console = Console() if sys.stdout.isatty() else Console(width=140)
+console = Console() if sys.stdout.isatty() else Console(width=160)
+
+#: wrk threads (each drives concurrency / WRK_THREADS connections).
+WRK_THREADS = 2
+#: The Lua `response` function checks one GraphQL response body in this many for '"errors"' and
+#: counts its results (1 = every response; a plain substring search over ~4 KB is cheap next to
+#: the request itself).
+WRK_CHECK_EVERY = 1
+#: Prefix of the machine-readable lines the Lua `done` function prints.
+WRK_MARK = "ODIM_WRK"
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,13 +166,23 @@ def tree_cpu_seconds(pid: int) -> float:
     return total / CLK_TCK
 
 
-def machine_cpu() -> tuple[float, float]:
-    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+def machine_cpu() -> tuple[float, float, float]:
+    """(busy, steal, total) jiffies of the whole machine, from /proc/stat. Steal is time a virtual
+    CPU wanted to run but the hypervisor ran something else: not counted as busy."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
     idle = values[3] + values[4]  # idle + iowait
+    steal = values[7]
     total = sum(values[:8])
-    return total - idle, total
+    return total - idle - steal, steal, total
+
+
+def machine_cores(start: tuple[float, float, float], end: tuple[float, float, float]) -> tuple[float, float]:
+    """(busy, steal) cores between two machine_cpu() samples."""
+    (busy0, steal0, total0), (busy1, steal1, total1) = start, end
+    ncpu = os.cpu_count() or 1
+    span = max(1, total1 - total0)
+    return (busy1 - busy0) / span * ncpu, (steal1 - steal0) / span * ncpu
 
 
 # --------------------------------------------------------------------------------------------
@@ -182,7 +206,11 @@ class RunResult:
     loadgen_cpu_cores: float = 0.0
     server_cpu_cores: float | None = None
     machine_busy_cores: float = 0.0
+    steal_cores: float = 0.0
     first_errors: list[str] = field(default_factory=list)
+    client: str = "httpx"
+    #: wrk only: its raw figures (socket/status errors, GraphQL bodies checked, ...).
+    wrk: dict[str, Any] | None = None
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -269,8 +297,218 @@ async def run_load(
     result.loadgen_cpu_cores = (end["cpu"] - start["cpu"]) / wall
     if start["server"] is not None:
         result.server_cpu_cores = (end["server"] - start["server"]) / wall
-    (busy0, total0), (busy1, total1) = start["machine"], end["machine"]
-    result.machine_busy_cores = (busy1 - busy0) / max(1, total1 - total0) * (os.cpu_count() or 1)
+    result.machine_busy_cores, result.steal_cores = machine_cores(start["machine"], end["machine"])
+    return result
+
+
+# --------------------------------------------------------------------------------------------
+# The load loop, wrk flavour
+# --------------------------------------------------------------------------------------------
+
+#: Shared by both wrk scripts: thread bookkeeping and `done`, which prints one
+#: "ODIM_WRK <key> <value>" line per figure (latencies in microseconds) for run_wrk to parse.
+WRK_LUA_COMMON = r"""
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("tid", #threads)
+end
+
+local function total(name)
+  local n = 0
+  for _, t in ipairs(threads) do n = n + (t:get(name) or 0) end
+  return n
+end
+
+function done(summary, latency, requests)
+  local function out(key, value) io.write(string.format("%MARK% %s %s\n", key, value)) end
+  local e = summary.errors
+  out("requests", string.format("%.0f", summary.requests))
+  out("duration_us", string.format("%.0f", summary.duration))
+  out("bytes", string.format("%.0f", summary.bytes))
+  out("errors_connect", string.format("%.0f", e.connect))
+  out("errors_read", string.format("%.0f", e.read))
+  out("errors_write", string.format("%.0f", e.write))
+  out("errors_timeout", string.format("%.0f", e.timeout))
+  out("errors_status", string.format("%.0f", e.status))
+  for _, p in ipairs({50, 95, 99}) do
+    out(string.format("p%d_us", p), string.format("%.0f", latency:percentile(p)))
+  end
+  out("max_us", string.format("%.0f", latency.max))
+  out("mean_us", string.format("%.1f", latency.mean))
+  out("checked", string.format("%.0f", total("checked")))
+  out("checked_ok", string.format("%.0f", total("checked_ok")))
+  out("graphql_errors", string.format("%.0f", total("graphql_errors")))
+  out("results", string.format("%.0f", total("results")))
+  for _, t in ipairs(threads) do
+    local first = t:get("first_error")
+    if first then
+      out("first_error", (string.gsub(first, "%s+", " ")))
+      break
+    end
+  end
+end
+""".replace("%MARK%", WRK_MARK)
+
+#: The GraphQL script: BODIES (a Lua table of JSON bodies, one per query point, in order) is
+#: prepended. Each thread pre-formats the requests and walks the list from its own offset.
+WRK_LUA_GRAPHQL = r"""
+local headers = {["Content-Type"] = "application/json", ["Accept"] = "application/json"}
+
+function init(args)
+  reqs = {}
+  for k, body in ipairs(BODIES) do reqs[k] = wrk.format("POST", "/graphql", headers, body) end
+  n = #reqs
+  i = math.floor(((tid or 1) - 1) * n / THREADS)
+  seen, checked, checked_ok, graphql_errors, results = 0, 0, 0, 0, 0
+end
+
+request = function()
+  local r = reqs[(i % n) + 1]
+  i = i + 1
+  return r
+end
+
+function response(status, hdrs, body)
+  seen = seen + 1
+  if seen % CHECK_EVERY ~= 0 then return end
+  checked = checked + 1
+  if status ~= 200 then return end -- >= 400 is counted by wrk itself
+  if body == nil or string.find(body, '"errors"', 1, true) or not string.find(body, '"providersNearby"', 1, true) then
+    graphql_errors = graphql_errors + 1
+    if first_error == nil then first_error = string.sub(body or "<no body>", 1, 300) end
+    return
+  end
+  checked_ok = checked_ok + 1
+  local p = 1
+  while true do
+    p = string.find(body, '"distanceMeters"', p, true)
+    if not p then break end
+    results = results + 1
+    p = p + 16
+  end
+end
+"""
+
+
+def _lua_long_string(text: str) -> str:
+    level = 1
+    while f"]{'=' * level}]" in text:
+        level += 1
+    return f"[{'=' * level}[{text}]{'=' * level}]"
+
+
+def write_wrk_scripts(directory: Path, bodies: list[str]) -> tuple[Path, Path]:
+    """The null-run script (`done` only; wrk GETs the URL's path) and the GraphQL script."""
+    null_script = directory / "null.lua"
+    null_script.write_text("-- generated by bench/geosearch.py: GET <url>, figures from done()\n" + WRK_LUA_COMMON)
+    graphql_script = directory / "graphql.lua"
+    graphql_script.write_text(
+        "-- generated by bench/geosearch.py: POST /graphql cycling through the query points\n"
+        f"THREADS = {WRK_THREADS}\nCHECK_EVERY = {WRK_CHECK_EVERY}\nBODIES = {{\n"
+        + ",\n".join(_lua_long_string(b) for b in bodies)
+        + "\n}\n" + WRK_LUA_GRAPHQL + WRK_LUA_COMMON
+    )
+    return null_script, graphql_script
+
+
+def wrk_version() -> str | None:
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        return None
+    out = subprocess.run([wrk, "-v"], capture_output=True, text=True, check=False)
+    lines = (out.stdout or out.stderr).splitlines()
+    return lines[0].split(" Copyright")[0].strip() if lines else "wrk (unknown version)"
+
+
+def wrk_command(url: str, script: Path, *, concurrency: int, seconds: int) -> list[str]:
+    threads = max(1, min(WRK_THREADS, concurrency))
+    return ["wrk", "-c", str(concurrency), "-t", str(threads), "-d", f"{seconds}s", "--timeout", "30s",
+            "--latency", "-s", str(script), url]
+
+
+def run_wrk_process(cmd: list[str], server_pid: int | None, out_path: Path) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Run wrk to completion; return CPU marks just after it started and just after it exited
+    (wrk's own CPU from /proc/<pid>/stat, read while it is a zombie, before it is reaped) and its
+    output."""
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def sample() -> dict[str, Any]:
+        return {"t": time.perf_counter(), "loadgen": tree_cpu_seconds(proc.pid), "machine": machine_cpu(),
+                "server": tree_cpu_seconds(server_pid) if server_pid else None}
+
+    try:
+        start = sample()
+        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not reaped: /proc/<pid> remains
+        end = sample()
+    finally:
+        if proc.poll() is None:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    text = out_path.read_text(errors="replace")
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{text[-3000:]}")
+    return start, end, text
+
+
+def parse_wrk(text: str) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for line in text.splitlines():
+        if line.startswith(WRK_MARK + " "):
+            key, _, value = line[len(WRK_MARK) + 1:].partition(" ")
+            if key == "first_error":
+                figures[key] = value
+            else:
+                figures[key] = float(value) if "." in value else int(value)
+    if "requests" not in figures:
+        raise RuntimeError(f"no {WRK_MARK} lines in wrk's output:\n{text[-3000:]}")
+    return figures
+
+
+async def run_wrk(
+    name: str, url: str, script: Path, *, concurrency: int, warmup: float, duration: float,
+    server_pid: int | None, graphql: bool,
+) -> RunResult:
+    """wrk with ``script`` against ``url``: once for ``warmup`` seconds (discarded), then for
+    ``duration`` seconds (wrk takes whole seconds). Requests, errors and latencies come from wrk's
+    ``done``; load-gen CPU is the wrk process's own."""
+    out_path = script.with_suffix(".out")
+    if warmup > 0:
+        cmd = wrk_command(url, script, concurrency=concurrency, seconds=max(1, round(warmup)))
+        await asyncio.to_thread(run_wrk_process, cmd, None, out_path)
+    cmd = wrk_command(url, script, concurrency=concurrency, seconds=max(1, round(duration)))
+    start, end, text = await asyncio.to_thread(run_wrk_process, cmd, server_pid, out_path)
+    w = parse_wrk(text)
+    w["command"] = " ".join(cmd)
+    result = RunResult(name, client="wrk", wrk=w)
+    socket_errors = w["errors_connect"] + w["errors_read"] + w["errors_write"] + w["errors_timeout"]
+    result.requests = w["requests"]
+    result.errors = socket_errors + w["errors_status"] + (w["graphql_errors"] if graphql else 0)
+    result.seconds = w["duration_us"] / 1e6
+    result.throughput = result.requests / result.seconds if result.seconds else 0.0
+    result.p50_ms, result.p95_ms, result.p99_ms = (w[f"p{q}_us"] / 1000 for q in (50, 95, 99))
+    result.max_ms = w["max_us"] / 1000
+    result.mean_ms = w["mean_us"] / 1000
+    if graphql and w["checked_ok"]:
+        result.avg_results = w["results"] / w["checked_ok"]
+    if socket_errors:
+        result.first_errors.append(f"socket errors: connect {w['errors_connect']}, read {w['errors_read']}, "
+                                   f"write {w['errors_write']}, timeout {w['errors_timeout']}")
+    if w["errors_status"]:
+        result.first_errors.append(f"{w['errors_status']} responses with HTTP status >= 400")
+    if graphql and w["graphql_errors"]:
+        result.first_errors.append(f"{w['graphql_errors']} of {w['checked']} checked bodies with GraphQL errors; "
+                                   f"first: {w.get('first_error', '')}")
+    wall = end["t"] - start["t"]
+    result.loadgen_cpu_cores = (end["loadgen"] - start["loadgen"]) / wall
+    if start["server"] is not None:
+        result.server_cpu_cores = (end["server"] - start["server"]) / wall
+    result.machine_busy_cores, result.steal_cores = machine_cores(start["machine"], end["machine"])
     return result
 
 
@@ -299,9 +537,9 @@ def server_env(port: int) -> dict[str, str]:
     return env
 
 
-def start_server(port: int, log_path: Path) -> subprocess.Popen:
+def start_server(port: int, log_path: Path, workers: int = 1) -> subprocess.Popen:
     cmd = ["uv", "run", "uvicorn", "server:app", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", "1", "--log-level", "warning"]
+           "--workers", str(workers), "--log-level", "warning"]
     # Own process group, so stop_server reaches uv's child (uvicorn) too. The child keeps its own
     # copy of the log file descriptor.
     with open(log_path, "wb") as log:
@@ -438,6 +676,15 @@ async def data_facts(conn: asyncpg.Connection) -> dict[str, Any]:
     }
 
 
+def graphql_payload(p: QueryPoint, radius_km: float) -> dict[str, Any]:
+    """The GraphQL request body for one query point (the httpx client and the wrk script send it)."""
+    return {
+        "query": GRAPHQL_QUERY,
+        "variables": {"near": {"latitude": p.latitude, "longitude": p.longitude},
+                      "radiusKm": radius_km, "category": p.category, "first": FIRST},
+    }
+
+
 def sql_params(p: QueryPoint, radius_m: float) -> tuple:
     """NEARBY_SQL's parameters exactly as domain.provider.providers_nearby passes them."""
     return (GeoPoint(p.latitude, p.longitude).ewkt(), float(radius_m), p.category, None, None, FIRST + 1)
@@ -527,8 +774,20 @@ async def main(args: argparse.Namespace) -> int:
         return 2
     db_url = httpx.URL(settings.database_url.replace("postgresql+asyncpg", "postgresql"))
     console.rule("[bold]Odim geosearch benchmark")
-    console.print(f"database: {db_url.host}:{db_url.port}{db_url.path}   API: 127.0.0.1:{args.port}")
+    console.print(f"database: {db_url.host}:{db_url.port}{db_url.path}   API: 127.0.0.1:{args.port} "
+                  f"(uvicorn --workers {args.server_workers})")
     machine = machine_info()
+    if args.client is None:
+        args.client = "wrk" if shutil.which("wrk") else "httpx"
+        if args.client == "httpx":
+            console.print("[yellow]warning: wrk is not installed (apt-get install wrk; `make bench` installs it): "
+                          "the HTTP runs use the httpx load generator in this process, which on a small machine "
+                          "is itself the bottleneck[/yellow]")
+    elif args.client == "wrk" and not shutil.which("wrk"):
+        console.print("[red]--client wrk: no wrk binary on PATH (apt-get install wrk)[/red]")
+        return 2
+    machine["load_generator"] = wrk_version() if args.client == "wrk" else f"httpx {machine['packages']['httpx']}"
+    console.print(f"HTTP load generator: {escape(machine['load_generator'])}")
     radius_m = args.radius_km * 1000.0
     timestamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -564,7 +823,8 @@ async def main(args: argparse.Namespace) -> int:
     log_path = Path(tempfile.gettempdir()) / f"odim-bench-server-{args.port}.log"
     runs: list[RunResult] = []
     consistency: dict[str, Any] = {}
-    proc = start_server(args.port, log_path)
+    proc = start_server(args.port, log_path, args.server_workers)
+    workdir = tempfile.TemporaryDirectory(prefix="odim-bench-wrk-")
     try:
         startup = await wait_ready(base_url, proc, log_path)
         console.print(f"API started in {startup:.1f} s (pid {proc.pid}; log {log_path})")
@@ -574,11 +834,7 @@ async def main(args: argparse.Namespace) -> int:
                                      timeout=httpx.Timeout(30.0)) as client:
 
             async def graphql(p: QueryPoint) -> httpx.Response:
-                return await client.post("/graphql", json={
-                    "query": GRAPHQL_QUERY,
-                    "variables": {"near": {"latitude": p.latitude, "longitude": p.longitude},
-                                  "radiusKm": args.radius_km, "category": p.category, "first": FIRST},
-                })
+                return await client.post("/graphql", json=graphql_payload(p, args.radius_km))
 
             # Same providers, same order, over both paths (first 20 points).
             mismatches = []
@@ -613,10 +869,31 @@ async def main(args: argparse.Namespace) -> int:
                       "requests": args.requests, "server_pid": proc.pid}
             phase = f"{args.warmup:g} s warm-up + " + (
                 f"{args.requests:,} requests" if args.requests else f"{args.duration:g} s")
-            console.print(f"[bold]1/3[/bold] null HTTP baseline: GET /healthz, {args.concurrency} clients, {phase}")
-            runs.append(await run_load("HTTP null: GET /healthz", null_op, **common))
-            console.print(f"[bold]2/3[/bold] HTTP GraphQL providersNearby, {args.concurrency} clients, {phase}")
-            runs.append(await run_load("HTTP GraphQL", http_op, **common))
+            if args.client == "httpx":
+                console.print(f"[bold]1/3[/bold] null HTTP baseline (httpx): GET /healthz, {args.concurrency} "
+                              f"clients, {phase}")
+                runs.append(await run_load("HTTP null: GET /healthz", null_op, **common))
+                console.print(f"[bold]2/3[/bold] HTTP GraphQL providersNearby (httpx), {args.concurrency} "
+                              f"clients, {phase}")
+                runs.append(await run_load("HTTP GraphQL", http_op, **common))
+
+        if args.client == "wrk":
+            bodies = [json.dumps(graphql_payload(p, args.radius_km), separators=(",", ":")) for p in points]
+            null_script, graphql_script = write_wrk_scripts(Path(workdir.name), bodies)
+            wrk_common = {"concurrency": args.concurrency, "warmup": args.warmup, "duration": args.duration,
+                          "server_pid": proc.pid}
+            wrk_phase = (f"{max(1, round(args.warmup))} s warm-up + " if args.warmup > 0 else "") + \
+                f"{max(1, round(args.duration))} s"
+            threads = max(1, min(WRK_THREADS, args.concurrency))
+            console.print(f"[bold]1/3[/bold] null HTTP baseline (wrk -t {threads}): GET /healthz, "
+                          f"{args.concurrency} connections, {wrk_phase}")
+            runs.append(await run_wrk("HTTP null: GET /healthz", f"{base_url}/healthz", null_script,
+                                      graphql=False, **wrk_common))
+            console.print(f"[bold]2/3[/bold] HTTP GraphQL providersNearby (wrk -t {threads}, {len(bodies):,} "
+                          f"bodies in turn), {args.concurrency} connections, {wrk_phase}")
+            runs.append(await run_wrk("HTTP GraphQL", f"{base_url}/graphql", graphql_script,
+                                      graphql=True, **wrk_common))
+            phase = f"{args.warmup:g} s warm-up + {args.duration:g} s"
 
         async def sql_op(i: int):
             rows = await pool.fetch(NEARBY_SQL, *sql_params(points[i % len(points)], radius_m))
@@ -627,6 +904,7 @@ async def main(args: argparse.Namespace) -> int:
         runs.append(await run_load("SQL (asyncpg)", sql_op, **common))
     finally:
         stop_server(proc)
+        workdir.cleanup()
 
     try:
         async with pool.acquire() as conn:
@@ -644,9 +922,10 @@ async def main(args: argparse.Namespace) -> int:
     # ---------------------------------------------------------------- print
     console.rule("[bold]Results")
     table = Table(title=f"providersNearby, radius {args.radius_km:g} km, first {FIRST}, "
-                        f"{args.concurrency} concurrent clients", title_justify="left")
+                        f"{args.concurrency} concurrent clients, HTTP load generator {args.client}, "
+                        f"uvicorn --workers {args.server_workers}", title_justify="left")
     for col in ("run", "requests", "errors", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms", "avg results",
-                "load-gen CPU", "server CPU", "machine busy"):
+                "load-gen CPU", "server CPU", "machine busy", "steal"):
         table.add_column(col, justify="left" if col == "run" else "right")
     for r in runs:
         table.add_row(
@@ -654,12 +933,21 @@ async def main(args: argparse.Namespace) -> int:
             f"{r.p95_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.max_ms:.1f}",
             "-" if r.avg_results is None else f"{r.avg_results:.1f}",
             f"{r.loadgen_cpu_cores:.2f}", "-" if r.server_cpu_cores is None else f"{r.server_cpu_cores:.2f}",
-            f"{r.machine_busy_cores:.2f}/{machine['nproc']}",
+            f"{r.machine_busy_cores:.2f}/{machine['nproc']}", f"{r.steal_cores:.2f}",
         )
     console.print(table)
-    console.print("CPU columns are cores in use during the measured window (load generator = this process; "
-                  "server = uvicorn and its uv wrapper, idle during the SQL run; machine = everything, "
-                  "PostgreSQL and other jobs included).")
+    loadgen = ("the wrk process for the HTTP runs, this process for the SQL run" if args.client == "wrk"
+               else "this process")
+    console.print(f"CPU columns are cores in use during the measured window (load generator = {loadgen}; "
+                  "server = uvicorn (all its workers) and its uv wrapper, idle during the SQL run; machine = "
+                  "everything, PostgreSQL and other jobs included; steal = CPU the hypervisor gave to others while "
+                  "this machine wanted it, a sign of a noisy host: compare runs with low steal).")
+    if args.client == "wrk":
+        w = http_run.wrk or {}
+        console.print(f"wrk GraphQL bodies checked for '\"errors\"' (Lua response(), 1 in {WRK_CHECK_EVERY}): "
+                      f"{w.get('checked', 0):,}, with errors: {w.get('graphql_errors', 0):,}; HTTP status >= 400: "
+                      f"{w.get('errors_status', 0):,}; socket errors: "
+                      f"{sum(w.get(k, 0) for k in ('errors_connect', 'errors_read', 'errors_write', 'errors_timeout')):,}")
     console.print(f"HTTP/SQL throughput: [bold]{ratios['http_over_sql_throughput']:.2f}[/bold]   "
                   f"HTTP/SQL p50: [bold]{ratios['http_over_sql_p50']:.2f}[/bold]   "
                   f"GraphQL/null-HTTP throughput: {ratios['graphql_over_null_throughput']:.2f}")
@@ -668,6 +956,11 @@ async def main(args: argparse.Namespace) -> int:
             console.print(f"[red]{r.name}: {r.errors} errors[/red], first: {r.first_errors}")
 
     console.rule("[bold]Setup")
+    console.print(f"API: uvicorn --workers {args.server_workers}; HTTP load generator: "
+                  f"{escape(machine['load_generator'])}"
+                  + (f" (-c {args.concurrency} -t {max(1, min(WRK_THREADS, args.concurrency))}, Lua script, "
+                     f"warm-up run discarded)" if args.client == "wrk" else
+                     f" (one AsyncClient, {args.concurrency} asyncio tasks, in this process)"))
     console.print(f"machine: {machine['nproc']} CPUs ({machine['cpu_model']}), {machine['memory']} RAM, "
                   f"Linux {machine['kernel']}, Python {machine['python']}, load average at start "
                   f"{' '.join(f'{x:.2f}' for x in machine['loadavg_at_start'])}")
@@ -705,13 +998,14 @@ async def main(args: argparse.Namespace) -> int:
         "PostgreSQL share them, so the HTTP figures are a floor for the server, not its ceiling on a "
         "dedicated machine. Other jobs running at the same time add noise (see 'machine busy' and the load "
         "average).\n"
-        "- The null baseline (GET /healthz, no GraphQL, no database) is what this load generator (httpx + "
-        "asyncio, one process) and uvicorn manage together at this concurrency: GraphQL throughput cannot "
-        "exceed it here.\n"
+        "- The null baseline (GET /healthz, no GraphQL, no database) is what this load generator "
+        f"({'wrk' if args.client == 'wrk' else 'httpx + asyncio, one process'}) and uvicorn manage together at "
+        "this concurrency: GraphQL throughput cannot exceed it here.\n"
         f"- The SQL run is the same statement (domain.provider.NEARBY_SQL) with the same parameters and "
         f"session settings {SERVER_SETTINGS} as the API, one round trip per query, without HTTP, GraphQL, "
         "or the API's session/transaction handling.\n"
-        "- Latency is measured by the client from send to parsed response, queueing included "
+        "- Latency is measured by the client from send to "
+        f"{'complete response (wrk)' if args.client == 'wrk' else 'parsed response'}, queueing included "
         f"({args.concurrency} requests in flight). Figures only: nothing is asserted."
     )
 
@@ -751,13 +1045,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help=f"share of queries filtered on category {CATEGORY!r} (0..1)")
     parser.add_argument("--port", type=int, default=8099, help="port for the API server this script starts")
     parser.add_argument("--no-seed", action="store_true", help="use the data as it is (no seed, no ANALYZE)")
+    parser.add_argument("--client", choices=("wrk", "httpx"), default=None,
+                        help="HTTP load generator (default: wrk when the wrk binary is on PATH, else httpx)")
+    parser.add_argument("--server-workers", type=int, default=1, help="uvicorn --workers for the API server")
     args = parser.parse_args(argv)
     if not 0 < args.radius_km <= 100:
         parser.error("--radius-km must be in (0, 100]")
     if not 0 <= args.category_mix <= 1:
         parser.error("--category-mix must be in [0, 1]")
-    if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0:
-        parser.error("--concurrency >= 1, --duration > 0, --warmup >= 0")
+    if args.concurrency < 1 or args.duration <= 0 or args.warmup < 0 or args.server_workers < 1:
+        parser.error("--concurrency >= 1, --duration > 0, --warmup >= 0, --server-workers >= 1")
+    if args.requests is not None:
+        if args.client == "wrk":
+            parser.error("--requests needs --client httpx (wrk runs for a duration)")
+        args.client = "httpx"
     return args
 
 

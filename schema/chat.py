@@ -11,6 +11,7 @@ from strawberry import relay
 from domain.chat import MessageView, encode_cursor
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
+from schema.common import coded_errors
 
 
 @strawberry.type
@@ -91,10 +92,7 @@ class ChatError:
 
 
 def chat_errors(errors) -> list[ChatError]:
-    return [
-        ChatError(field=e.field, code=ChatErrorCode[e.code] if e.code in ChatErrorCode.__members__ else ChatErrorCode.INVALID, message=e.message)
-        for e in errors
-    ]
+    return coded_errors(ChatErrorCode, ChatError, errors)
 
 
 @strawberry.input

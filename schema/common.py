@@ -34,5 +34,15 @@ class GeoPointInput:
 PageInfo = relay.PageInfo
 
 
+def coded_errors(enum_cls, error_cls, errors) -> list:
+    """Payload errors ``error_cls(field, code, message)`` from resolver ``PayloadError``s; a code the
+    domain's enum does not list becomes ``INVALID`` (so a new domain error never breaks the schema)."""
+    return [
+        error_cls(field=e.field, code=enum_cls[e.code] if e.code in enum_cls.__members__ else enum_cls.INVALID,
+                  message=e.message)
+        for e in errors
+    ]
+
+
 def page_info(*, has_next: bool, has_previous: bool, start: str | None, end: str | None) -> relay.PageInfo:
     return relay.PageInfo(has_next_page=has_next, has_previous_page=has_previous, start_cursor=start, end_cursor=end)

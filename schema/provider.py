@@ -11,7 +11,7 @@ from strawberry import relay
 from domain.provider import NearbyProvider as NearbyHit
 from domain.provider import ProviderView, encode_cursor
 from resolvers import provider as provider_resolvers
-from schema.common import GeoPoint, GeoPointInput
+from schema.common import GeoPoint, GeoPointInput, coded_errors
 
 
 @strawberry.type
@@ -103,10 +103,7 @@ class ProviderError:
 
 
 def provider_errors(errors) -> list[ProviderError]:
-    return [
-        ProviderError(field=e.field, code=ProviderErrorCode[e.code] if e.code in ProviderErrorCode.__members__ else ProviderErrorCode.INVALID, message=e.message)
-        for e in errors
-    ]
+    return coded_errors(ProviderErrorCode, ProviderError, errors)
 
 
 @strawberry.input

@@ -15,7 +15,7 @@ from resolvers import service_request as sr_resolvers
 from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service
 from schema.chat import Conversation
-from schema.common import Money
+from schema.common import Money, coded_errors
 from schema.provider import Provider
 
 
@@ -252,16 +252,9 @@ class AssignProviderPayload:
     errors: list[ServiceRequestError]
 
 
-def _coded(enum_cls, error_cls, errors):
-    return [
-        error_cls(field=e.field, code=enum_cls[e.code] if e.code in enum_cls.__members__ else enum_cls.INVALID, message=e.message)
-        for e in errors
-    ]
-
-
 def purchase_errors(errors) -> list[PurchaseServiceError]:
-    return _coded(PurchaseServiceErrorCode, PurchaseServiceError, errors)
+    return coded_errors(PurchaseServiceErrorCode, PurchaseServiceError, errors)
 
 
 def request_errors(errors) -> list[ServiceRequestError]:
-    return _coded(ServiceRequestErrorCode, ServiceRequestError, errors)
+    return coded_errors(ServiceRequestErrorCode, ServiceRequestError, errors)

@@ -10,6 +10,7 @@ from strawberry import relay
 
 from models import User as UserModel
 from resolvers import user as user_resolvers
+from schema.common import coded_errors
 
 
 @strawberry.enum
@@ -84,7 +85,4 @@ class LoginPayload:
 
 
 def account_errors(errors) -> list[AccountError]:
-    return [
-        AccountError(field=e.field, code=AccountErrorCode[e.code] if e.code in AccountErrorCode.__members__ else AccountErrorCode.INVALID, message=e.message)
-        for e in errors
-    ]
+    return coded_errors(AccountErrorCode, AccountError, errors)

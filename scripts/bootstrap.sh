@@ -26,6 +26,15 @@ fi
 
 if ! command -v uv >/dev/null; then
   echo "bootstrap: installing uv"
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq python3-pip >/dev/null
+  fi
   python3 -m pip install --quiet --disable-pip-version-check uv || python3 -m pip install --quiet --break-system-packages uv
+  if ! command -v uv >/dev/null; then  # pip's script dir may not be on PATH (pyenv shims, ~/.local/bin)
+    command -v pyenv >/dev/null && pyenv rehash || true
+  fi
+  if ! command -v uv >/dev/null; then
+    $SUDO ln -sf "$(python3 -c 'import uv; print(uv.find_uv_bin())')" /usr/local/bin/uv
+  fi
 fi
 uv sync --frozen --quiet

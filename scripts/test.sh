@@ -11,6 +11,8 @@ trap cleanup EXIT
 uv run odim services reset --yes >/dev/null 2>&1 || true   # a fresh cluster every run
 uv run odim services up --fast
 uv run odim migrate
+echo "--- ruff"
+uv run ruff check .
 echo "--- import-linter (layers of DESIGN.md)"
 uv run lint-imports
 echo "--- schema.graphql is up to date"

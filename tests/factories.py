@@ -63,3 +63,23 @@ async def make_affiliate(code: str = "DOUALA-PARTNER", commission_bps: int = 500
         s.add(affiliate)
         await s.flush()
     return affiliate
+
+
+async def run_worker() -> None:
+    """Run a real Dramatiq worker on the Redis broker until the payments and notifications queues
+    (delayed retries included) are empty."""
+    import asyncio
+
+    from dramatiq import Worker
+
+    import workers
+
+    broker = workers.broker.broker
+    worker = Worker(broker, worker_timeout=100)
+    worker.start()
+    try:
+        await asyncio.to_thread(broker.join, "payments", timeout=30_000)
+        await asyncio.to_thread(broker.join, "notifications", timeout=30_000)
+        await asyncio.to_thread(worker.join)
+    finally:
+        await asyncio.to_thread(worker.stop)

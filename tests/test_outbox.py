@@ -13,7 +13,6 @@ import dramatiq.broker
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from dramatiq import Worker
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import select, update
 
@@ -25,7 +24,7 @@ from gateways.sandbox import SandboxGateway, build_event, parse_checkout
 from models import Email, OutboxMessage, Payment, WebhookEvent
 from models.db import session_scope
 from settings import get_settings
-from tests.factories import make_service
+from tests.factories import make_service, run_worker
 
 
 class Boom(Exception):
@@ -51,18 +50,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]  # nothing listens once the socket is closed
-
-
-async def run_worker() -> None:
-    broker = workers.broker.broker
-    worker = Worker(broker, worker_timeout=100)
-    worker.start()
-    try:
-        await asyncio.to_thread(broker.join, "payments", timeout=30_000)
-        await asyncio.to_thread(broker.join, "notifications", timeout=30_000)
-        await asyncio.to_thread(worker.join)
-    finally:
-        await asyncio.to_thread(worker.stop)
 
 
 # --- only committed jobs exist, each dispatched once --------------------------------------------

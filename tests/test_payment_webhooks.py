@@ -20,11 +20,9 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from dramatiq import Worker
 from sqlalchemy import func, select
 
 import server
-import workers
 from domain import notification
 from domain import payment as payment_domain
 from domain.service_request import CustomerDetails, purchase_service
@@ -42,7 +40,7 @@ from models import (
 )
 from models.db import session_scope
 from settings import get_settings
-from tests.factories import make_affiliate, make_service
+from tests.factories import make_affiliate, make_service, run_worker
 
 CUSTOMER = CustomerDetails(full_name="Ada Nkem", email="ada.nkem@example.cm", phone="+237671234567",
                            requirements="Kitchen sink leaks under the cabinet.")
@@ -90,20 +88,6 @@ async def http() -> AsyncIterator[httpx.AsyncClient]:
 
 async def post_webhook(client: httpx.AsyncClient, raw: bytes, headers: dict[str, str]) -> httpx.Response:
     return await client.post("/webhooks/sandbox", content=raw, headers=headers)
-
-
-async def run_worker() -> None:
-    """Run a real Dramatiq worker on the Redis broker until the payments and notifications queues
-    (delayed retries included) are empty."""
-    broker = workers.broker.broker
-    worker = Worker(broker, worker_timeout=100)
-    worker.start()
-    try:
-        await asyncio.to_thread(broker.join, "payments", timeout=30_000)
-        await asyncio.to_thread(broker.join, "notifications", timeout=30_000)
-        await asyncio.to_thread(worker.join)
-    finally:
-        await asyncio.to_thread(worker.stop)
 
 
 async def count(model, *where) -> int:
