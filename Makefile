@@ -21,7 +21,7 @@ bench:  ## geosearch benchmark on 1,000,000 providers (dev stack)
 	uv run odim services up
 	uv run odim migrate
 	command -v wrk >/dev/null || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-	uv run python bench/geosearch.py
+	uv run python bench/geosearch.py --server-workers 2 $(BENCH_ARGS)
 
 stop:  ## stop the dev services if `make run` was killed hard
 	uv run odim services down
