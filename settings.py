@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     actor_max_retries: int = 8
     actor_min_backoff_ms: int = 500
     actor_max_backoff_ms: int = 60_000
+    # A worker that stops sending heartbeats for this long is dead: its unacknowledged messages are
+    # requeued by another worker's broker maintenance (Dramatiq's defaults: 60 s, 1,000 per million commands).
+    broker_heartbeat_timeout_ms: int = 60_000
+    broker_maintenance_chance: int = 1_000
     # --- pagination -----------------------------------------------------------------------------
     max_page_size: int = 100
 

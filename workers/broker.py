@@ -18,7 +18,12 @@ QUEUES = ("payments", "notifications", "default")
 
 
 def build_broker() -> RedisBroker:
-    broker = RedisBroker(url=get_settings().redis_url)
+    settings = get_settings()
+    broker = RedisBroker(
+        url=settings.redis_url,
+        heartbeat_timeout=settings.broker_heartbeat_timeout_ms,
+        maintenance_chance=settings.broker_maintenance_chance,
+    )
     broker.add_middleware(AsyncIO())
     return broker
 
