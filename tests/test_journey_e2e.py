@@ -22,6 +22,7 @@ import pytest_asyncio
 from gql import Client, gql
 from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
+from sqlalchemy import text
 
 from settings import get_settings
 from tests.factories import make_affiliate, make_provider, make_service, make_user
@@ -250,3 +251,50 @@ async def test_websocket_refuses_legacy_protocol_and_foreign_origin(live_stack):
         assert ws.subprotocol is None or ws.subprotocol != "graphql-ws"
         with pytest.raises(websockets.ConnectionClosed):
             await asyncio.wait_for(ws.recv(), 10)
+
+
+async def subscription_errors(base: str, query: str, variables: dict, token: str | None = None) -> list:
+    """Subscribe over graphql-transport-ws and return the first `error` message's payload."""
+    import json
+
+    import websockets
+
+    url = base.replace("http", "ws", 1) + "/graphql"
+    async with websockets.connect(url, subprotocols=["graphql-transport-ws"], origin=base) as ws:
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token} if token else {}}))
+        assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query, "variables": variables}}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] in ("error", "next"):
+                return message["payload"] if message["type"] == "error" else message["payload"].get("errors", [])
+
+
+async def test_chat_subscription_is_refused_to_non_participants_and_anonymous(live_stack):
+    # given: a paid-for request whose conversation belongs to its customer
+    from domain.service_request import purchase_service
+    from gateways.sandbox import SandboxGateway
+    from models.db import session_scope
+    from resolvers.ids import encode_id
+
+    owner = await make_user("owner@odim.test")
+    await make_user("stranger@odim.test")
+    service, tiers = await make_service()
+    async with session_scope() as s:
+        bought = await purchase_service(s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id,
+                                        customer=None, user=owner)
+    async with session_scope() as s:
+        conversation_id = await s.scalar(text("SELECT id FROM conversations WHERE service_request_id = :r"),
+                                         {"r": bought.service_request.id})
+    gid = encode_id("Conversation", conversation_id)
+    async with http_client(live_stack) as anon:
+        stranger = (await anon.execute(op('mutation{ login(input:{email:"stranger@odim.test", password:"correct-horse-battery"}){ token } }')))["login"]["token"]
+    query = "subscription($c: ID!){ chatMessageAdded(conversationId:$c){ body } }"
+    # when / then
+    errors = await subscription_errors(live_stack, query, {"c": gid}, token=stranger)
+    assert [(e["message"], e["extensions"]["code"]) for e in errors] == [("You are not a participant of this conversation", "FORBIDDEN")]
+    errors = await subscription_errors(live_stack, query, {"c": gid})
+    assert [e["extensions"]["code"] for e in errors] == ["UNAUTHENTICATED"]
+    errors = await subscription_errors(
+        live_stack, "subscription{ serviceRequestStatusChanged(reference:\"ODM-0000-0000\"){ status } }", {})
+    assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in errors] == [("NOT_FOUND", "reference")]
