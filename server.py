@@ -12,6 +12,8 @@ import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -184,7 +186,14 @@ async def lifespan(app: Starlette):
 
 def create_app() -> Starlette:
     gql = graphql_app()
+    settings = get_settings()
     return Starlette(
+        middleware=[
+            # Browser clients on other origins (React dev servers, admin consoles): same list as the
+            # WebSocket origin check. Tokens travel in the Authorization header, never in cookies.
+            Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
+                       allow_headers=["Authorization", "Content-Type"], max_age=600),
+        ],
         routes=[
             Route("/graphql", gql, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", gql),

@@ -49,3 +49,16 @@ async def test_unexpected_errors_are_masked_with_a_request_id(monkeypatch):
     assert error["message"].startswith("Internal server error (request id ")
     assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     assert "hunter2" not in str(body)
+
+
+async def test_cors_allows_configured_origins_only():
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url="http://test") as client:
+        allowed = await client.options("/graphql", headers={
+            "Origin": "http://localhost:3000", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type"})
+        refused = await client.options("/graphql", headers={
+            "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+    assert refused.status_code == 400
+    assert "access-control-allow-origin" not in refused.headers
