@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     sandbox_webhook_secret: SecretStr = SecretStr("whsec_dev_only_sandbox_secret_0123456789")
     sandbox_webhook_tolerance_seconds: int = 300
     sandbox_checkout_ttl_seconds: int = 3 * 3600
+    # The sandbox's Pay button marks orders paid without money moving: production refuses it
+    # unless this is set on purpose (a public demo or staging).
+    sandbox_in_production: bool = False
     default_currency: str = "XAF"
     # --- workers --------------------------------------------------------------------------------
     outbox_sweep_seconds: float = 2.0
@@ -76,6 +79,11 @@ class Settings(BaseSettings):
             if weak:
                 raise ValueError(
                     f"set strong values (32+ characters) for {', '.join('ODIM_' + w.upper() for w in weak)} in production"
+                )
+            if not self.sandbox_in_production:
+                raise ValueError(
+                    "the sandbox is the only payment gateway in this release and marks orders paid without money "
+                    "moving: set ODIM_SANDBOX_IN_PRODUCTION=true to run a production-mode demo anyway"
                 )
         return self
 

@@ -14,8 +14,15 @@ def test_production_refuses_the_development_secrets():
 def test_production_starts_with_strong_secrets():
     strong = "x" * 40
     settings = Settings(environment="production", jwt_secret=strong, guest_link_secret=strong,
-                        sandbox_webhook_secret=strong)
+                        sandbox_webhook_secret=strong, sandbox_in_production=True)
     assert settings.environment == "production"
+
+
+def test_production_refuses_the_sandbox_gateway_unless_asked():
+    strong = "x" * 40
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment="production", jwt_secret=strong, guest_link_secret=strong, sandbox_webhook_secret=strong)
+    assert "ODIM_SANDBOX_IN_PRODUCTION=true" in str(caught.value)
 
 
 def test_development_defaults_still_load():
