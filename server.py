@@ -149,7 +149,7 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when PostgreSQL and Redis answer, 503 (with which failed) otherwise."""
+    """200 when PostgreSQL and Redis answer and the live bus is connected; 503 (saying which is not) otherwise."""
     checks: dict[str, str] = {}
     try:
         async with session_scope() as session:
@@ -164,6 +164,7 @@ async def readyz(request: Request) -> Response:
         checks["redis"] = "ok"
     except Exception as exc:
         checks["redis"] = type(exc).__name__
+    checks["live"] = "ok" if live.bus.connected else "reconnecting"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(checks, status_code=200 if ok else 503)
 

@@ -13,6 +13,7 @@ from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
 from resolvers.provider import bad_input, page_size
+from resolvers.service_request import live_events
 
 
 @dataclass
@@ -77,6 +78,5 @@ async def authorise_subscription(ctx: Context, conversation_id: str) -> int:
 async def message_events(ctx: Context, conversation_id: str) -> AsyncIterator[dict]:
     """Live messages of a conversation the connection's user takes part in (FORBIDDEN otherwise)."""
     cid = await authorise_subscription(ctx, conversation_id)
-    async with live.bus.subscribe(live.conversation_channel(cid)) as events:
-        async for event in events:
-            yield event
+    async for event in live_events(live.conversation_channel(cid)):
+        yield event

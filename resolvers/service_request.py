@@ -166,6 +166,16 @@ async def status_events(ctx: Context, reference: str) -> AsyncIterator[dict]:
         exists = await sr_domain.get_by_reference(session, reference)
     if exists is None:
         raise GraphQLError("No service request with this reference", extensions={"code": "NOT_FOUND", "field": "reference"})
-    async with live.bus.subscribe(live.service_request_channel(reference)) as events:
-        async for event in events:
-            yield event
+    async for event in live_events(live.service_request_channel(reference)):
+        yield event
+
+
+async def live_events(channel: str) -> AsyncIterator[dict]:
+    """Events of ``channel`` until the pub/sub connection drops (the subscription then completes:
+    clients resubscribe and re-read by query). UNAVAILABLE while the bus reconnects."""
+    try:
+        async with live.bus.subscribe(channel) as events:
+            async for event in events:
+                yield event
+    except live.LiveUnavailable as exc:
+        raise GraphQLError(exc.message, extensions={"code": "UNAVAILABLE"}) from exc
