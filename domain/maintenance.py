@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from domain import outbox
-from models import Email, WebhookEvent
+from models import Email, OutboxMessage, WebhookEvent
 from models.db import session_scope
 
 
@@ -34,3 +34,13 @@ async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 50
         for email_id in email_ids:
             outbox.enqueue_actor(session, "send_email", queue="notifications", email_id=email_id)
     return {"webhooks": len(inbox_ids), "emails": len(email_ids)}
+
+
+async def purge_dispatched_outbox(*, older_than_seconds: int = 7 * 24 * 3600, limit: int = 10_000) -> int:
+    """Delete outbox rows dispatched more than ``older_than_seconds`` ago (at most ``limit`` per
+    call); pending rows are never touched. Returns how many were deleted."""
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
+    async with session_scope() as session:
+        ids = select(OutboxMessage.id).where(OutboxMessage.dispatched_at < cutoff).limit(limit).scalar_subquery()
+        result = await session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(ids)))
+    return result.rowcount or 0

@@ -257,3 +257,17 @@ async def test_requeue_stalled_work_requeues_an_unsent_email_and_it_is_sent_once
         email = await s.get(Email, email_id)
     assert (email.sent_at is not None, email.attempts) == (True, 1)
     assert await maintenance.requeue_stalled_work(older_than_seconds=120) == {"webhooks": 0, "emails": 0}
+
+
+async def test_purge_deletes_only_old_dispatched_rows():
+    now = datetime.now(UTC)
+    async with session_scope() as s:
+        s.add_all([
+            OutboxMessage(kind="event", target="old", payload={}, dispatched_at=now - timedelta(days=8)),
+            OutboxMessage(kind="event", target="recent", payload={}, dispatched_at=now - timedelta(days=1)),
+            OutboxMessage(kind="event", target="pending", payload={}),
+        ])
+    assert await maintenance.purge_dispatched_outbox() == 1
+    async with session_scope() as s:
+        left = sorted((await s.scalars(select(OutboxMessage.target))).all())
+    assert left == ["pending", "recent"]
