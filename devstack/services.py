@@ -83,6 +83,19 @@ def _wait_port(port: int, what: str, timeout: float = 30.0) -> None:
     raise ServiceError(f"{what} did not start listening on 127.0.0.1:{port} within {timeout:.0f}s")
 
 
+def _ensure_ours(port: int, pidfile: Path, what: str) -> bool:
+    """True when ``port`` is served by our own ``what`` (its pid file exists); False when the port is
+    free. Raises ``ServiceError`` when something else holds the port, e.g. another checkout's stack."""
+    if not _port_open(port):
+        return False
+    if pidfile.exists():
+        return True
+    raise ServiceError(
+        f"127.0.0.1:{port} is in use by a process that is not this checkout's {what} "
+        f"(another checkout's stack?). Stop it, or choose other ports (see .env.example)."
+    )
+
+
 def _is_root() -> bool:
     return os.geteuid() == 0
 
@@ -135,7 +148,7 @@ def _pg_up(settings: Settings, paths: Paths, fast: bool) -> None:
     if not (data / "PG_VERSION").exists():
         _run([str(PG_BIN / "initdb"), "-D", str(data), "-U", DB_ROLE, "--auth=trust", "-E", "UTF8",
               "--locale=C.UTF-8"], as_pg_user=True)
-    if _port_open(settings.pg_port):
+    if _ensure_ours(settings.pg_port, data / "postmaster.pid", "PostgreSQL"):
         return
     options = [
         f"-p {settings.pg_port}", "-c listen_addresses=127.0.0.1", f"-k {data}",
@@ -166,7 +179,7 @@ def _pg_down(settings: Settings, paths: Paths) -> None:
 
 
 def _redis_up(settings: Settings, paths: Paths) -> None:
-    if _port_open(settings.redis_port):
+    if _ensure_ours(settings.redis_port, paths.redis / "redis.pid", "Redis"):
         return
     if shutil.which("redis-server") is None:
         raise ServiceError("redis-server is not installed: run `make bootstrap` (apt-get install redis-server)")
@@ -183,7 +196,7 @@ def _redis_down(settings: Settings, paths: Paths) -> None:
 
 
 def _smtp_up(settings: Settings, paths: Paths) -> None:
-    if _port_open(settings.smtp_sink_port):
+    if _ensure_ours(settings.smtp_sink_port, paths.smtp_pid, "SMTP sink"):
         return
     paths.mail.mkdir(parents=True, exist_ok=True)
     paths.smtp_pid.parent.mkdir(parents=True, exist_ok=True)
