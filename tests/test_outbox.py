@@ -46,6 +46,17 @@ async def outbox_rows() -> list[OutboxMessage]:
         return list((await s.scalars(select(OutboxMessage).order_by(OutboxMessage.id))).all())
 
 
+async def paid_webhook_for_a_new_purchase() -> tuple[bytes, dict[str, str]]:
+    """A guest buys "Leak repair" (10,000 FCFA); returns the signed "paid" webhook for it."""
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10000})
+    async with session_scope() as s:
+        bought = await purchase_service(
+            s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id, user=None,
+            customer=CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"),
+        )
+    return build_event(parse_checkout(bought.checkout_url.rsplit("/", 1)[1]), "paid")
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,13 +172,7 @@ async def test_relay_keeps_rows_pending_while_redis_is_unreachable_and_sends_the
 
 async def test_webhook_is_acknowledged_during_a_redis_outage_and_processed_after_it(monkeypatch, mailbox):
     # given a purchase, and Redis unreachable for the dispatcher
-    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10000})
-    async with session_scope() as s:
-        bought = await purchase_service(
-            s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id, user=None,
-            customer=CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"),
-        )
-    raw, headers = build_event(parse_checkout(bought.checkout_url.rsplit("/", 1)[1]), "paid")
+    raw, headers = await paid_webhook_for_a_new_purchase()
     unreachable = RedisBroker(url=f"redis://127.0.0.1:{closed_port()}/0", socket_connect_timeout=1)
     monkeypatch.setattr(dramatiq.broker, "global_broker", unreachable)
     # when the gateway delivers the webhook
@@ -197,13 +202,7 @@ async def _age(model, column, seconds: int) -> None:
 
 async def test_requeue_stalled_work_requeues_an_unprocessed_inbox_row_and_it_gets_processed(mailbox):
     # given a stored webhook whose message was dispatched, then lost with Redis
-    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10000})
-    async with session_scope() as s:
-        bought = await purchase_service(
-            s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id, user=None,
-            customer=CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"),
-        )
-    raw, headers = build_event(parse_checkout(bought.checkout_url.rsplit("/", 1)[1]), "paid")
+    raw, headers = await paid_webhook_for_a_new_purchase()
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url="http://test") as client:
         assert (await client.post("/webhooks/sandbox", content=raw, headers=headers)).status_code == 200
     client = aioredis.from_url(get_settings().redis_url)
