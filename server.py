@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from datetime import timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -68,7 +69,7 @@ def graphql_app() -> OdimGraphQL:
         allowed_origins=settings.allowed_origins,
         keep_alive=True,
         keep_alive_interval=15,
-        connection_init_wait_timeout=__import__("datetime").timedelta(seconds=10),
+        connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=50,
     )
 
