@@ -77,10 +77,12 @@ class Context:
             yield self._session
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-        self.loaders.clear()
+        """Close the read session (under the same lock: on a WebSocket, operations share this context)."""
+        async with self._lock:
+            if self._session is not None:
+                await self._session.close()
+                self._session = None
+            self.loaders.clear()
 
     async def viewer(self) -> User | None:
         """The calling account, or None for anonymous callers. Raises UNAUTHENTICATED when a token
