@@ -23,6 +23,12 @@ async def list_services(session: AsyncSession, *, category: str | None = None) -
     return list((await session.scalars(stmt)).all())
 
 
+async def get_tiers(session: AsyncSession, ids: list[int]) -> list[ServiceTier]:
+    """Tiers by id with their prices loaded (missing ids are simply absent); 2 statements."""
+    stmt = select(ServiceTier).where(ServiceTier.id.in_(ids)).options(selectinload(ServiceTier.prices))
+    return list((await session.scalars(stmt)).all())
+
+
 async def get_services(session: AsyncSession, ids: list[int]) -> list[Service]:
     """Services by id with tiers and prices loaded (missing ids are simply absent)."""
     stmt = (

@@ -10,7 +10,6 @@ Dispatch is at-least-once: every consumer is idempotent.
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import UTC, datetime
 
 import dramatiq
@@ -82,7 +81,3 @@ async def relay_quietly() -> None:
         await relay()
     except Exception as exc:  # pragma: no cover - logged, swept later
         log.warning("outbox.relay_failed", error=str(exc))
-
-
-def dumps(payload: dict) -> str:
-    return json.dumps(payload, separators=(",", ":"), sort_keys=True, default=str)

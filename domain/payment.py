@@ -38,10 +38,6 @@ log = structlog.get_logger(__name__)
 PAYMENT_TRANSITIONS = {("pending", "completed"), ("pending", "failed"), ("failed", "completed")}
 
 
-class PaymentAmountMismatch(DomainError):
-    code = "PAYMENT_AMOUNT_MISMATCH"
-
-
 async def receive_webhook(
     session: AsyncSession, gateway: PaymentGateway, headers: Mapping[str, str], raw_body: bytes
 ) -> tuple[GatewayEvent, bool]:
@@ -113,7 +109,7 @@ async def _apply(session: AsyncSession, inbox: WebhookEvent) -> str:
         )
         return "failed"
     if int(data.get("amount_minor", -1)) != payment.amount_minor or data.get("currency") != payment.currency:
-        # Never confirm a request for a different amount; an operator must look (PaymentAmountMismatch).
+        # Never confirm a request for a different amount; an operator must look (inbox result ``amount_mismatch``).
         log.error("webhook.amount_mismatch", event_id=inbox.event_id, payment_id=payment.id)
         await notification.queue_email(
             session, dedupe_key=f"amount_mismatch:{inbox.event_id}", kind="operator_alert",

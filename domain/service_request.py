@@ -33,7 +33,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import live, notification, outbox
 from domain.errors import DomainError, Forbidden, NotFound
-from domain.money import Money
 from domain.user import (
     InvalidEmail,
     InvalidName,
@@ -565,6 +564,3 @@ async def list_requests(
     page = [(r, _encode_list_cursor(r)) for r in rows[:first]]
     return page, len(rows) > first, int(total)
 
-
-def amount_of(request: ServiceRequest) -> Money:
-    return Money(request.amount_minor, request.currency)

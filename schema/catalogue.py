@@ -33,10 +33,8 @@ class ServiceTier(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        ids = [int(i) for i in node_ids]
-        services = await catalogue_resolvers.services(info.context, category=None)
-        tiers = {t.id: t for s in services for t in s.tiers}
-        return [cls.of(tiers[i]) if i in tiers else None for i in ids]
+        tiers = await catalogue_resolvers.tier_nodes(info.context, [int(i) for i in node_ids])
+        return [cls.of(t) if t else None for t in tiers]
 
 
 @strawberry.type

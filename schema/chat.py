@@ -11,7 +11,7 @@ from strawberry import relay
 from domain.chat import MessageView, encode_cursor
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
-from schema.common import coded_errors
+from schema.common import coded_errors, page_info
 
 
 @strawberry.type
@@ -63,10 +63,7 @@ class Conversation(relay.Node):
         edges = [ChatMessageEdge(cursor=encode_cursor(v.id), node=ChatMessage.of(v)) for v in views]
         return ChatMessageConnection(
             edges=edges,
-            page_info=relay.PageInfo(
-                has_next_page=has_next, has_previous_page=has_previous,
-                start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=page_info(edges, has_next=has_next, has_previous=has_previous),
         )
 
     @classmethod

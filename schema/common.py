@@ -31,9 +31,6 @@ class GeoPointInput:
     longitude: float
 
 
-PageInfo = relay.PageInfo
-
-
 def coded_errors(enum_cls, error_cls, errors) -> list:
     """Payload errors ``error_cls(field, code, message)`` from resolver ``PayloadError``s; a code the
     domain's enum does not list becomes ``INVALID`` (so a new domain error never breaks the schema)."""
@@ -44,5 +41,9 @@ def coded_errors(enum_cls, error_cls, errors) -> list:
     ]
 
 
-def page_info(*, has_next: bool, has_previous: bool, start: str | None, end: str | None) -> relay.PageInfo:
-    return relay.PageInfo(has_next_page=has_next, has_previous_page=has_previous, start_cursor=start, end_cursor=end)
+def page_info(edges: list, *, has_next: bool, has_previous: bool) -> relay.PageInfo:
+    """Relay PageInfo for a page of ``edges`` (objects with a ``cursor``)."""
+    return relay.PageInfo(
+        has_next_page=has_next, has_previous_page=has_previous,
+        start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
+    )

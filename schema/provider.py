@@ -11,7 +11,7 @@ from strawberry import relay
 from domain.provider import NearbyProvider as NearbyHit
 from domain.provider import ProviderView, encode_cursor
 from resolvers import provider as provider_resolvers
-from schema.common import GeoPoint, GeoPointInput, coded_errors
+from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
 
 
 @strawberry.type
@@ -79,10 +79,7 @@ def nearby_connection(hits: list[NearbyHit], has_next: bool, had_cursor: bool) -
     ]
     return NearbyProviderConnection(
         edges=edges,
-        page_info=relay.PageInfo(
-            has_next_page=has_next, has_previous_page=had_cursor,
-            start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info(edges, has_next=has_next, has_previous=had_cursor),
     )
 
 

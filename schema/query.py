@@ -10,7 +10,7 @@ from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
 from schema.catalogue import Service
-from schema.common import GeoPointInput
+from schema.common import GeoPointInput, page_info
 from schema.provider import NearbyProviderConnection, nearby_connection
 from schema.service_request import (
     ServiceRequest,
@@ -65,10 +65,7 @@ class Query:
         edges = [ServiceRequestEdge(cursor=c, node=ServiceRequest.of(v)) for v, c in page.items]
         return ServiceRequestConnection(
             edges=edges,
-            page_info=relay.PageInfo(
-                has_next_page=page.has_next_page, has_previous_page=after is not None,
-                start_cursor=edges[0].cursor if edges else None, end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=page_info(edges, has_next=page.has_next_page, has_previous=after is not None),
             total_count=page.total_count,
         )
 
