@@ -55,6 +55,47 @@ class Settings(BaseSettings):
     # unless this is set on purpose (a public demo or staging).
     sandbox_in_production: bool = False
     default_currency: str = "XAF"
+    # Which gateway takes payments in each currency (gateways.registry). Production would route
+    # e.g. {"XAF": "notchpay", "NGN": "paystack", "INR": "razorpay", "USD": "stripe"}.
+    gateway_routes: dict[str, str] = {"XAF": "sandbox", "NGN": "sandbox", "INR": "sandbox", "USD": "sandbox"}
+    gateway_timeout_seconds: float = 10.0
+    gateway_max_attempts: int = 3  # tenacity: exponential backoff with jitter between attempts
+    gateway_backoff_initial_seconds: float = 0.5
+    gateway_backoff_max_seconds: float = 8.0
+    gateway_breaker_failures: int = 5  # consecutive failures that open a gateway's circuit
+    gateway_breaker_reset_seconds: float = 30.0  # open circuit -> one trial call after this long
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    stripe_webhook_tolerance_seconds: int = 300
+    paystack_secret_key: SecretStr | None = None
+    paystack_api_base: str = "https://api.paystack.co"
+    notchpay_public_key: SecretStr | None = None
+    notchpay_private_key: SecretStr | None = None  # X-Grant for transfers
+    notchpay_hash_key: SecretStr | None = None  # webhook endpoint hash (x-notch-signature)
+    notchpay_api_base: str = "https://api.notchpay.co"
+    razorpay_key_id: str | None = None
+    razorpay_key_secret: SecretStr | None = None
+    razorpay_webhook_secret: SecretStr | None = None
+    razorpay_account_number: str | None = None  # RazorpayX account payouts are sent from
+    razorpay_api_base: str = "https://api.razorpay.com"
+    # --- fees, escrow, payouts, refunds (the one place fees are configured) ----------------------
+    # Basis points of the service price: 1000 = 10 %. Snapshotted onto each order at purchase.
+    fee_commission_bps: int = 1000  # platform commission, taken from the provider's share
+    fee_guest_surcharge_bps: int = 1000  # added to the customer's total on guest checkout
+    # Per service category: {"cleaning": {"commission_bps": 1200, "guest_surcharge_bps": 500}}
+    fee_category_overrides: dict[str, dict[str, int]] = {}
+    # After a provider marks an order completed, escrow is released this long later unless a
+    # dispute is open (an admin's "completed" releases at once).
+    escrow_release_grace_seconds: int = 72 * 3600
+    payout_minimum_minor: dict[str, int] = {"XAF": 1000, "NGN": 10000, "INR": 10000, "USD": 500}
+    payout_interval_seconds: int = 3600
+    # Refund on cancellation by time before the scheduled start: (hours before, percent refunded),
+    # first matching row wins; later than every row refunds 0 %.
+    refund_policy: list[tuple[int, int]] = [(48, 100), (24, 50), (0, 0)]
+    reconcile_interval_seconds: int = 3600
+    reconcile_after_seconds: int = 900  # pending this long -> ask the gateway
+    idempotency_key_ttl_seconds: int = 48 * 3600  # at least 24 h (issue requirement)
     # --- workers --------------------------------------------------------------------------------
     outbox_sweep_seconds: float = 2.0
     actor_max_retries: int = 8
