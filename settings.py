@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     # After a provider marks an order completed, escrow is released this long later unless a
     # dispute is open (an admin's "completed" releases at once).
     escrow_release_grace_seconds: int = 72 * 3600
+    dispute_window_seconds: int = 14 * 24 * 3600  # customers may dispute until this long after completion
     payout_minimum_minor: dict[str, int] = {"XAF": 1000, "NGN": 10000, "INR": 10000, "USD": 500}
     payout_interval_seconds: int = 3600
     # Refund on cancellation by time before the scheduled start: (hours before, percent refunded),

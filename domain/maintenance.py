@@ -7,20 +7,23 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select
 
 from domain import outbox
-from models import Email, OutboxMessage, WebhookEvent
+from models import Email, OutboxMessage, Refund, WebhookEvent
 from models.db import session_scope
 
 
 async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 500) -> dict[str, int]:
-    """Add outbox jobs for webhooks unprocessed and emails unsent for longer than
-    ``older_than_seconds``. Returns ``{"webhooks": n, "emails": n}``. Safe to repeat: both
-    handlers are idempotent."""
+    """Add outbox jobs for webhooks unprocessed (not dead-lettered), emails unsent and refunds
+    unsettled for longer than ``older_than_seconds``. Returns ``{"webhooks": n, "emails": n,
+    "refunds": n}``. Safe to repeat: every handler is idempotent."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     async with session_scope() as session:
         inbox_ids = (
             await session.scalars(
                 select(WebhookEvent.id)
-                .where(WebhookEvent.processed_at.is_(None), WebhookEvent.received_at < cutoff)
+                .where(
+                    WebhookEvent.processed_at.is_(None), WebhookEvent.dead_lettered_at.is_(None),
+                    WebhookEvent.event_type != "ignored", WebhookEvent.received_at < cutoff,
+                )
                 .limit(limit)
             )
         ).all()
@@ -33,7 +36,14 @@ async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 50
         ).all()
         for email_id in email_ids:
             outbox.enqueue_actor(session, "send_email", queue="notifications", email_id=email_id)
-    return {"webhooks": len(inbox_ids), "emails": len(email_ids)}
+        refund_ids = (
+            await session.scalars(
+                select(Refund.id).where(Refund.status == "pending", Refund.updated_at < cutoff).limit(limit)
+            )
+        ).all()
+        for refund_id in refund_ids:
+            outbox.enqueue_actor(session, "send_refund", queue="payments", refund_id=refund_id)
+    return {"webhooks": len(inbox_ids), "emails": len(email_ids), "refunds": len(refund_ids)}
 
 
 async def purge_dispatched_outbox(*, older_than_seconds: int = 7 * 24 * 3600, limit: int = 10_000) -> int:

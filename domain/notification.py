@@ -64,6 +64,38 @@ You can try again from the checkout page: {{ checkout_hint }}
 
 — The Odim team
 """,
+    "refund_issued.subject": "Odim: {{ amount }} refunded on {{ reference }}",
+    "refund_issued.body": """Hello {{ name }},
+
+We refunded {{ amount }} on your request {{ reference }}.
+{% if reason %}Reason: {{ reason }}
+{% endif %}
+Depending on your bank or mobile-money operator, it can take a few days to appear.
+
+— The Odim team
+""",
+    "payout_sent.subject": "Odim: payout {{ payout_reference }} of {{ amount }}",
+    "payout_sent.body": """Hello {{ name }},
+
+Your payout {{ payout_reference }} of {{ amount }} is {{ outcome }}.
+Destination: {{ destination }}
+{% if outcome == "failed" %}
+The money is back in your available balance and will be sent again with the next payout run.
+Check that your payout destination is correct.
+{% endif %}
+— The Odim team
+""",
+    "dispute_update.subject": "Odim: dispute on {{ reference }} {{ state }}",
+    "dispute_update.body": """Hello {{ name }},
+
+The dispute on request {{ reference }} is {{ state }}.
+{% if detail %}{{ detail }}
+{% endif %}
+— The Odim team
+""",
+    "operator_alert.subject": "[Odim operations] {{ subject }}",
+    "operator_alert.body": """{{ body }}
+""",
 }
 
 _env = Environment(loader=DictLoader(TEMPLATES), undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)

@@ -1,4 +1,5 @@
-"""Payments: the webhook inbox and the processing of gateway events (at-least-once, idempotent).
+"""Payments: the webhook inbox, the processing of gateway events (at-least-once, idempotent) and
+the payment state machine.
 
 ``receive_webhook`` runs in the HTTP handler: verify over the raw body, store in the inbox
 (unique on ``(gateway, event_id)``: a redelivery is acknowledged and ignored), queue the
@@ -17,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import notification, outbox, service_request
+from domain import escrow, notification, outbox, payout, refund, service_request
 from domain.errors import DomainError
 from domain.money import Money
 from gateways.base import GatewayEvent, PaymentGateway
@@ -35,25 +36,34 @@ from settings import get_settings
 
 log = structlog.get_logger(__name__)
 
-PAYMENT_TRANSITIONS = {("pending", "completed"), ("pending", "failed"), ("failed", "completed")}
-
 
 async def receive_webhook(
     session: AsyncSession, gateway: PaymentGateway, headers: Mapping[str, str], raw_body: bytes
 ) -> tuple[GatewayEvent, bool]:
     """Verify and store one webhook; returns ``(event, stored)`` where ``stored`` is False for a
-    duplicate. Raises ``gateways.base.InvalidSignature`` (nothing is stored). The caller commits."""
+    duplicate. Raises ``gateways.base.InvalidSignature`` (nothing is stored). The caller commits.
+    Events Odim does not act on (type ``ignored``) are stored for the record but not processed."""
     event = gateway.verify_webhook(headers, raw_body)
+    kept_headers = {k.lower(): v for k, v in headers.items() if k.lower() not in ("cookie", "authorization")}
     inbox_id = await session.scalar(
         insert(WebhookEvent)
-        .values(gateway=gateway.name, event_id=event.event_id, event_type=event.type, payload=event.payload)
+        .values(
+            gateway=gateway.name, event_id=event.event_id, event_type=event.type, reference=event.reference or None,
+            amount_minor=event.amount_minor, currency=event.currency, payload=event.payload, headers=kept_headers,
+        )
         .on_conflict_do_nothing(index_elements=["gateway", "event_id"])
         .returning(WebhookEvent.id)
     )
     if inbox_id is None:
         return event, False
-    outbox.enqueue_actor(session, "process_webhook", queue="payments", inbox_id=inbox_id)
+    if event.type != "ignored":
+        outbox.enqueue_actor(session, "process_webhook", queue="payments", inbox_id=inbox_id)
     return event, True
+
+
+# pending -> completed | failed; failed -> completed (the customer tried again and paid). Nothing
+# leaves completed: a late "failed" after "succeeded" (out of order) is ignored.
+PAYMENT_TRANSITIONS = {("pending", "completed"), ("pending", "failed"), ("failed", "completed")}
 
 
 def _payment_transition(session: AsyncSession, payment: Payment, to_status: str, event_id: str, note: str = "") -> None:
@@ -70,7 +80,8 @@ def _payment_transition(session: AsyncSession, payment: Payment, to_status: str,
 async def process_webhook(session: AsyncSession, inbox_id: int) -> str:
     """Apply stored webhook ``inbox_id`` once, in the caller's transaction. Returns what happened:
     ``completed``, ``failed``, ``already_processed``, ``duplicate_payment_event``,
-    ``unknown_payment``, ``amount_mismatch`` or ``ignored_event_type``."""
+    ``unknown_payment``, ``amount_mismatch``, ``ignored_event_type``, or for refund and payout
+    events the refund's / payout's status afterwards (``refund:succeeded``, ``payout:paid`` ...)."""
     inbox = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == inbox_id).with_for_update())
     if inbox is None:
         return "unknown_inbox"
@@ -85,60 +96,95 @@ async def process_webhook(session: AsyncSession, inbox_id: int) -> str:
 
 
 async def _apply(session: AsyncSession, inbox: WebhookEvent) -> str:
-    data = inbox.payload.get("data", {})
-    reference = str(data.get("reference", ""))
+    kind, _, outcome = inbox.event_type.partition(".")
+    reference = inbox.reference or ""
+    if kind == "refund":
+        found = await refund.refund_by_reference(session, reference)
+        if found is None:
+            return "unknown_refund"
+        status = "succeeded" if outcome == "succeeded" else "failed"
+        return "refund:" + await refund.apply_refund_status(session, found.id, status, failure_reason=outcome)
+    if kind == "payout":
+        return "payout:" + await payout.apply_payout_status(
+            session, reference, "paid" if outcome == "paid" else "failed", failure_reason=f"gateway event {outcome}"
+        )
+    if kind != "payment":
+        return "ignored_event_type"
     payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update())
     if payment is None:
         log.warning("webhook.unknown_payment", event_id=inbox.event_id)
         return "unknown_payment"
-    if inbox.event_type not in ("payment.succeeded", "payment.failed"):
-        return "ignored_event_type"
+    status = "succeeded" if outcome == "succeeded" else "failed"
+    return await apply_payment_status(
+        session, payment, status, amount_minor=inbox.amount_minor, currency=inbox.currency, event_id=inbox.event_id
+    )
+
+
+async def apply_payment_status(
+    session: AsyncSession, payment: Payment, status: str, *, amount_minor: int | None, currency: str | None,
+    event_id: str,
+) -> str:
+    """The one idempotent transition both webhooks and reconciliation use: the gateway says payment
+    ``payment`` (row-locked) is ``succeeded``, ``failed`` or ``pending``. Returns ``completed``,
+    ``failed``, ``duplicate_payment_event`` (already there, or a late failure after success),
+    ``unchanged`` (pending) or ``amount_mismatch`` (the gateway's amount or currency differs from
+    ours: nothing is captured, the payment is flagged for review and the operator alerted)."""
+    if status == "pending":
+        return "unchanged"
     if payment.status == "completed":
         return "duplicate_payment_event"
-    request = await service_request.lock_request(session, payment.service_request_id)
-    if inbox.event_type == "payment.failed":
+    if status == "failed":
         if payment.status == "failed":
             return "duplicate_payment_event"
-        _payment_transition(session, payment, "failed", inbox.event_id, "declined at the gateway")
+        request = await service_request.lock_request(session, payment.service_request_id)
+        _payment_transition(session, payment, "failed", event_id, "declined at the gateway")
         payment.failure_reason = "declined"
         await notification.queue_email(
-            session, dedupe_key=f"payment_failed:{inbox.event_id}", kind="payment_failed", to=request.customer_email,
+            session, dedupe_key=f"payment_failed:{event_id}", kind="payment_failed", to=request.customer_email,
             template="payment_failed",
             context={"name": request.customer_name, "reference": request.reference,
-                     "checkout_hint": "open the checkout link from your purchase again"},
+                     "checkout_hint": payment.checkout_url or "open the checkout link from your purchase again"},
         )
         return "failed"
-    if int(data.get("amount_minor", -1)) != payment.amount_minor or data.get("currency") != payment.currency:
-        # Never confirm a request for a different amount; an operator must look (inbox result ``amount_mismatch``).
-        log.error("webhook.amount_mismatch", event_id=inbox.event_id, payment_id=payment.id)
+    if amount_minor != payment.amount_minor or (currency or "").upper() != payment.currency:
+        # Never capture a different amount than the order's: an operator must look.
+        log.error("payment.amount_mismatch", event_id=event_id, payment_id=payment.id)
+        got = f"{amount_minor} {currency}"
+        payment.review_reason = f"gateway reported {got}, expected {payment.amount_minor} {payment.currency}"
         await notification.queue_email(
-            session, dedupe_key=f"amount_mismatch:{inbox.event_id}", kind="operator_alert",
-            to=get_settings().operator_email, template="operator_new_request",
-            context={"reference": request.reference, "service": "AMOUNT MISMATCH — do not deliver",
-                     "tier": inbox.event_id, "amount": f"{data.get('amount_minor')} {data.get('currency')}",
-                     "affiliate": None},
+            session, dedupe_key=f"amount_mismatch:{payment.reference}:{got}", kind="operator_alert",
+            to=get_settings().operator_email, template="operator_alert",
+            context={"subject": f"Amount mismatch on payment {payment.reference} — do not deliver",
+                     "body": f"Payment {payment.reference}: {payment.review_reason} (event {event_id}). "
+                             "Nothing was captured; check it at the gateway."},
         )
         return "amount_mismatch"
-    await confirm_payment(session, payment, request, inbox.event_id)
+    request = await service_request.lock_request(session, payment.service_request_id)
+    await confirm_payment(session, payment, request, event_id)
     return "completed"
 
 
 async def confirm_payment(session: AsyncSession, payment: Payment, request: ServiceRequest, event_id: str) -> None:
-    """Payment completed: payment -> completed, request awaiting_payment -> payment_confirmed ->
-    pending_contact (history rows and live events), affiliate attribution, confirmation email to the
-    customer and notification to the operator — all in the caller's transaction."""
+    """Payment completed: payment -> completed and captured into the order's escrow (ledger), request
+    awaiting_payment -> payment_confirmed -> pending_contact (history rows and live events),
+    affiliate attribution, confirmation email to the customer and notification to the operator —
+    all in the caller's transaction. Money that arrives for an order that is already paid (a second
+    payment) or cancelled is captured and refunded at once, never kept silently."""
     _payment_transition(session, payment, "completed", event_id)
     now = datetime.now(UTC)
     payment.completed_at = now
-    request.paid_at = now
+    already_paid = request.paid_at is not None
+    await escrow.capture(session, request, payment)
     amount = Money(payment.amount_minor, payment.currency).formatted()
-    if request.status == "awaiting_payment":
-        await service_request.transition(
-            session, request, "payment_confirmed", actor_type="system", note=f"Paid {amount}"
-        )
-        await service_request.transition(session, request, "pending_contact", actor_type="system")
-    else:  # e.g. cancelled while the customer was paying: keep the money visible to operators
-        log.warning("payment.after_close", request_id=request.id, status=request.status)
+    if already_paid or request.status == "cancelled":
+        why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
+        log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
+        await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
+                                   requested_by_user_id=None)
+        return
+    request.paid_at = now
+    await service_request.transition(session, request, "payment_confirmed", actor_type="system", note=f"Paid {amount}")
+    await service_request.transition(session, request, "pending_contact", actor_type="system")
     affiliate = None
     if request.affiliate_code:
         affiliate = await session.scalar(select(Affiliate).where(Affiliate.code == request.affiliate_code))
@@ -147,8 +193,8 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
                 insert(AffiliateAttribution)
                 .values(
                     affiliate_id=affiliate.id, service_request_id=request.id, payment_id=payment.id,
-                    base_amount_minor=payment.amount_minor, currency=payment.currency,
-                    commission_bps=affiliate.commission_bps,
+                    base_amount_minor=request.price_minor, currency=payment.currency,
+                    commission_bps=request.affiliate_commission_bps,
                 )
                 .on_conflict_do_nothing(index_elements=["service_request_id"])
             )

@@ -25,13 +25,13 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import live, notification, outbox
+from domain import escrow, fees, live, notification, outbox, refund
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.user import (
     InvalidEmail,
@@ -41,7 +41,8 @@ from domain.user import (
     normalise_name,
     normalise_phone,
 )
-from gateways.base import PaymentGateway
+from gateways import registry
+from gateways.base import GatewayError, GatewayUnavailable, PaymentGateway
 from models import (
     Affiliate,
     Conversation,
@@ -138,6 +139,16 @@ class InvalidTransition(DomainError):
     field = "status"
 
 
+class GatewayUnavailableError(DomainError):
+    """The payment gateway is failing right now (its circuit is open): retry in a little while."""
+
+    code = "GATEWAY_UNAVAILABLE"
+
+
+class GatewayRefused(DomainError):
+    code = "PAYMENT_GATEWAY_ERROR"
+
+
 class ProviderNotAssignable(DomainError):
     code = "PROVIDER_NOT_ASSIGNABLE"
     field = "providerId"
@@ -199,7 +210,7 @@ class Purchase:
 
 async def purchase_service(
     session: AsyncSession,
-    gateway: PaymentGateway,
+    gateway: PaymentGateway | None = None,
     *,
     service_id: int,
     tier_id: int | None,
@@ -213,12 +224,15 @@ async def purchase_service(
     and a checkout session at ``gateway``. The caller commits.
 
     A logged-in ``user`` may omit customer details (its account's are used); a guest must give
-    full name, email and phone. Currency defaults to settings.default_currency. The same
+    full name, email and phone. Currency defaults to settings.default_currency; the gateway defaults
+    to the one settings.gateway_routes names for it. The fee breakdown (domain/fees.py) is
+    snapshotted onto the order: a guest pays the guest surcharge on top of the price. The same
     ``idempotency_key`` from the same caller with the same input returns the earlier purchase;
     with different input it raises ``IdempotencyKeyReused`` (Stripe's rule).
     Raises ``ServiceNotFound``, ``TierNotFound``, ``TierRequired``, ``CurrencyNotOffered``,
     ``CustomerDetailsRequired``, ``InvalidEmail``, ``InvalidPhone``, ``InvalidName``,
-    ``RequirementsTooLong``, ``InvalidAffiliateCode``; on any error nothing is written."""
+    ``RequirementsTooLong``, ``InvalidAffiliateCode``, ``GatewayUnavailableError`` (retryable),
+    ``GatewayRefused``; on any error nothing is written (the caller rolls back)."""
     settings = get_settings()
     details = customer or CustomerDetails()
     try:
@@ -237,7 +251,7 @@ async def purchase_service(
     ).hexdigest()
 
     if idempotency_key:
-        earlier = await _idempotent_replay(session, gateway, scope, idempotency_key, fingerprint)
+        earlier = await _idempotent_replay(session, scope, idempotency_key, fingerprint)
         if earlier is not None:
             return earlier
 
@@ -261,17 +275,24 @@ async def purchase_service(
             )
         ).all()
         raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
+    affiliate_bps = 0
     if affiliate_code is not None:
         affiliate = await session.scalar(
             select(Affiliate).where(Affiliate.code == affiliate_code, Affiliate.active.is_(True))
         )
         if affiliate is None:
             raise InvalidAffiliateCode("Unknown affiliate code")
+        affiliate_bps = affiliate.commission_bps
+    if gateway is None:
+        gateway = _gateway_for(currency)
+    quote = fees.quote(price.amount_minor, currency, service.category, guest=user is None, affiliate_bps=affiliate_bps)
 
     request = ServiceRequest(
         service_id=service.id, tier_id=tier.id, customer_user_id=user.id if user else None,
         customer_name=name, customer_email=email, customer_phone=phone, requirements=requirements,
-        status="awaiting_payment", affiliate_code=affiliate_code, amount_minor=price.amount_minor,
+        status="awaiting_payment", affiliate_code=affiliate_code, amount_minor=quote.total,
+        price_minor=quote.price, guest_surcharge_minor=quote.guest_surcharge, commission_bps=quote.commission_bps,
+        guest_surcharge_bps=quote.guest_surcharge_bps, affiliate_commission_bps=quote.affiliate_commission_bps,
         currency=currency, idempotency_scope=scope if idempotency_key else None,
         idempotency_key=idempotency_key, request_fingerprint=fingerprint,
     )
@@ -284,7 +305,7 @@ async def purchase_service(
             break
         except IntegrityError as exc:
             if "idempotency" in str(exc.orig):
-                replay = await _idempotent_replay(session, gateway, scope, idempotency_key or "", fingerprint)
+                replay = await _idempotent_replay(session, scope, idempotency_key or "", fingerprint)
                 if replay is not None:
                     return replay
             if "reference" not in str(exc.orig):
@@ -296,13 +317,17 @@ async def purchase_service(
     session.add(Conversation(service_request_id=request.id))
     payment = Payment(
         service_request_id=request.id, gateway=gateway.name, reference=f"pay_{secrets.token_hex(12)}",
-        amount_minor=price.amount_minor, currency=currency, status="pending",
+        amount_minor=quote.total, currency=currency, status="pending",
     )
     session.add(payment)
     await session.flush()
     session.add(PaymentStatusChange(payment_id=payment.id, from_status=None, to_status="pending", note="created"))
-    checkout_url = _checkout_url(gateway, request, payment, service, tier)
-    return Purchase(request, payment, checkout_url, created=True)
+    # Inside the transaction on purpose: if the gateway fails, nothing is written; if the commit
+    # fails after it answered, an unpaid checkout session expires at the gateway and no money moved.
+    checkout = await _create_checkout(gateway, request, payment, service, tier)
+    payment.checkout_url = checkout.url
+    payment.gateway_id = checkout.gateway_id
+    return Purchase(request, payment, checkout.url, created=True)
 
 
 def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, str, str | None, str]:
@@ -322,16 +347,31 @@ def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, 
     return name, email, phone, f"guest:{email.lower()}"
 
 
-def _checkout_url(gateway: PaymentGateway, request: ServiceRequest, payment: Payment, service: Service, tier: ServiceTier) -> str:
-    return gateway.create_checkout(
-        reference=payment.reference, amount_minor=payment.amount_minor, currency=payment.currency,
-        description=f"{service.name} — {tier.name} ({request.reference})", customer_email=request.customer_email,
-    ).url
+def _gateway_for(currency: str) -> PaymentGateway:
+    try:
+        return registry.gateway_for_currency(currency)
+    except KeyError as exc:
+        raise CurrencyNotOffered(f"No payment gateway takes {currency}") from exc
 
 
-async def _idempotent_replay(
-    session: AsyncSession, gateway: PaymentGateway, scope: str, key: str, fingerprint: str
-) -> Purchase | None:
+async def _create_checkout(
+    gateway: PaymentGateway, request: ServiceRequest, payment: Payment, service: Service, tier: ServiceTier
+):
+    try:
+        return await gateway.create_checkout(
+            reference=payment.reference, amount_minor=payment.amount_minor, currency=payment.currency,
+            description=f"{service.name} — {tier.name} ({request.reference})", customer_email=request.customer_email,
+            customer_phone=request.customer_phone,
+        )
+    except GatewayUnavailable as exc:
+        raise GatewayUnavailableError(str(exc)) from exc
+    except GatewayError as exc:
+        if exc.retryable:
+            raise GatewayUnavailableError(f"The payment gateway did not answer: {exc}") from exc
+        raise GatewayRefused(f"The payment gateway refused the checkout: {exc}") from exc
+
+
+async def _idempotent_replay(session: AsyncSession, scope: str, key: str, fingerprint: str) -> Purchase | None:
     earlier = await session.scalar(
         select(ServiceRequest).where(ServiceRequest.idempotency_scope == scope, ServiceRequest.idempotency_key == key)
     )
@@ -342,10 +382,8 @@ async def _idempotent_replay(
     payment = await session.scalar(
         select(Payment).where(Payment.service_request_id == earlier.id).order_by(Payment.id.desc()).limit(1)
     )
-    service = await session.get(Service, earlier.service_id)
-    tier = await session.get(ServiceTier, earlier.tier_id)
-    assert payment is not None and service is not None and tier is not None
-    return Purchase(earlier, payment, _checkout_url(gateway, earlier, payment, service, tier), created=False)
+    assert payment is not None
+    return Purchase(earlier, payment, payment.checkout_url or "", created=False)
 
 
 # --- state machine -----------------------------------------------------------------------------
@@ -438,7 +476,34 @@ async def update_status(
     if len(note) > 2000:
         raise DomainError("Note is limited to 2000 characters", field="note", code="TOO_LONG")
     await transition(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id, note=note.strip())
+    await _money_effects(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id)
     return request
+
+
+async def _money_effects(
+    session: AsyncSession, request: ServiceRequest, to_status: str, *, actor_type: str, actor_user_id: int | None
+) -> None:
+    """What a status change does to the order's money, in the same transaction:
+
+    * ``completed`` by an admin releases escrow at once (unless a dispute is open: its resolution
+      releases); by the provider, escrow is released settings.escrow_release_grace_seconds later
+      if no dispute was opened meanwhile (``escrow.release_due_orders``, run by the scheduler);
+    * ``cancelled`` on a paid order refunds it per the cancellation refund policy (catalogue
+      orders have no scheduled start: in full)."""
+    now = datetime.now(UTC)
+    if to_status == "completed":
+        request.completed_at = now
+        if actor_type == "admin" and not await escrow.has_open_dispute(session, request.id):
+            await escrow.release(session, request)
+        else:
+            request.release_due_at = now + timedelta(seconds=get_settings().escrow_release_grace_seconds)
+    elif to_status == "cancelled" and escrow.refundable(request) > 0:
+        percent = refund.refund_percent_for_cancellation(None)
+        amount = escrow.refundable(request) * percent // 100
+        if amount > 0:
+            await refund.create_refund(
+                session, request, amount, reason="Order cancelled", requested_by_user_id=actor_user_id
+            )
 
 
 async def assign_provider(session: AsyncSession, request_id: int, provider_id: int, *, actor: User) -> ServiceRequest:

@@ -4,15 +4,21 @@ from models.affiliate import Affiliate, AffiliateAttribution
 from models.base import Base
 from models.catalogue import Service, ServiceTier, TierPrice
 from models.chat import ChatMessage, Conversation
+from models.dispute import Dispute
+from models.ledger import LedgerAccount, LedgerEntry, LedgerTransaction
 from models.notification import Email
+from models.operations import DeadLetter, IdempotencyKey, ReconciliationItem, ReconciliationRun
 from models.outbox import OutboxMessage
-from models.payment import Payment, PaymentStatusChange, WebhookEvent
+from models.payment import Payment, PaymentStatusChange, Refund, WebhookEvent
+from models.payout import Payout, PayoutDestination, PayoutStatusChange, ProviderEarning
 from models.provider import Provider
 from models.service_request import ServiceRequest, ServiceRequestStatusChange
 from models.user import User
 
 __all__ = [
-    "Affiliate", "AffiliateAttribution", "Base", "ChatMessage", "Conversation", "Email", "OutboxMessage",
-    "Payment", "PaymentStatusChange", "Provider", "Service", "ServiceRequest", "ServiceRequestStatusChange",
+    "Affiliate", "AffiliateAttribution", "Base", "ChatMessage", "Conversation", "DeadLetter", "Dispute", "Email",
+    "IdempotencyKey", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "OutboxMessage", "Payment",
+    "PaymentStatusChange", "Payout", "PayoutDestination", "PayoutStatusChange", "Provider", "ProviderEarning",
+    "ReconciliationItem", "ReconciliationRun", "Refund", "Service", "ServiceRequest", "ServiceRequestStatusChange",
     "ServiceTier", "TierPrice", "User", "WebhookEvent",
 ]

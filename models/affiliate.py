@@ -19,6 +19,8 @@ class Affiliate(Base):
     email: Mapped[str | None] = mapped_column(String(320))
     commission_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="500")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
+    # The account that may read this affiliate's dashboard (admins always can).
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
 
 
 class AffiliateAttribution(Base):

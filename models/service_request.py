@@ -10,9 +10,11 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -35,6 +37,9 @@ class ServiceRequest(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {SERVICE_REQUEST_STATUSES}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("refunded_minor <= captured_minor", name="refund_within_captured"),
+        Index("ix_service_requests_release_due", "release_due_at",
+              postgresql_where=text("released_at IS NULL AND release_due_at IS NOT NULL")),
         UniqueConstraint("idempotency_scope", "idempotency_key"),
         Index("ix_service_requests_created_at_id", "created_at", "id"),
     )
@@ -51,8 +56,25 @@ class ServiceRequest(Base):
     status: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     assigned_provider_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("providers.id"), index=True)
     affiliate_code: Mapped[str | None] = mapped_column(String(40))
+    # What the customer pays: price + guest surcharge (minor units of ``currency``).
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
+    # Fee snapshot taken at purchase (domain.fees): later fee changes never alter this order.
+    price_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    guest_surcharge_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    commission_bps: Mapped[int] = mapped_column(Integer, nullable=False)
+    guest_surcharge_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    affiliate_commission_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
+    # Escrow: captured -> (refunds) -> released on completion. ``settled_*`` are what is left of
+    # each share after release and later refunds (provider, platform incl. surcharge, affiliate).
+    captured_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    refunded_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    release_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    settled_provider_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    settled_platform_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    settled_affiliate_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     notes: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     idempotency_scope: Mapped[str | None] = mapped_column(String(340))
     idempotency_key: Mapped[str | None] = mapped_column(String(120))

@@ -211,13 +211,13 @@ async def test_requeue_stalled_work_requeues_an_unprocessed_inbox_row_and_it_get
     # when it is not yet old enough
     fresh = await maintenance.requeue_stalled_work(older_than_seconds=120)
     # then nothing is re-queued
-    assert fresh == {"webhooks": 0, "emails": 0}
+    assert fresh == {"webhooks": 0, "emails": 0, "refunds": 0}
     assert len(await outbox_rows()) == 1
     # when it is
     await _age(WebhookEvent, "received_at", 600)
     stalled = await maintenance.requeue_stalled_work(older_than_seconds=120)
     # then one new job for it, which the sweep dispatches and the worker applies
-    assert stalled == {"webhooks": 1, "emails": 0}
+    assert stalled == {"webhooks": 1, "emails": 0, "refunds": 0}
     async with session_scope() as s:
         inbox_id = await s.scalar(select(WebhookEvent.id))
     jobs = [(r.target, r.payload, r.dispatched_at is None) for r in await outbox_rows()]
@@ -232,7 +232,7 @@ async def test_requeue_stalled_work_requeues_an_unprocessed_inbox_row_and_it_get
     # and once processed, it is never re-queued again
     await _age(WebhookEvent, "received_at", 600)
     await _age(Email, "created_at", 600)
-    assert await maintenance.requeue_stalled_work(older_than_seconds=120) == {"webhooks": 0, "emails": 0}
+    assert await maintenance.requeue_stalled_work(older_than_seconds=120) == {"webhooks": 0, "emails": 0, "refunds": 0}
 
 
 async def test_requeue_stalled_work_requeues_an_unsent_email_and_it_is_sent_once(mailbox):
@@ -248,14 +248,14 @@ async def test_requeue_stalled_work_requeues_an_unsent_email_and_it_is_sent_once
     sent = await outbox.relay()
     await run_worker()
     # then both jobs (the original and the re-queued one) ran; the mail went out once
-    assert counts == {"webhooks": 0, "emails": 1}
+    assert counts == {"webhooks": 0, "emails": 1, "refunds": 0}
     assert sent == 2
     [mail] = mailbox()
     assert (mail["To"], mail["Subject"]) == ("ada@example.cm", "Odim: payment for ODM-TEST-0001 did not go through")
     async with session_scope() as s:
         email = await s.get(Email, email_id)
     assert (email.sent_at is not None, email.attempts) == (True, 1)
-    assert await maintenance.requeue_stalled_work(older_than_seconds=120) == {"webhooks": 0, "emails": 0}
+    assert await maintenance.requeue_stalled_work(older_than_seconds=120) == {"webhooks": 0, "emails": 0, "refunds": 0}
 
 
 async def test_purge_deletes_only_old_dispatched_rows():

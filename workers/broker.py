@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import CurrentMessage
 from dramatiq.middleware.asyncio import AsyncIO
 
 from settings import configure_logging, get_settings
@@ -25,6 +26,7 @@ def build_broker() -> RedisBroker:
         maintenance_chance=settings.broker_maintenance_chance,
     )
     broker.add_middleware(AsyncIO())
+    broker.add_middleware(CurrentMessage())  # workers.deadletter reads the attempt number
     return broker
 
 

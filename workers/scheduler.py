@@ -4,7 +4,11 @@ Periodic jobs:
 * every ``outbox_sweep_seconds``: dispatch outbox rows not yet sent (crash or Redis outage);
 * every 60 s: webhooks stored but unprocessed for 2 minutes and emails unsent for 2 minutes get a
   new job (their handlers are idempotent), so a message lost with Redis is only delayed;
-* every hour: outbox rows dispatched more than 7 days ago are deleted (pending rows never are).
+* every hour: outbox rows dispatched more than 7 days ago are deleted (pending rows never are),
+  and client idempotency keys older than settings.idempotency_key_ttl_seconds;
+* every 60 s: escrow of orders whose grace period after completion passed with no dispute is
+  released (domain/escrow.py);
+* every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways.
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import workers  # noqa: F401  (configures the broker the outbox dispatches to)
-from domain import maintenance, outbox
+from domain import escrow, idempotency, maintenance, outbox, reconciliation
+from models.db import session_scope
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -40,12 +45,37 @@ async def purge_outbox() -> None:
         log.info("scheduler.outbox_purged", rows=deleted)
 
 
+async def purge_idempotency_keys() -> None:
+    async with session_scope() as session:
+        deleted = await idempotency.purge_expired(session)
+    if deleted:
+        log.info("scheduler.idempotency_keys_purged", rows=deleted)
+
+
+async def release_due_escrow() -> None:
+    released = await escrow.release_due_orders()
+    if released:
+        log.info("scheduler.escrow_released", orders=released)
+        await sweep_outbox()
+
+
+async def reconcile() -> None:
+    run_id = await reconciliation.run()
+    await sweep_outbox()
+    log.info("scheduler.reconciled", run_id=run_id)
+
+
 async def run() -> None:
     settings = get_settings()
     scheduler = AsyncIOScheduler(timezone="UTC")
     scheduler.add_job(sweep_outbox, "interval", seconds=settings.outbox_sweep_seconds, max_instances=1, coalesce=True)
     scheduler.add_job(requeue_stalled, "interval", seconds=60, max_instances=1, coalesce=True)
     scheduler.add_job(purge_outbox, "interval", hours=1, max_instances=1, coalesce=True)
+    scheduler.add_job(purge_idempotency_keys, "interval", hours=1, max_instances=1, coalesce=True)
+    scheduler.add_job(release_due_escrow, "interval", seconds=60, max_instances=1, coalesce=True)
+    scheduler.add_job(
+        reconcile, "interval", seconds=settings.reconcile_interval_seconds, max_instances=1, coalesce=True
+    )
     scheduler.start()
     log.info("scheduler.started")
     stop = asyncio.Event()

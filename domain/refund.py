@@ -1,0 +1,169 @@
+"""Refunds: requested by an admin, by a dispute's resolution or by a cancellation's refund policy;
+sent through the gateway the payment came from; settled from the gateway's answer, its webhook or
+reconciliation.
+
+Life of a refund (one state machine, ``REFUND_TRANSITIONS``)::
+
+    pending --gateway says succeeded--> succeeded   ledger: refunds_payable -> gateway_clearing; email
+    pending --gateway says failed-----> failed      money stays in refunds_payable (still owed); operator alert
+
+``create_refund`` writes the refund row, its ledger reservation (domain/escrow.py) and the
+``send_refund`` job in the caller's transaction. ``send_refund`` then calls the gateway outside any
+database transaction, idempotently: the refund's reference is the idempotency key, and a retry asks
+the gateway for the refund's status by that reference before creating it again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from domain import escrow, ledger, notification, outbox
+from domain.errors import DomainError
+from domain.money import Money
+from gateways import registry
+from gateways.base import GatewayError, RefundResult
+from models import Payment, Refund, ServiceRequest
+from models.db import session_scope
+from settings import get_settings
+
+log = structlog.get_logger(__name__)
+
+REFUND_TRANSITIONS = {("pending", "succeeded"), ("pending", "failed")}
+
+
+class NotRefundable(DomainError):
+    code = "NOT_REFUNDABLE"
+
+
+def refund_percent_for_cancellation(hours_before_start: float | None) -> int:
+    """Percent of the paid amount refunded when an order is cancelled ``hours_before_start`` hours
+    before its scheduled start, from settings.refund_policy (rows ``(hours, percent)``: the first
+    row whose ``hours`` the notice meets wins; less notice than every row refunds 0 %). Orders
+    without a scheduled start (catalogue purchases) are refunded in full: pass ``None``."""
+    if hours_before_start is None:
+        return 100
+    for hours, percent in sorted(get_settings().refund_policy, key=lambda row: -row[0]):
+        if hours_before_start >= hours:
+            return percent
+    return 0
+
+
+async def create_refund(
+    session: AsyncSession, request: ServiceRequest, amount_minor: int, *, reason: str, requested_by_user_id: int | None
+) -> Refund:
+    """Refund ``amount_minor`` of the (row-locked) order to the customer. Raises ``NotRefundable``
+    when nothing was captured, ``escrow.RefundTooLarge``, DomainError ``INVALID_AMOUNT``."""
+    payment = await session.scalar(
+        select(Payment)
+        .where(Payment.service_request_id == request.id, Payment.status == "completed")
+        .order_by(Payment.id.desc())
+        .limit(1)
+    )
+    if payment is None or request.captured_minor == 0:
+        raise NotRefundable("Nothing was paid on this order", field="serviceRequestId")
+    reference = f"re_{secrets.token_hex(12)}"
+    await escrow.reserve_refund(session, request, amount_minor, reference)
+    refund = Refund(
+        reference=reference, service_request_id=request.id, payment_id=payment.id, gateway=payment.gateway,
+        amount_minor=amount_minor, currency=request.currency, status="pending", reason=reason[:2000],
+        requested_by_user_id=requested_by_user_id,
+    )
+    session.add(refund)
+    await session.flush()
+    outbox.enqueue_actor(session, "send_refund", queue="payments", refund_id=refund.id)
+    return refund
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # pending | succeeded | failed | already_settled
+
+
+async def send_refund(refund_id: int) -> SendOutcome:
+    """Send refund ``refund_id`` to its gateway and apply the answer (the ``send_refund`` actor).
+    Raises ``GatewayError`` when the gateway cannot be reached (the actor retries; a retry first
+    asks for the refund's status by reference)."""
+    async with session_scope() as session:
+        refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+        if refund is None or refund.status != "pending":
+            return SendOutcome("already_settled")
+        refund.attempts += 1
+        first_attempt = refund.attempts == 1
+        payment = await session.get(Payment, refund.payment_id)
+        assert payment is not None
+        args = dict(
+            payment_reference=payment.reference, refund_reference=refund.reference,
+            amount_minor=refund.amount_minor, currency=refund.currency, payment_gateway_id=payment.gateway_id,
+        )
+        gateway_name = refund.gateway
+    gateway = registry.get_gateway(gateway_name)
+    result: RefundResult | None = None
+    if not first_attempt:
+        try:
+            result = await gateway.fetch_refund(args["refund_reference"], payment_reference=args["payment_reference"])
+        except GatewayError as exc:
+            if exc.retryable:
+                raise
+            result = None  # the gateway never saw it: create it now
+    if result is None:
+        result = await gateway.refund(**args)
+    async with session_scope() as session:
+        status = await apply_refund_status(session, refund_id, result.status, gateway_id=result.gateway_id)
+    await outbox.relay_quietly()
+    return SendOutcome(status)
+
+
+async def apply_refund_status(
+    session: AsyncSession, refund_id: int, status: str, *, gateway_id: str | None = None, failure_reason: str | None = None
+) -> str:
+    """Apply the gateway's view of a refund (from ``send_refund``, a webhook or reconciliation):
+    ``pending`` changes nothing; ``succeeded`` settles it in the ledger and emails the customer;
+    ``failed`` records it and alerts the operator. Out-of-order or repeated news never moves a
+    settled refund. Returns the refund's status afterwards."""
+    refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update())
+    if refund is None:
+        return "unknown"
+    if gateway_id and not refund.gateway_id:
+        refund.gateway_id = gateway_id
+    if status == "pending" or (refund.status, status) not in REFUND_TRANSITIONS:
+        return refund.status
+    request = await session.get(ServiceRequest, refund.service_request_id)
+    assert request is not None
+    amount = Money(refund.amount_minor, refund.currency).formatted()
+    if status == "succeeded":
+        await ledger.post(
+            session, "refund_sent", f"refund_sent:{refund.reference}",
+            [(ledger.refunds_payable(refund.currency), -refund.amount_minor),
+             (ledger.gateway_clearing(refund.gateway, refund.currency), refund.amount_minor)],
+            service_request_id=refund.service_request_id, memo=f"refund {refund.reference} settled",
+        )
+        refund.status = "succeeded"
+        refund.settled_at = datetime.now(UTC)
+        await notification.queue_email(
+            session, dedupe_key=f"refund:{refund.reference}", kind="refund", to=request.customer_email,
+            template="refund_issued",
+            context={"name": request.customer_name, "reference": request.reference, "amount": amount,
+                     "reason": refund.reason},
+        )
+    else:
+        refund.status = "failed"
+        refund.failure_reason = failure_reason or "refused by the gateway"
+        log.error("refund.failed", refund_id=refund.id, gateway=refund.gateway)
+        await notification.queue_email(
+            session, dedupe_key=f"refund_failed:{refund.reference}", kind="operator_alert",
+            to=get_settings().operator_email, template="operator_alert",
+            context={"subject": f"Refund {refund.reference} failed",
+                     "body": f"The refund of {amount} on {request.reference} failed at {refund.gateway}: "
+                             f"{refund.failure_reason}. The money is still owed to the customer."},
+        )
+    return refund.status
+
+
+async def refund_by_reference(session: AsyncSession, reference: str) -> Refund | None:
+    return await session.scalar(select(Refund).where(Refund.reference == reference))
