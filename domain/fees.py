@@ -102,3 +102,24 @@ def allocate(amount_minor: int, shares: dict[str, int]) -> dict[str, int]:
     for name in by_remainder[:left]:
         parts[name] += 1
     return parts
+
+
+@dataclass(frozen=True)
+class ReceiptLine:
+    """One line of a quote or receipt: ``kind`` is price | guest_surcharge | total | refunded | net_paid."""
+
+    kind: str
+    label: str
+    amount_minor: int
+
+
+def customer_lines(b: FeeBreakdown) -> list[ReceiptLine]:
+    """What the customer sees before paying and on the receipt (the commission is between the
+    platform and the provider and is not on the customer's receipt)."""
+    lines = [ReceiptLine("price", "Service price", b.price)]
+    if b.guest_surcharge:
+        lines.append(ReceiptLine(
+            "guest_surcharge", f"Guest checkout fee ({b.guest_surcharge_bps / 100:g} %)", b.guest_surcharge
+        ))
+    lines.append(ReceiptLine("total", "Total", b.total))
+    return lines
