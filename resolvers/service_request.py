@@ -11,18 +11,12 @@ from graphql import GraphQLError
 from domain import live, outbox
 from domain import service_request as sr_domain
 from domain.errors import DomainError
-from gateways.sandbox import SandboxGateway
 from models import ServiceRequest
 from models.db import session_scope
 from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
 from resolvers.provider import bad_input, page_size
-
-
-def payment_gateway() -> SandboxGateway:
-    """The gateway new purchases are paid through (only the sandbox in this release)."""
-    return SandboxGateway()
 
 
 @dataclass
@@ -53,7 +47,7 @@ async def purchase_service(
         tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
         async with session_scope() as session:
             purchase = await sr_domain.purchase_service(
-                session, payment_gateway(), service_id=sid, tier_id=tid, customer=customer, user=user,
+                session, service_id=sid, tier_id=tid, customer=customer, user=user,
                 affiliate_code=affiliate_code, idempotency_key=idempotency_key, currency=currency,
             )
     except DomainError as exc:

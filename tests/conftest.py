@@ -49,7 +49,9 @@ def services_up() -> None:
 
 
 TABLES = [
-    "affiliate_attributions", "chat_messages", "conversations", "payment_status_history", "payments",
+    "ledger_entries", "ledger_transactions", "ledger_accounts", "refunds", "provider_earnings", "payout_status_history",
+    "payouts", "payout_destinations", "disputes", "dead_letters", "reconciliation_items", "reconciliation_runs",
+    "idempotency_keys", "affiliate_attributions", "chat_messages", "conversations", "payment_status_history", "payments",
     "service_request_status_history", "service_requests", "webhook_inbox", "outbox", "emails", "tier_prices",
     "service_tiers", "services", "providers", "affiliates", "users",
 ]
