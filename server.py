@@ -27,7 +27,7 @@ from domain import live, outbox
 from domain import payment as payment_domain
 from domain import service_request as sr_domain
 from domain.money import Money
-from gateways import sandbox
+from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
 from resolvers.context import Context, bearer_token
@@ -37,7 +37,6 @@ from settings import configure_logging, get_settings
 log = structlog.get_logger("odim.server")
 
 WEBHOOKS = Counter("odim_webhooks_total", "Webhooks received", ["gateway", "outcome"])
-GATEWAYS = {"sandbox": sandbox.SandboxGateway}
 
 
 class OdimGraphQL(GraphQL):
@@ -78,13 +77,14 @@ async def webhook(request: Request) -> Response:
     """Verify over the raw body, store in the inbox, queue processing after commit, answer fast.
     401 on a bad signature (nothing stored); 200 for new and duplicate events alike."""
     name = request.path_params["gateway"]
-    gateway_cls = GATEWAYS.get(name)
-    if gateway_cls is None:
+    try:
+        gateway = registry.get_gateway(name)
+    except registry.UnknownGateway:
         return JSONResponse({"error": "unknown gateway"}, status_code=404)
     raw = await request.body()
     try:
         async with session_scope() as session:
-            event, stored = await payment_domain.receive_webhook(session, gateway_cls(), request.headers, raw)
+            event, stored = await payment_domain.receive_webhook(session, gateway, request.headers, raw)
     except InvalidSignature as exc:
         WEBHOOKS.labels(name, "bad_signature").inc()
         log.warning("webhook.bad_signature", gateway=name, reason=str(exc))
@@ -96,7 +96,8 @@ async def webhook(request: Request) -> Response:
 
 
 async def sandbox_checkout(request: Request) -> Response:
-    """The sandbox gateway's hosted page (GET) and its Pay/Decline form (POST)."""
+    """The sandbox gateway's hosted page (GET) and its Pay/Decline form (POST): the sandbox records
+    the outcome (a settled payment stays settled), then sends the signed webhook."""
     try:
         details = sandbox.parse_checkout(request.path_params["token"])
     except sandbox.InvalidCheckout as exc:
@@ -108,7 +109,9 @@ async def sandbox_checkout(request: Request) -> Response:
     outcome = form.get("outcome")
     if outcome not in sandbox.EVENT_TYPES:
         return HTMLResponse(sandbox.render_checkout_page(details, amount, "Choose Pay or Decline."), status_code=400)
-    raw, headers = sandbox.build_event(details, str(outcome))
+    settled = await sandbox.record_checkout_outcome(details, str(outcome))
+    outcome = "paid" if settled == "succeeded" else "declined"
+    raw, headers = sandbox.build_event(details, outcome)
     status = await sandbox.deliver_event(raw, headers)
     if not 200 <= status < 300:
         return HTMLResponse(sandbox.render_checkout_page(details, amount, f"The merchant did not accept the "
