@@ -6,12 +6,13 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import distinct_on
 from strawberry.dataloader import DataLoader
 
-from domain import catalogue
+from domain import catalogue, reconciliation, refund
 from domain import provider as provider_domain
 from domain import service_request as sr_domain
-from models import Conversation, ServiceTier
+from models import Conversation, Dispute, Payment, Provider, ServiceRequest, ServiceTier
 from resolvers.context import Context
 
 
@@ -74,3 +75,77 @@ def conversations_by_request(ctx: Context) -> DataLoader:
         return [found.get(i) for i in ids]
 
     return _loader(ctx, "conversations_by_request", batch)
+
+
+def service_requests(ctx: Context) -> DataLoader:
+    """Service requests by id (callers authorise: the object that led here was authorised already)."""
+    return _by_id(ctx, "service_requests", ServiceRequest)
+
+
+def completed_payments_by_request(ctx: Context) -> DataLoader:
+    """The latest completed payment of each request (None while unpaid), one statement per batch."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            rows = (
+                await session.scalars(
+                    select(Payment)
+                    .where(Payment.service_request_id.in_(ids), Payment.status == "completed")
+                    .order_by(Payment.service_request_id, Payment.id.desc())
+                    .ext(distinct_on(Payment.service_request_id))
+                )
+            ).all()
+        found = {row.service_request_id: row for row in rows}
+        return [found.get(i) for i in ids]
+
+    return _loader(ctx, "completed_payments_by_request", batch)
+
+
+def refunds_by_request(ctx: Context) -> DataLoader:
+    """Refunds of each request, oldest first (``refund.refunds_for_requests``)."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            found = await refund.refunds_for_requests(session, ids)
+        return [found[i] for i in ids]
+
+    return _loader(ctx, "refunds_by_request", batch)
+
+
+def disputes_by_request(ctx: Context) -> DataLoader:
+    """Disputes of each request, oldest first (the batched form of ``dispute.disputes_for_request``)."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            rows = (
+                await session.scalars(select(Dispute).where(Dispute.service_request_id.in_(ids)).order_by(Dispute.id))
+            ).all()
+        found: dict[int, list[Dispute]] = {i: [] for i in ids}
+        for row in rows:
+            found[row.service_request_id].append(row)
+        return [found[i] for i in ids]
+
+    return _loader(ctx, "disputes_by_request", batch)
+
+
+def reconciliation_items(ctx: Context) -> DataLoader:
+    """Items of each reconciliation run, mismatches and errors first (``reconciliation.run_items``)."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            found = await reconciliation.run_items(session, ids)
+        return [found[i] for i in ids]
+
+    return _loader(ctx, "reconciliation_items", batch)
+
+
+def provider_ids_by_user(ctx: Context) -> DataLoader:
+    """The provider profile id (``providers.id``) of each user id, or None."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            rows = (await session.execute(select(Provider.user_id, Provider.id).where(Provider.user_id.in_(ids)))).all()
+        found = dict(rows)
+        return [found.get(i) for i in ids]
+
+    return _loader(ctx, "provider_ids_by_user", batch)

@@ -6,10 +6,54 @@ import strawberry
 
 from domain.service_request import CustomerDetails
 from resolvers import chat as chat_resolvers
+from resolvers import dispute as dispute_resolvers
+from resolvers import money as money_resolvers
+from resolvers import operations as ops_resolvers
+from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
 from schema.chat import ChatMessage, SendChatMessageInput, SendChatMessagePayload, chat_errors
+from schema.dispute import (
+    Dispute,
+    OpenDisputeInput,
+    OpenDisputePayload,
+    ResolveDisputeInput,
+    ResolveDisputePayload,
+    dispute_errors,
+)
+from schema.money import (
+    FeeQuote,
+    Refund,
+    RefundServiceRequestInput,
+    RefundServiceRequestPayload,
+    refund_errors,
+)
+from schema.operations import (
+    DeadLetter,
+    DiscardDeadLetterInput,
+    DiscardDeadLetterPayload,
+    ReconciliationRun,
+    ReplayDeadLetterInput,
+    ReplayDeadLetterPayload,
+    RunReconciliationInput,
+    RunReconciliationPayload,
+    dead_letter_errors,
+    reconciliation_errors,
+)
+from schema.payout import (
+    DisablePayoutDestinationInput,
+    DisablePayoutDestinationPayload,
+    Payout,
+    PayoutDestination,
+    RegisterPayoutDestinationInput,
+    RegisterPayoutDestinationPayload,
+    RequestPayoutInput,
+    RequestPayoutPayload,
+    RunPayoutsInput,
+    RunPayoutsPayload,
+    payout_errors,
+)
 from schema.provider import (
     Provider,
     SetAvailabilityInput,
@@ -65,6 +109,7 @@ class Mutation:
         return PurchaseServicePayload(
             service_request=ServiceRequest.of(r.request) if r.request else None, checkout_url=r.checkout_url,
             guest_access_token=r.guest_access_token, errors=purchase_errors(r.errors),
+            fee_breakdown=FeeQuote.of(money_resolvers.order_fee_breakdown(r.request.model)) if r.request else None,
         )
 
     @strawberry.mutation(description="Post a message in a conversation you take part in.")
@@ -104,3 +149,104 @@ class Mutation:
             longitude=loc.longitude if loc else None,
         )
         return SetAvailabilityPayload(provider=await _provider(info, r.provider), errors=provider_errors(r.errors))
+
+    # --- money ------------------------------------------------------------------------------------
+
+    @strawberry.mutation(description="Admin: refund an order in full or in part through its payment gateway "
+                         "(the customer is emailed when the gateway confirms).")
+    async def refund_service_request(
+        self, info: strawberry.Info, input: RefundServiceRequestInput
+    ) -> RefundServiceRequestPayload:
+        r = await money_resolvers.refund_service_request(
+            info.context, service_request_id=input.service_request_id, amount=input.amount, reason=input.reason,
+            idempotency_key=input.idempotency_key,
+        )
+        return RefundServiceRequestPayload(
+            refund=Refund.of(r.refund) if r.refund else None,
+            service_request=ServiceRequest.of(r.request) if r.request else None, errors=refund_errors(r.errors),
+        )
+
+    @strawberry.mutation(description="The order's customer or an admin opens a dispute: no payout touches the "
+                         "order's money until an admin resolves it.")
+    async def open_dispute(self, info: strawberry.Info, input: OpenDisputeInput) -> OpenDisputePayload:
+        r = await dispute_resolvers.open_dispute(
+            info.context, service_request_id=input.service_request_id, reason=input.reason
+        )
+        return OpenDisputePayload(
+            dispute=Dispute.of(r.dispute, r.request.model.currency) if r.dispute and r.request else None,
+            service_request=ServiceRequest.of(r.request) if r.request else None, errors=dispute_errors(r.errors),
+        )
+
+    @strawberry.mutation(description="Admin: settle an open dispute by releasing the money to the provider, "
+                         "refunding in full, or refunding part.")
+    async def resolve_dispute(self, info: strawberry.Info, input: ResolveDisputeInput) -> ResolveDisputePayload:
+        r = await dispute_resolvers.resolve_dispute(
+            info.context, dispute_id=input.dispute_id, resolution=input.resolution.value,
+            refund_amount=input.refund_amount, note=input.note,
+        )
+        return ResolveDisputePayload(
+            dispute=Dispute.of(r.dispute, r.request.model.currency) if r.dispute and r.request else None,
+            service_request=ServiceRequest.of(r.request) if r.request else None, errors=dispute_errors(r.errors),
+        )
+
+    @strawberry.mutation(description="Admin: run a dead letter's job again (idempotent: a replayed or discarded "
+                         "one is returned unchanged).")
+    async def replay_dead_letter(self, info: strawberry.Info, input: ReplayDeadLetterInput) -> ReplayDeadLetterPayload:
+        r = await ops_resolvers.replay_dead_letter(info.context, dead_letter_id=input.id)
+        return ReplayDeadLetterPayload(
+            dead_letter=DeadLetter.of(r.letter) if r.letter else None, errors=dead_letter_errors(r.errors)
+        )
+
+    @strawberry.mutation(description="Admin: mark an open dead letter as needing nothing more.")
+    async def discard_dead_letter(
+        self, info: strawberry.Info, input: DiscardDeadLetterInput
+    ) -> DiscardDeadLetterPayload:
+        r = await ops_resolvers.discard_dead_letter(info.context, dead_letter_id=input.id)
+        return DiscardDeadLetterPayload(
+            dead_letter=DeadLetter.of(r.letter) if r.letter else None, errors=dead_letter_errors(r.errors)
+        )
+
+    @strawberry.mutation(description="Admin: reconcile now: ask the gateways about every payment, refund and "
+                         "payout still pending, apply their answers, flag mismatches. Returns the run's report.")
+    async def run_reconciliation(
+        self, info: strawberry.Info, input: RunReconciliationInput
+    ) -> RunReconciliationPayload:
+        r = await ops_resolvers.run_reconciliation(info.context, older_than_seconds=input.older_than_seconds)
+        return RunReconciliationPayload(
+            run=ReconciliationRun.of(r.run) if r.run else None, errors=reconciliation_errors(r.errors)
+        )
+
+    @strawberry.mutation(description="Admin: run the payout batch now (every provider's payable earnings, held "
+                         "ones excluded); returns how many payouts were created.")
+    async def run_payouts(self, info: strawberry.Info, input: RunPayoutsInput) -> RunPayoutsPayload:
+        made = await payout_resolvers.run_payouts(info.context)
+        return RunPayoutsPayload(payouts_created=made, client_mutation_id=input.client_mutation_id, errors=[])
+
+    @strawberry.mutation(description="Provider: add a payout destination (mobile money or bank account).")
+    async def register_payout_destination(
+        self, info: strawberry.Info, input: RegisterPayoutDestinationInput
+    ) -> RegisterPayoutDestinationPayload:
+        r = await payout_resolvers.register_destination(
+            info.context, kind=input.kind.value, currency=input.currency, country_code=input.country_code,
+            holder_name=input.holder_name, phone=input.phone, operator=input.operator, bank_code=input.bank_code,
+            account_number=input.account_number, make_default=input.make_default,
+        )
+        return RegisterPayoutDestinationPayload(
+            destination=PayoutDestination.of(r.destination) if r.destination else None, errors=payout_errors(r.errors)
+        )
+
+    @strawberry.mutation(description="Provider: stop paying to one of your destinations.")
+    async def disable_payout_destination(
+        self, info: strawberry.Info, input: DisablePayoutDestinationInput
+    ) -> DisablePayoutDestinationPayload:
+        r = await payout_resolvers.disable_destination(info.context, destination_id=input.destination_id)
+        return DisablePayoutDestinationPayload(
+            destination=PayoutDestination.of(r.destination) if r.destination else None, errors=payout_errors(r.errors)
+        )
+
+    @strawberry.mutation(description="Provider: pay out your whole available balance in a currency now.")
+    async def request_payout(self, info: strawberry.Info, input: RequestPayoutInput) -> RequestPayoutPayload:
+        r = await payout_resolvers.request_payout(
+            info.context, currency=input.currency, idempotency_key=input.idempotency_key
+        )
+        return RequestPayoutPayload(payout=Payout.of(r.payout) if r.payout else None, errors=payout_errors(r.errors))

@@ -6,11 +6,26 @@ import strawberry
 from strawberry import relay
 
 from resolvers import catalogue as catalogue_resolvers
+from resolvers import dispute as dispute_resolvers
+from resolvers import loaders
+from resolvers import money as money_resolvers
+from resolvers import operations as ops_resolvers
+from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
 from schema.catalogue import Service
 from schema.common import GeoPointInput, page_info
+from schema.dispute import DisputeConnection, DisputeStatus, dispute_connection
+from schema.money import AffiliateTotals, FeeQuoteInput, FeeQuoteResult, LedgerTrialBalance, fee_quote_result
+from schema.operations import (
+    DeadLetterConnection,
+    DeadLetterStatus,
+    FlaggedPayment,
+    ReconciliationRun,
+    dead_letter_connection,
+)
+from schema.payout import EarningsSummary, PayoutConnection, PayoutDestination, payout_connection
 from schema.provider import NearbyProviderConnection, nearby_connection
 from schema.service_request import (
     ServiceRequest,
@@ -73,3 +88,76 @@ class Query:
     async def me(self, info: strawberry.Info) -> User | None:
         user = await user_resolvers.me(info.context)
         return User.of(user) if user else None
+
+    # --- money ------------------------------------------------------------------------------------
+
+    @strawberry.field(description="Fee preview before paying: what buying this tier costs now. Anonymous callers "
+                      "are quoted as guests (with the guest checkout fee), logged-in callers without it. Bad "
+                      "input comes back as typed `errors` (purchaseService's codes), never as a top-level error.")
+    async def fee_quote(self, info: strawberry.Info, input: FeeQuoteInput) -> FeeQuoteResult:
+        r = await money_resolvers.fee_quote(
+            info.context, service_id=input.service_id, tier_id=input.tier_id, currency=input.currency,
+            affiliate_code=input.affiliate_code,
+        )
+        return fee_quote_result(r)
+
+    @strawberry.field(description="Provider: earnings per currency (available, held by disputes, in payout, paid out).")
+    async def my_earnings(self, info: strawberry.Info) -> list[EarningsSummary]:
+        return [EarningsSummary.of(e) for e in await payout_resolvers.my_earnings(info.context)]
+
+    @strawberry.field(description="Provider: your payouts, newest first; `first` at most 100 (default 20).")
+    async def my_payouts(
+        self, info: strawberry.Info, first: int | None = 20, after: str | None = None
+    ) -> PayoutConnection:
+        page = await payout_resolvers.my_payouts(info.context, first=first, after=after)
+        return payout_connection(page, after is not None)
+
+    @strawberry.field(description="Provider: your enabled payout destinations, oldest first (numbers masked).")
+    async def my_payout_destinations(self, info: strawberry.Info) -> list[PayoutDestination]:
+        return [PayoutDestination.of(d) for d in await payout_resolvers.my_destinations(info.context)]
+
+    @strawberry.field(description="Admin: every provider's payouts, newest first; `first` at most 100 (default 20).")
+    async def payouts(self, info: strawberry.Info, first: int | None = 20, after: str | None = None) -> PayoutConnection:
+        page = await payout_resolvers.all_payouts(info.context, first=first, after=after)
+        return payout_connection(page, after is not None)
+
+    @strawberry.field(description="Admin: disputes newest first, optionally of one status; `first` at most 100.")
+    async def disputes(
+        self, info: strawberry.Info, status: DisputeStatus | None = None, first: int | None = 20,
+        after: str | None = None,
+    ) -> DisputeConnection:
+        rows, has_next = await dispute_resolvers.disputes(
+            info.context, status=status.value if status else None, first=first, after=after
+        )
+        return await dispute_connection(info, rows, has_next, after is not None)
+
+    @strawberry.field(description="Admin: jobs whose retries ran out, newest first; `first` at most 100.")
+    async def dead_letters(
+        self, info: strawberry.Info, status: DeadLetterStatus | None = None, first: int | None = 20,
+        after: str | None = None,
+    ) -> DeadLetterConnection:
+        rows, has_next = await ops_resolvers.dead_letters(
+            info.context, status=status.value if status else None, first=first, after=after
+        )
+        return dead_letter_connection(rows, has_next, after is not None)
+
+    @strawberry.field(description="Admin: the latest reconciliation runs with their items, newest first.")
+    async def reconciliation_runs(self, info: strawberry.Info, first: int | None = 10) -> list[ReconciliationRun]:
+        return [ReconciliationRun.of(r) for r in await ops_resolvers.reconciliation_runs(info.context, first=first)]
+
+    @strawberry.field(description="Admin: payments held for review because the gateway reported another amount "
+                      "or currency (never captured meanwhile).")
+    async def flagged_payments(self, info: strawberry.Info) -> list[FlaggedPayment]:
+        payments = await ops_resolvers.flagged_payments(info.context)
+        requests = await loaders.service_requests(info.context).load_many([p.service_request_id for p in payments])
+        return [FlaggedPayment.of(p, r.reference if r else None) for p, r in zip(payments, requests, strict=True)]
+
+    @strawberry.field(description="Admin: ledger balances per account kind and currency, and whether the ledger "
+                      "balances (zero-sum per currency, kept balances equal to their entries).")
+    async def ledger_trial_balance(self, info: strawberry.Info) -> LedgerTrialBalance:
+        return LedgerTrialBalance.of(await money_resolvers.trial_balance(info.context))
+
+    @strawberry.field(description="What an affiliate code earned, per currency: admins and the affiliate's own "
+                      "account only.")
+    async def affiliate_dashboard(self, info: strawberry.Info, code: str) -> list[AffiliateTotals]:
+        return [AffiliateTotals.of(t) for t in await money_resolvers.affiliate_dashboard(info.context, code=code)]

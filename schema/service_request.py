@@ -10,12 +10,16 @@ import strawberry
 from strawberry import relay
 
 from domain import service_request as sr_domain
+from models import ServiceRequest as ServiceRequestModel
 from resolvers import loaders
+from resolvers import money as money_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service
 from schema.chat import Conversation
 from schema.common import Money, coded_errors
+from schema.dispute import Dispute
+from schema.money import FeeQuote, Receipt, Settlement
 from schema.provider import Provider
 
 
@@ -65,6 +69,7 @@ class ServiceRequest(relay.Node):
     _tier_id: strawberry.Private[int]
     _provider_id: strawberry.Private[int | None]
     _private: strawberry.Private[bool]
+    _model: strawberry.Private[ServiceRequestModel]
 
     @classmethod
     def of(cls, view: ServiceRequestView) -> "ServiceRequest":
@@ -80,7 +85,7 @@ class ServiceRequest(relay.Node):
             amount=Money.of(r.amount_minor, r.currency), created_at=r.created_at, paid_at=r.paid_at,
             customer=customer, affiliate_code=r.affiliate_code if view.private else None,
             _request_id=r.id, _service_id=r.service_id, _tier_id=r.tier_id, _provider_id=r.assigned_provider_id,
-            _private=view.private,
+            _private=view.private, _model=r,
         )
 
     @strawberry.field(description="Every status change, oldest first.")
@@ -116,6 +121,29 @@ class ServiceRequest(relay.Node):
             return None
         found = await loaders.conversations_by_request(info.context).load(self._request_id)
         return Conversation(id=found.id) if found else None
+
+    @strawberry.field(description="The customer's receipt once paid (lines, refunds, net paid); null before "
+                      "payment and unless the caller may see the request's private view.")
+    async def receipt(self, info: strawberry.Info) -> Receipt | None:
+        if not self._private:
+            return None
+        view = await money_resolvers.receipt(info.context, self._model)
+        return Receipt.of(view) if view else None
+
+    @strawberry.field(description="How the order's money splits (commission, provider share, affiliate, escrow "
+                      "held): admins and the assigned provider only, null for anyone else.")
+    async def settlement(self, info: strawberry.Info) -> Settlement | None:
+        if not self._private:
+            return None
+        view = await money_resolvers.settlement(info.context, self._model)
+        return Settlement.of(view) if view else None
+
+    @strawberry.field(description="Disputes on this order, oldest first (private view only; empty otherwise).")
+    async def disputes(self, info: strawberry.Info) -> list[Dispute]:
+        if not self._private:
+            return []
+        rows = await loaders.disputes_by_request(info.context).load(self._request_id)
+        return [Dispute.of(d, self._model.currency) for d in rows]
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
@@ -206,6 +234,9 @@ class PurchaseServicePayload:
     checkout_url: str | None = strawberry.field(description="Open it to pay (the gateway's hosted checkout page).")
     guest_access_token: str | None = strawberry.field(
         description="For guests: pass as `accessToken` to `serviceRequest` to see your own details (also emailed)."
+    )
+    fee_breakdown: FeeQuote | None = strawberry.field(
+        default=None, description="The fee lines snapshotted on the order just made (what the customer pays)."
     )
     errors: list[PurchaseServiceError]
 

@@ -52,7 +52,7 @@ def test_purchase_service_takes_one_input_and_returns_a_payload_with_errors():
     payload = graphql_schema().get_type("PurchaseServicePayload")
     assert {n: str(f.type) for n, f in payload.fields.items()} == {
         "serviceRequest": "ServiceRequest", "checkoutUrl": "String", "guestAccessToken": "String",
-        "errors": "[PurchaseServiceError!]!",
+        "feeBreakdown": "FeeQuote", "errors": "[PurchaseServiceError!]!",
     }
     error = graphql_schema().get_type("PurchaseServiceError")
     assert {n: str(f.type) for n, f in error.fields.items()} == {

@@ -1,0 +1,224 @@
+"""Money resolvers: the fee preview, an order's receipt and settlement, admin refunds, the ledger's
+trial balance and the affiliate dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from domain import affiliate, escrow, fees, ledger, outbox, refund
+from domain.errors import DomainError, Forbidden, NotFound
+from models import Payment, Refund, ServiceRequest
+from models.db import session_scope
+from resolvers import loaders
+from resolvers.context import Context, forbidden
+from resolvers.errors import PayloadError, to_payload_error
+from resolvers.ids import decode_id
+from resolvers.provider import bad_input
+from resolvers.service_request import ServiceRequestView
+from settings import get_settings
+
+# --- fee preview ----------------------------------------------------------------------------------
+
+
+@dataclass
+class QuoteResult:
+    breakdown: fees.FeeBreakdown | None
+    errors: list[PayloadError]
+
+
+async def fee_quote(
+    ctx: Context, *, service_id: str, tier_id: str | None, currency: str | None, affiliate_code: str | None
+) -> QuoteResult:
+    """What buying this tier would cost now (``escrow.quote_for_tier``). Anonymous callers are
+    quoted as guests (guest surcharge), logged-in callers without it. Bad input (unknown service,
+    tier, currency or affiliate code) comes back as typed errors, like ``purchaseService``'s."""
+    viewer = await ctx.viewer()
+    try:
+        sid = decode_id(service_id, "Service", field="serviceId")
+        tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
+        async with ctx.db() as session:
+            breakdown = await escrow.quote_for_tier(
+                session, service_id=sid, tier_id=tid, currency=(currency or get_settings().default_currency).upper(),
+                guest=viewer is None, affiliate_code=affiliate_code,
+            )
+    except DomainError as exc:
+        return QuoteResult(None, [to_payload_error(exc)])
+    return QuoteResult(breakdown, [])
+
+
+def order_fee_breakdown(request: ServiceRequest) -> fees.FeeBreakdown:
+    """The fee breakdown snapshotted on an order at purchase."""
+    return escrow.order_breakdown(request)
+
+
+# --- receipt and settlement of an order -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceiptView:
+    """The customer's receipt: ``lines`` from ``escrow.receipt_lines``; amounts in minor units."""
+
+    request_id: int
+    currency: str
+    payment_reference: str | None
+    paid_at: datetime | None
+    lines: list[fees.ReceiptLine]
+    total_minor: int
+    refunded_minor: int
+    net_paid_minor: int
+
+
+async def receipt(ctx: Context, request: ServiceRequest) -> ReceiptView | None:
+    """The receipt of a paid order (None while nothing was captured). The caller checked the
+    private view. One statement per batch of requests (the completed-payment loader)."""
+    if request.captured_minor == 0:
+        return None
+    payment: Payment | None = await loaders.completed_payments_by_request(ctx).load(request.id)
+    return ReceiptView(
+        request_id=request.id, currency=request.currency, payment_reference=payment.reference if payment else None,
+        paid_at=request.paid_at, lines=escrow.receipt_lines(request), total_minor=request.amount_minor,
+        refunded_minor=request.refunded_minor, net_paid_minor=request.captured_minor - request.refunded_minor,
+    )
+
+
+async def refunds_of(ctx: Context, request_id: int) -> list[Refund]:
+    return await loaders.refunds_by_request(ctx).load(request_id)
+
+
+@dataclass(frozen=True)
+class SettlementView:
+    """How an order's money splits, minor units of ``currency``. Before release: the split the fee
+    snapshot plans for the whole order (``escrow.order_breakdown``); after release: what each party
+    got, less later refunds (``settled_*``). ``platform_take`` is the commission plus the guest
+    surcharge minus the affiliate's commission. ``escrow_held`` is captured minus refunded until
+    release, then 0."""
+
+    currency: str
+    released: bool
+    released_at: datetime | None
+    release_due_at: datetime | None
+    commission_bps: int
+    guest_surcharge_bps: int
+    affiliate_commission_bps: int
+    commission_minor: int
+    guest_surcharge_minor: int
+    provider_share_minor: int
+    affiliate_commission_minor: int
+    platform_take_minor: int
+    escrow_held_minor: int
+
+
+async def settlement(ctx: Context, request: ServiceRequest) -> SettlementView | None:
+    """The settlement of an order for admins and the order's assigned provider (None for anyone
+    else, the customer included: the commission is between the platform and the provider)."""
+    viewer = await ctx.viewer()
+    if viewer is None:
+        return None
+    if viewer.role != "admin":
+        if viewer.role != "provider" or request.assigned_provider_id is None:
+            return None
+        if await loaders.provider_ids_by_user(ctx).load(viewer.id) != request.assigned_provider_id:
+            return None
+    b = escrow.order_breakdown(request)
+    released = request.released_at is not None
+    if released:
+        provider_share = request.settled_provider_minor
+        affiliate_part = request.settled_affiliate_minor
+        platform_take = request.settled_platform_minor
+    else:
+        provider_share = b.provider_share
+        affiliate_part = b.affiliate_commission if request.affiliate_code else 0
+        platform_take = b.commission + b.guest_surcharge - affiliate_part
+    return SettlementView(
+        currency=request.currency, released=released, released_at=request.released_at,
+        release_due_at=request.release_due_at, commission_bps=request.commission_bps,
+        guest_surcharge_bps=request.guest_surcharge_bps, affiliate_commission_bps=request.affiliate_commission_bps,
+        commission_minor=b.commission, guest_surcharge_minor=b.guest_surcharge, provider_share_minor=provider_share,
+        affiliate_commission_minor=affiliate_part, platform_take_minor=platform_take,
+        escrow_held_minor=0 if released else escrow.refundable(request),
+    )
+
+
+# --- refunds --------------------------------------------------------------------------------------
+
+
+@dataclass
+class RefundResult:
+    refund: Refund | None
+    request: ServiceRequestView | None
+    errors: list[PayloadError]
+
+
+async def refund_service_request(
+    ctx: Context, *, service_request_id: str, amount: int | None, reason: str, idempotency_key: str | None
+) -> RefundResult:
+    """Admin: refund ``amount`` minor units of an order (None: all that is still refundable) through
+    ``refund.refund_order``; the gateway call happens after commit (the ``send_refund`` job)."""
+    admin = await ctx.require_admin()
+    try:
+        rid = decode_id(service_request_id, "ServiceRequest", field="serviceRequestId")
+        async with session_scope() as session:
+            created = await refund.refund_order(
+                session, rid, actor_user_id=admin.id, amount_minor=amount, reason=reason,
+                idempotency_key=idempotency_key,
+            )
+            request = await session.get(ServiceRequest, created.service_request_id)
+    except NotFound as exc:
+        exc.field = "serviceRequestId"
+        return RefundResult(None, None, [to_payload_error(exc)])
+    except DomainError as exc:
+        return RefundResult(None, None, [to_payload_error(exc)])
+    await outbox.relay_quietly()
+    assert request is not None
+    return RefundResult(created, ServiceRequestView(request, True), [])
+
+
+async def refund_nodes(ctx: Context, ids: list[int]) -> list[Refund | None]:
+    """Refunds by global id: only for callers who may see their order's private view."""
+    from domain import service_request as sr_domain
+
+    viewer = await ctx.viewer()
+    if viewer is None:
+        return [None] * len(ids)
+    out: list[Refund | None] = []
+    async with ctx.db() as session:
+        for ident in ids:
+            found = await session.get(Refund, ident)
+            request = await session.get(ServiceRequest, found.service_request_id) if found else None
+            visible = request is not None and await sr_domain.can_see_private(session, request, viewer)
+            out.append(found if visible else None)
+    return out
+
+
+# --- ledger and affiliates ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrialBalance:
+    lines: list[ledger.TrialBalanceLine]
+    check: ledger.LedgerCheck
+
+
+async def trial_balance(ctx: Context) -> TrialBalance:
+    """Admin: balances by account kind and currency, and the ledger audit (``ledger.verify``)."""
+    await ctx.require_admin()
+    async with ctx.db() as session:
+        lines = await ledger.trial_balance(session)
+        check = await ledger.verify(session)
+    return TrialBalance(lines, check)
+
+
+async def affiliate_dashboard(ctx: Context, *, code: str) -> list[affiliate.AffiliateTotals]:
+    """Totals per currency for the affiliate with ``code``: admins and the affiliate's own account
+    only (FORBIDDEN otherwise, NOT_FOUND for an unknown code)."""
+    viewer = await ctx.require_user()
+    try:
+        async with ctx.db() as session:
+            found = await affiliate.get_for_viewer(session, code, viewer)
+            return await affiliate.dashboard(session, found.id)
+    except Forbidden as exc:
+        raise forbidden(exc.message) from exc
+    except DomainError as exc:
+        raise bad_input(exc) from exc
+
