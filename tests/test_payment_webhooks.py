@@ -31,6 +31,7 @@ from gateways.sandbox import SIGNATURE_HEADER, SandboxGateway, build_event, pars
 from models import (
     AffiliateAttribution,
     Email,
+    LedgerEntry,
     OutboxMessage,
     Payment,
     PaymentStatusChange,
@@ -51,7 +52,8 @@ OPERATOR = get_settings().operator_email
 
 
 async def purchase(*, affiliate_code: str | None = None):
-    """A guest buys the Basic tier of "Leak repair" (10,000 FCFA); returns the ``Purchase``."""
+    """A guest buys the Basic tier of "Leak repair" (10,000 FCFA + the 10 % guest checkout fee = 11,000 FCFA);
+    returns the ``Purchase``."""
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10000})
     async with session_scope() as s:
         return await purchase_service(
@@ -203,13 +205,13 @@ async def test_same_event_delivered_five_times_is_applied_once(mailbox):
     body = customer.get_content()
     assert "Hello Ada Nkem," in body
     assert f"Reference number: {reference}" in body
-    assert 'payment of 10,000 FCFA for "Leak repair — Basic"' in body
+    assert 'payment of 11,000 FCFA for "Leak repair — Basic"' in body
     assert "Current status:   We will contact you shortly" in body
     assert "Next steps: An operator will contact you within one business day to confirm the details." in body
     assert f"/track/{reference}?token=" in body
     operator = mail[OPERATOR][0]
     assert operator["Subject"] == f"New paid request {reference}: Leak repair"
-    assert "Amount:    10,000 FCFA" in operator.get_content()
+    assert "Amount:    11,000 FCFA" in operator.get_content()
     assert "Affiliate: DOUALA-PARTNER" in operator.get_content()
 
 
@@ -252,7 +254,9 @@ async def test_affiliate_is_not_attributed_without_a_code():
 
 def _tampered(bought) -> tuple[bytes, dict[str, str]]:
     raw, headers = signed(event_for(bought))
-    return raw.replace(b'"amount_minor":10000', b'"amount_minor":10'), headers
+    tampered = raw.replace(b'"amount_minor":11000', b'"amount_minor":10')
+    assert tampered != raw
+    return tampered, headers
 
 
 def _header(bought, value: str | None) -> tuple[bytes, dict[str, str]]:
@@ -302,7 +306,7 @@ async def test_unknown_gateway_is_404_and_nothing_is_stored():
     bought = await purchase()
     raw, headers = signed(event_for(bought))
     async with http() as client:
-        response = await client.post("/webhooks/stripe", content=raw, headers=headers)
+        response = await client.post("/webhooks/nosuchgateway", content=raw, headers=headers)
     assert response.status_code == 404
     assert (await count(WebhookEvent), await count(OutboxMessage)) == (0, 0)
 
@@ -402,7 +406,7 @@ async def test_declined_payment_fails_and_a_later_paid_event_completes_it(mailbo
 # --- amount mismatch, unknown payments ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("amount_minor, currency", [(1000, "XAF"), (10001, "XAF"), (10000, "NGN")])
+@pytest.mark.parametrize("amount_minor, currency", [(1000, "XAF"), (11001, "XAF"), (11000, "NGN")])
 async def test_amount_mismatch_leaves_the_payment_pending_and_alerts_the_operator(amount_minor, currency, mailbox):
     # given
     bought = await purchase()
@@ -418,7 +422,11 @@ async def test_amount_mismatch_leaves_the_payment_pending_and_alerts_the_operato
     assert after == {**before, "inbox": [("amount_mismatch", True)], "emails": [("operator_alert", OPERATOR)]}
     [alert] = mailbox()
     assert alert["To"] == OPERATOR
-    assert "AMOUNT MISMATCH" in alert["Subject"]
+    assert alert["Subject"] == f"[Odim operations] Amount mismatch on payment {bought.payment.reference} — do not deliver"
+    async with session_scope() as s:
+        payment = await s.get(Payment, bought.payment.id)
+        assert payment.review_reason == f"gateway reported {amount_minor} {currency}, expected 11000 XAF"
+        assert await s.scalar(select(func.count()).select_from(LedgerEntry)) == 0
     assert f"{amount_minor} {currency}" in alert.get_content()
 
 
@@ -443,8 +451,8 @@ async def test_checkout_page_shows_the_amount_and_pay_and_decline_buttons():
     async with http() as client:
         page = await client.get(f"/sandbox/checkout/{checkout_token(bought)}")
     assert page.status_code == 200
-    assert "<h1>10,000 FCFA</h1>" in page.text
-    assert '<button name="outcome" value="paid" class="pay">Pay 10,000 FCFA</button>' in page.text
+    assert "<h1>11,000 FCFA</h1>" in page.text
+    assert '<button name="outcome" value="paid" class="pay">Pay 11,000 FCFA</button>' in page.text
     assert '<button name="outcome" value="declined" class="decline">Decline</button>' in page.text
     assert bought.payment.reference in page.text
     assert f"Leak repair — Basic ({bought.service_request.reference})" in page.text
@@ -467,9 +475,9 @@ async def test_tampered_or_expired_checkout_link_is_404(tamper, monkeypatch):
         token = "not-a-token"
     else:
         monkeypatch.setattr(get_settings(), "sandbox_checkout_ttl_seconds", -10)
-        token = SandboxGateway().create_checkout(
+        token = (await SandboxGateway().create_checkout(
             reference=bought.payment.reference, amount_minor=10000, currency="XAF", description="x",
-            customer_email=CUSTOMER.email).url.rsplit("/", 1)[1]
+            customer_email=CUSTOMER.email)).url.rsplit("/", 1)[1]
     async with http() as client:
         get = await client.get(f"/sandbox/checkout/{token}")
         post = await client.post(f"/sandbox/checkout/{token}", data={"outcome": "paid"})

@@ -258,7 +258,8 @@ async def test_a_guest_buys_with_details_and_an_other_currency(api_client, shop)
     request = payload["serviceRequest"]
     assert request["customer"] == {"fullName": "Bob Guest", "email": "bob@example.com", "phone": "+237699123456",
                                    "requirements": "Kitchen sink"}
-    assert request["amount"] == {"amountMinor": 1000000, "currency": "NGN"}
+    # the price plus the 10 % guest checkout fee
+    assert request["amount"] == {"amountMinor": 1100000, "currency": "NGN"}
     assert sr.verify_guest_access_token(request["reference"], payload["guestAccessToken"])
     assert payload["checkoutUrl"].startswith(f"{get_settings().public_base_url}/sandbox/checkout/")
 
@@ -268,7 +269,7 @@ async def test_a_single_tier_service_needs_no_tier_id(api_client, shop):
                                                       "customer": GUEST}})
     payload = body["data"]["purchaseService"]
     assert payload["errors"] == []
-    assert payload["serviceRequest"]["amount"] == {"amountMinor": 25000, "currency": "XAF"}
+    assert payload["serviceRequest"]["amount"] == {"amountMinor": 27500, "currency": "XAF"}  # 25,000 + guest fee
 
 
 def _err(field: str | None, code: str, message: str) -> list[dict]:
