@@ -148,6 +148,33 @@ async def track_page(request: Request) -> Response:
     )
 
 
+async def payment_return(request: Request) -> Response:
+    """Where a gateway sends the customer back after its checkout page. The payment is checked with
+    the gateway by reference right away (the webhook may come later); the page says where it
+    stands and links to the request's public tracking page. No personal data is shown."""
+    import html
+
+    from domain import reconciliation
+
+    reference = request.path_params["reference"]
+    status = await reconciliation.check_payment(reference)
+    if status == "unknown":
+        return HTMLResponse("<!doctype html><p>No payment with this reference.</p>", status_code=404)
+    async with session_scope() as session:
+        request_ref = await payment_domain.request_reference_for_payment(session, reference)
+    message = {
+        "completed": "Thank you: your payment is confirmed.",
+        "failed": "The payment did not go through. No money was taken; you can try again from your purchase.",
+    }.get(status, "Thank you: we are confirming your payment with the payment provider. This can take a minute.")
+    e = html.escape
+    return HTMLResponse(
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Payment</title></head>"
+        "<body style='font-family:system-ui;max-width:36rem;margin:2rem auto'>"
+        f"<h1>{e(message)}</h1><p>Request <a href='/track/{e(request_ref or '')}'>{e(request_ref or '')}</a></p>"
+        "</body></html>"
+    )
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -205,6 +232,7 @@ def create_app() -> Starlette:
             Route("/webhooks/{gateway}", webhook, methods=["POST"]),
             Route("/sandbox/checkout/{token}", sandbox_checkout, methods=["GET", "POST"]),
             Route("/track/{reference}", track_page),
+            Route("/payments/{reference}/return", payment_return),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -122,10 +122,12 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"set strong values (32+ characters) for {', '.join('ODIM_' + w.upper() for w in weak)} in production"
                 )
-            if not self.sandbox_in_production:
+            sandboxed = sorted(c for c, g in self.gateway_routes.items() if g == "sandbox")
+            if sandboxed and not self.sandbox_in_production:
                 raise ValueError(
-                    "the sandbox is the only payment gateway in this release and marks orders paid without money "
-                    "moving: set ODIM_SANDBOX_IN_PRODUCTION=true to run a production-mode demo anyway"
+                    f"ODIM_GATEWAY_ROUTES sends {', '.join(sandboxed)} to the sandbox, which marks orders paid without "
+                    "money moving: route them to a real gateway (stripe, paystack, notchpay, razorpay) or set "
+                    "ODIM_SANDBOX_IN_PRODUCTION=true to run a production-mode demo anyway"
                 )
         return self
 

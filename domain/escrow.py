@@ -50,8 +50,36 @@ def order_breakdown(request: ServiceRequest) -> fees.FeeBreakdown:
     )
 
 
+async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> None:
+    """Lock, in the order every money path follows (rows, then ledger accounts by id), everything
+    an operation on this order's money can touch: its earning row, its escrow, the provider's
+    payable, the affiliate's payable, platform revenue, refunds payable, dispute losses and the
+    clearing account of each gateway it was paid through. Called first by every entry point
+    below, so a transaction that posts several times (a dispute resolved by a partial refund then
+    a release) never takes a lock out of order. The caller already holds the order's row lock."""
+    await session.execute(
+        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update()
+    )
+    currency = request.currency
+    accounts = [
+        ledger.escrow(request.id, currency), ledger.platform_revenue(currency), ledger.refunds_payable(currency),
+        ledger.dispute_losses(currency),
+    ]
+    gateways = (
+        await session.scalars(select(Payment.gateway).where(Payment.service_request_id == request.id).distinct())
+    ).all()
+    accounts += [ledger.gateway_clearing(g, currency) for g in gateways]
+    if request.assigned_provider_id is not None:
+        accounts.append(ledger.provider_payable(request.assigned_provider_id, currency))
+    affiliate = await _affiliate(session, request)
+    if affiliate is not None:
+        accounts.append(ledger.affiliate_payable(affiliate.id, currency))
+    await ledger.lock(session, accounts)
+
+
 async def capture(session: AsyncSession, request: ServiceRequest, payment: Payment) -> None:
     """Post ``payment`` (just completed) into the order's escrow: idempotent per payment."""
+    await lock_order_money(session, request)
     posted = await ledger.post(
         session, "payment_captured", f"payment_captured:{payment.reference}",
         [
@@ -87,6 +115,7 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
         raise DisputeOpen("A dispute is open on this order: resolve it to release the money")
     if request.assigned_provider_id is None:
         raise NothingToRelease("No provider is assigned to this order")
+    await lock_order_money(session, request)
     held = refundable(request)
     breakdown = order_breakdown(request)
     # Shares of the full order, scaled down to what is left after refunds (never above it).
@@ -148,6 +177,7 @@ async def reserve_refund(session: AsyncSession, request: ServiceRequest, amount_
         raise RefundTooLarge(
             f"At most {refundable(request)} {request.currency} (minor units) can be refunded on this order"
         )
+    await lock_order_money(session, request)
     currency = request.currency
     key = f"refund_requested:{refund_reference}"
     memo = f"refund {refund_reference} on {request.reference}"
@@ -170,6 +200,10 @@ async def _refund_after_release(
         "provider": request.settled_provider_minor, "platform": request.settled_platform_minor,
         "affiliate": request.settled_affiliate_minor,
     })
+    # Rows first (the earning), then ledger accounts: the lock order every money path follows.
+    earning = await session.scalar(
+        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update()
+    )
     if parts["affiliate"]:
         affiliate = await _affiliate(session, request)
         assert affiliate is not None
@@ -179,9 +213,6 @@ async def _refund_after_release(
              (ledger.platform_revenue(currency), parts["affiliate"])],
             service_request_id=request.id, memo=memo,
         )
-    earning = await session.scalar(
-        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update()
-    )
     from_payable = 0
     if earning is not None and earning.status == "available":
         from_payable = min(parts["provider"], earning.amount_minor)

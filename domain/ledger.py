@@ -143,30 +143,38 @@ async def post(
         raise
 
 
-async def _post(
-    session: AsyncSession, kind: str, key: str, legs: list[Leg], service_request_id: int | None, memo: str
-) -> LedgerTransaction | None:
-    accounts = {account.key: account for account, _ in legs}
+async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]:
+    """Create missing accounts and lock them all (``FOR UPDATE``) in id order; returns
+    ``{key: id}``. A database transaction that will post several times locks the union of the
+    accounts it will touch first (``escrow.lock_order_money``), so it never takes a lower id after
+    a higher one and no two transactions can wait on each other."""
+    by_key = {account.key: account for account in accounts}
     await session.execute(
         insert(LedgerAccount)
         .values([
             {"key": a.key, "kind": a.kind, "currency": a.currency, "owner_type": a.owner_type,
              "owner_id": a.owner_id, "allow_negative": a.allow_negative}
-            for a in sorted(accounts.values(), key=lambda a: a.key)
+            for a in sorted(by_key.values(), key=lambda a: a.key)
         ])
         .on_conflict_do_nothing(index_elements=["key"])
     )
-    # Lock every account this posting touches, in id order: no two postings deadlock.
-    ids = dict(
+    return dict(
         (
             await session.execute(
                 select(LedgerAccount.key, LedgerAccount.id)
-                .where(LedgerAccount.key.in_(accounts))
+                .where(LedgerAccount.key.in_(by_key))
                 .order_by(LedgerAccount.id)
                 .with_for_update()
             )
         ).all()
     )
+
+
+async def _post(
+    session: AsyncSession, kind: str, key: str, legs: list[Leg], service_request_id: int | None, memo: str
+) -> LedgerTransaction | None:
+    # Lock every account this posting touches, in id order: no two postings deadlock.
+    ids = await lock(session, [account for account, _ in legs])
     txn_id = await session.scalar(
         insert(LedgerTransaction)
         .values(kind=kind, idempotency_key=key, service_request_id=service_request_id, memo=memo)

@@ -77,6 +77,15 @@ def _payment_transition(session: AsyncSession, payment: Payment, to_status: str,
     payment.updated_at = datetime.now(UTC)
 
 
+async def request_reference_for_payment(session: AsyncSession, payment_reference: str) -> str | None:
+    """The public ``ODM-...`` reference of the order a payment belongs to."""
+    return await session.scalar(
+        select(ServiceRequest.reference)
+        .join(Payment, Payment.service_request_id == ServiceRequest.id)
+        .where(Payment.reference == payment_reference)
+    )
+
+
 async def process_webhook(session: AsyncSession, inbox_id: int) -> str:
     """Apply stored webhook ``inbox_id`` once, in the caller's transaction. Returns what happened:
     ``completed``, ``failed``, ``already_processed``, ``duplicate_payment_event``,
@@ -100,6 +109,10 @@ async def _apply(session: AsyncSession, inbox: WebhookEvent) -> str:
     reference = inbox.reference or ""
     if kind == "refund":
         found = await refund.refund_by_reference(session, reference)
+        if found is None and reference.startswith("pay_"):
+            # Paystack's refund events echo the payment's reference, not the refund's: take the
+            # oldest unsettled refund of that payment for that amount.
+            found = await refund.pending_refund_for_payment(session, reference, inbox.amount_minor)
         if found is None:
             return "unknown_refund"
         status = "succeeded" if outcome == "succeeded" else "failed"

@@ -86,10 +86,30 @@ def _item(run_id: int, object_type: str, object_id: int, reference: str, gateway
     )
 
 
+async def check_payment(reference: str) -> str:
+    """Ask the gateway about one pending payment now and apply the answer (the customer came back
+    from the checkout page: every gateway says to verify by reference then). Returns the payment's
+    status afterwards; gateway errors leave it as it is (webhooks and the hourly run follow up)."""
+    async with session_scope() as session:
+        found = await session.scalar(select(Payment).where(Payment.reference == reference))
+        if found is None:
+            return "unknown"
+        if found.status != "pending" or found.review_reason is not None:
+            return found.status
+        payment_id, gateway_name = found.id, found.gateway
+    item = await _payment(0, payment_id, gateway_name, reference)
+    return {"completed": "completed", "failed": "failed"}.get(item.detail, "pending")
+
+
 async def _payment(run_id: int, payment_id: int, gateway_name: str, reference: str) -> ReconciliationItem:
     try:
         seen = await registry.get_gateway(gateway_name).fetch_payment(reference)
     except (GatewayError, KeyError) as exc:
+        if isinstance(exc, GatewayError) and exc.status_code == 404:
+            # Stripe creates the PaymentIntent only when the customer submits the form: not yet known
+            # there means not paid yet. The payment stays pending (the checkout expires at the gateway).
+            return _item(run_id, "payment", payment_id, reference, gateway_name, our_status="pending",
+                         gateway_status="pending", outcome="unchanged", detail="not known at the gateway yet")
         return _item(run_id, "payment", payment_id, reference, gateway_name, our_status="pending",
                      outcome="error", detail=str(exc)[:2000])
     async with session_scope() as session:

@@ -169,6 +169,17 @@ async def refund_by_reference(session: AsyncSession, reference: str) -> Refund |
     return await session.scalar(select(Refund).where(Refund.reference == reference))
 
 
+async def pending_refund_for_payment(session: AsyncSession, payment_reference: str, amount_minor: int | None) -> Refund | None:
+    """The oldest pending refund of payment ``payment_reference`` (for ``amount_minor`` when given)."""
+    stmt = (
+        select(Refund).join(Payment, Payment.id == Refund.payment_id)
+        .where(Payment.reference == payment_reference, Refund.status == "pending").order_by(Refund.id).limit(1)
+    )
+    if amount_minor is not None:
+        stmt = stmt.where(Refund.amount_minor == amount_minor)
+    return await session.scalar(stmt)
+
+
 async def refund_order(
     session: AsyncSession, request_id: int, *, actor_user_id: int, amount_minor: int | None, reason: str,
     idempotency_key: str | None = None,

@@ -27,3 +27,20 @@ def test_production_refuses_the_sandbox_gateway_unless_asked():
 
 def test_development_defaults_still_load():
     assert Settings(environment="development").jwt_secret.get_secret_value().startswith("dev-only")
+
+
+def test_production_with_every_currency_routed_to_a_real_gateway_needs_no_sandbox_flag():
+    strong = "x" * 40
+    settings = Settings(
+        environment="production", jwt_secret=strong, guest_link_secret=strong, sandbox_webhook_secret=strong,
+        gateway_routes={"XAF": "notchpay", "NGN": "paystack", "INR": "razorpay", "USD": "stripe"},
+    )
+    assert settings.gateway_routes["XAF"] == "notchpay"
+
+
+def test_production_names_the_currencies_still_routed_to_the_sandbox():
+    strong = "x" * 40
+    with pytest.raises(ValidationError) as caught:
+        Settings(environment="production", jwt_secret=strong, guest_link_secret=strong, sandbox_webhook_secret=strong,
+                 gateway_routes={"XAF": "notchpay", "NGN": "sandbox"})
+    assert "ODIM_GATEWAY_ROUTES sends NGN to the sandbox" in str(caught.value)
