@@ -8,7 +8,8 @@ Periodic jobs:
   and client idempotency keys older than settings.idempotency_key_ttl_seconds;
 * every 60 s: escrow of orders whose grace period after completion passed with no dispute is
   released (domain/escrow.py);
-* every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways.
+* every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways;
+* every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/payout.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import workers  # noqa: F401  (configures the broker the outbox dispatches to)
 from domain import escrow, idempotency, maintenance, outbox, reconciliation
 from models.db import session_scope
 from settings import get_settings
+from workers import payout as payout_worker
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +77,10 @@ async def run() -> None:
     scheduler.add_job(release_due_escrow, "interval", seconds=60, max_instances=1, coalesce=True)
     scheduler.add_job(
         reconcile, "interval", seconds=settings.reconcile_interval_seconds, max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        payout_worker.run_payouts_job, "interval", seconds=settings.payout_interval_seconds, max_instances=1,
+        coalesce=True,
     )
     scheduler.start()
     log.info("scheduler.started")
