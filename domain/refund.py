@@ -6,6 +6,7 @@ Life of a refund (one state machine, ``REFUND_TRANSITIONS``)::
 
     pending --gateway says succeeded--> succeeded   ledger: refunds_payable -> gateway_clearing; email
     pending --gateway says failed-----> failed      money stays in refunds_payable (still owed); operator alert
+    failed  --gateway says succeeded--> succeeded   (late success wins; a late failure never undoes a success)
 
 ``create_refund`` writes the refund row, its ledger reservation (domain/escrow.py) and the
 ``send_refund`` job in the caller's transaction. ``send_refund`` then calls the gateway outside any
@@ -34,7 +35,9 @@ from settings import get_settings
 
 log = structlog.get_logger(__name__)
 
-REFUND_TRANSITIONS = {("pending", "succeeded"), ("pending", "failed")}
+# A success is final whatever came before (money left: a "failed" that arrived first was stale or
+# premature); a failure after a success is stale and ignored.
+REFUND_TRANSITIONS = {("pending", "succeeded"), ("pending", "failed"), ("failed", "succeeded")}
 
 
 class NotRefundable(DomainError):

@@ -16,10 +16,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from domain import ledger
 from gateways.sandbox import build_event, parse_checkout
-from models.db import get_engine
+from models import LedgerTransaction
+from models.db import get_engine, session_scope
 from tests.test_payment_webhooks import CUSTOMER, OPERATOR, checkout_token, http, post_webhook, purchase, state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,10 +72,11 @@ async def test_a_worker_killed_mid_payment_loses_nothing_and_the_payment_complet
                 os.killpg(first.pid, signal.SIGKILL)
         await blocker.execute(text("ROLLBACK"))
 
-    # then: the dead worker's transaction left nothing behind
+    # then: the dead worker's transaction left nothing behind, in the ledger either
     halfway = await state(bought)
     assert (halfway["payment"], halfway["request"], halfway["emails"]) == ("pending", "awaiting_payment", [])
     assert halfway["inbox"] == [(None, False)]
+    assert await captures() == []
 
     # when: another worker starts
     second = start_worker()
@@ -98,3 +101,14 @@ async def test_a_worker_killed_mid_payment_loses_nothing_and_the_payment_complet
     ]
     assert after["emails"] == [("payment_confirmed", CUSTOMER.email), ("operator_new_request", OPERATOR)]
     assert sorted(m["To"] for m in mailbox()) == sorted([CUSTOMER.email, OPERATOR])
+    # and captured into escrow exactly once, the ledger balanced
+    assert await captures() == [f"payment_captured:{bought.payment.reference}"]
+    async with session_scope() as s:
+        assert (await ledger.verify(s)).ok
+        assert await ledger.balance(s, ledger.escrow(bought.service_request.id, "XAF")) == bought.payment.amount_minor
+
+
+async def captures() -> list[str]:
+    async with session_scope() as s:
+        return list((await s.scalars(select(LedgerTransaction.idempotency_key)
+                                     .where(LedgerTransaction.kind == "payment_captured"))).all())

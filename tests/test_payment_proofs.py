@@ -1,0 +1,254 @@
+"""The proofs issue 3 asks for, against real PostgreSQL, Redis and a real Dramatiq worker:
+
+* 100 simultaneous purchases and their payment webhooks end with exactly 100 captured payments and
+  a balanced ledger;
+* the same webhook delivered 10 times, interleaved out of order with a late decline, ends in the
+  right final state with one capture;
+* an actor whose retries run out lands in the PostgreSQL dead-letter table (payload, headers,
+  attempts, traceback); the sweeper leaves it alone; a replay is idempotent;
+* refund and payout events from the gateway settle them once, whatever the order and the repeats.
+(The SIGKILL proof is tests/test_worker_crash.py; the dispute-blocks-payout proof is
+tests/test_payout.py.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+import server
+from domain import dead_letter, ledger, maintenance, refund
+from domain import payment as payment_domain
+from gateways import sandbox
+from models import (
+    DeadLetter,
+    LedgerTransaction,
+    OutboxMessage,
+    Payment,
+    PaymentStatusChange,
+    Refund,
+    ServiceRequest,
+    WebhookEvent,
+)
+from models.db import session_scope
+from tests.factories import make_service, make_user, run_worker
+from tests.graphql_client import gql, login
+
+PURCHASE = """
+mutation Purchase($input: PurchaseServiceInput!) {
+  purchaseService(input: $input) {
+    serviceRequest { id reference amount { amountMinor currency } }
+    checkoutUrl
+    errors { field code message }
+  }
+}
+"""
+
+
+async def count(model, *where) -> int:
+    async with session_scope() as s:
+        return await s.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def details_of(checkout_url: str) -> sandbox.CheckoutDetails:
+    return sandbox.parse_checkout(checkout_url.rsplit("/", 1)[1])
+
+
+async def test_a_hundred_simultaneous_purchases_and_webhooks_capture_exactly_a_hundred_payments():
+    # given: a service and 100 customers' worth of guest details
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    sid = f"{service.id}"
+    from resolvers.ids import encode_id
+
+    service_gid, tier_gid = encode_id("Service", service.id), encode_id("ServiceTier", tiers[0].id)
+    del sid
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url="http://test",
+                                 limits=limits, timeout=120) as client:
+
+        async def customer(i: int) -> tuple[str, int]:
+            body = await gql(client, PURCHASE, {"input": {
+                "serviceId": service_gid, "tierId": tier_gid, "idempotencyKey": f"order-{i}",
+                "customer": {"fullName": f"Customer {i}", "email": f"c{i}@example.cm", "phone": "+237671234567"},
+            }})
+            payload = body["data"]["purchaseService"]
+            assert payload["errors"] == [], payload
+            details = details_of(payload["checkoutUrl"])
+            await sandbox.record_checkout_outcome(details, "paid")
+            raw, headers = sandbox.build_event(details, "paid")
+            response = await client.post("/webhooks/sandbox", content=raw, headers=headers)
+            return payload["serviceRequest"]["reference"], response.status_code
+
+        # when: 100 customers buy and pay at the same time, then the worker drains the queue
+        results = await asyncio.gather(*(customer(i) for i in range(100)))
+    await run_worker()
+    # then
+    assert sorted(status for _, status in results) == [200] * 100
+    assert len({reference for reference, _ in results}) == 100
+    assert await count(Payment, Payment.status == "completed") == 100
+    assert await count(ServiceRequest, ServiceRequest.status == "pending_contact") == 100
+    assert await count(LedgerTransaction, LedgerTransaction.kind == "payment_captured") == 100
+    assert await count(WebhookEvent, WebhookEvent.result == "completed") == 100
+    async with session_scope() as s:
+        check = await ledger.verify(s)
+        assert check.ok, check
+        assert check.currency_sums == {"XAF": 0}
+        assert await ledger.balance(s, ledger.gateway_clearing("sandbox", "XAF")) == -100 * 11_000
+        held = await s.scalar(select(func.sum(ServiceRequest.captured_minor)))
+        assert held == 100 * 11_000
+
+
+async def test_the_same_webhook_ten_times_out_of_order_with_a_late_decline_captures_once(api_client):
+    # given: a guest purchase, its paid event (one event id) and a decline event that arrives late
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    from domain.service_request import CustomerDetails, purchase_service
+
+    async with session_scope() as s:
+        bought = await purchase_service(
+            s, service_id=service.id, tier_id=tiers[0].id, user=None,
+            customer=CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"),
+        )
+    details = details_of(bought.checkout_url)
+    await sandbox.record_checkout_outcome(details, "paid")
+    paid = sandbox.build_event(details, "paid", event_id="evt_paid_1")
+    declined = sandbox.build_event(details, "declined", event_id="evt_declined_1")
+    deliveries = [paid] * 10 + [declined] * 10
+    random.Random(7).shuffle(deliveries)
+    # when: all twenty deliveries at once, then the worker; then the decline again, alone, after
+    statuses = await asyncio.gather(*(api_client.post("/webhooks/sandbox", content=raw, headers=headers)
+                                      for raw, headers in deliveries))
+    await run_worker()
+    late = await api_client.post("/webhooks/sandbox", content=declined[0], headers=declined[1])
+    await run_worker()
+    # then: two inbox rows (one per event id), the payment completed whatever came first, one capture
+    assert sorted(r.status_code for r in statuses) == [200] * 20
+    assert late.json() == {"received": True, "duplicate": True}
+    assert await count(WebhookEvent) == 2
+    async with session_scope() as s:
+        payment = await s.get(Payment, bought.payment.id)
+        history = (await s.execute(select(PaymentStatusChange.from_status, PaymentStatusChange.to_status)
+                                   .where(PaymentStatusChange.payment_id == payment.id)
+                                   .order_by(PaymentStatusChange.id))).all()
+        request = await s.get(ServiceRequest, bought.service_request.id)
+        assert payment.status == "completed"
+        assert [tuple(h) for h in history] in (
+            [(None, "pending"), ("pending", "completed")],
+            [(None, "pending"), ("pending", "failed"), ("failed", "completed")],
+        )
+        assert request.status == "pending_contact"
+        assert request.captured_minor == 11_000
+        assert await s.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
+        assert (await ledger.verify(s)).ok
+
+
+async def test_an_actor_out_of_retries_is_dead_lettered_and_a_replay_applies_it_once(monkeypatch, api_client):
+    # given: a paid webhook whose processing fails every time (a bug, say)
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    from domain.service_request import CustomerDetails, purchase_service
+
+    async with session_scope() as s:
+        bought = await purchase_service(
+            s, service_id=service.id, tier_id=tiers[0].id, user=None,
+            customer=CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"),
+        )
+    details = details_of(bought.checkout_url)
+    await sandbox.record_checkout_outcome(details, "paid")
+    raw, headers = sandbox.build_event(details, "paid")
+    real = payment_domain.process_webhook
+
+    async def broken(session, inbox_id):
+        raise RuntimeError("simulated bug in the payment handler")
+
+    monkeypatch.setattr(payment_domain, "process_webhook", broken)
+    # when: it is delivered and the worker retries until the retries run out
+    response = await api_client.post("/webhooks/sandbox", content=raw, headers=headers)
+    assert response.status_code == 200
+    await run_worker()
+    # then: one dead letter in PostgreSQL with what an operator needs, the payment untouched
+    async with session_scope() as s:
+        letter = (await s.scalars(select(DeadLetter))).one()
+        inbox = (await s.scalars(select(WebhookEvent))).one()
+    from settings import get_settings
+
+    assert (letter.actor, letter.queue, letter.args, letter.source_type, letter.source_id, letter.status) == (
+        "process_webhook", "payments", {"inbox_id": inbox.id}, "webhook", inbox.id, "open")
+    assert letter.attempts == get_settings().actor_max_retries + 1
+    assert letter.last_error == "RuntimeError: simulated bug in the payment handler"
+    assert "simulated bug" in letter.traceback and "Traceback" in letter.traceback
+    assert letter.payload["data"]["reference"] == bought.payment.reference
+    assert "odim-sandbox-signature" in letter.headers
+    assert inbox.dead_lettered_at is not None and inbox.processed_at is None
+    assert await count(Payment, Payment.status == "pending") == 1
+    # and the stalled-work sweeper does not pick a dead letter up again
+    async with session_scope() as s:
+        await s.execute(update(WebhookEvent).values(received_at=func.now() - func.make_interval(0, 0, 0, 0, 1)))
+    assert (await maintenance.requeue_stalled_work(older_than_seconds=120))["webhooks"] == 0
+
+    # when: the bug is fixed and an admin replays it, twice
+    monkeypatch.setattr(payment_domain, "process_webhook", real)
+    admin = await make_user("ops@example.com", role="admin")
+    async with session_scope() as s:
+        await dead_letter.replay(s, letter.id, admin_user_id=admin.id)
+    async with session_scope() as s:
+        again = await dead_letter.replay(s, letter.id, admin_user_id=admin.id)
+        assert again.status == "replayed"
+    from domain import outbox
+
+    await outbox.relay()
+    await run_worker()
+    # then: applied once
+    assert await count(OutboxMessage, OutboxMessage.target == "process_webhook") == 2  # first delivery + one replay
+    assert await count(Payment, Payment.status == "completed") == 1
+    assert await count(LedgerTransaction, LedgerTransaction.kind == "payment_captured") == 1
+    async with session_scope() as s:
+        assert (await s.get(WebhookEvent, inbox.id)).result == "completed"
+        with pytest.raises(dead_letter.DeadLetterNotOpen):
+            await dead_letter.discard(s, letter.id, admin_user_id=admin.id)
+
+
+async def test_refund_events_settle_a_refund_once_whatever_the_order_and_repeats(api_client, mailbox):
+    # given: a paid order refunded by an admin; the gateway has not answered yet
+    customer = await make_user("ada@example.com")
+    token = await login(api_client, "ada@example.com")
+    del token
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    from domain.service_request import purchase_service
+
+    async with session_scope() as s:
+        bought = await purchase_service(s, service_id=service.id, tier_id=tiers[0].id, user=customer, customer=None)
+    details = details_of(bought.checkout_url)
+    await sandbox.record_checkout_outcome(details, "paid")
+    await api_client.post("/webhooks/sandbox", content=(e := sandbox.build_event(details, "paid"))[0], headers=e[1])
+    await run_worker()
+    admin = await make_user("ops@example.com", role="admin")
+    async with session_scope() as s:
+        made = await refund.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=4000,
+                                         reason="Partly done")
+    subject = sandbox.EventSubject(made.reference, 4000, "XAF")
+    succeeded = sandbox.build_event(subject, "refund.succeeded", event_id="evt_refund_ok")
+    failed = sandbox.build_event(subject, "refund.failed", event_id="evt_refund_failed_late")
+    # when: the success arrives three times, then a stale failure, alongside the refund job itself
+    for raw, headers in (succeeded, succeeded, failed, succeeded):
+        await api_client.post("/webhooks/sandbox", content=raw, headers=headers)
+    await run_worker()
+    # then: settled once, money out of refunds payable once, one email to the customer
+    async with session_scope() as s:
+        settled = await s.get(Refund, made.id)
+        assert settled.status == "succeeded"
+        assert await s.scalar(select(func.count()).select_from(LedgerTransaction)
+                              .where(LedgerTransaction.kind == "refund_sent")) == 1
+        assert await ledger.balance(s, ledger.refunds_payable("XAF")) == 0
+        assert await ledger.balance(s, ledger.escrow(bought.service_request.id, "XAF")) == 10_000 - 4000
+        assert (await ledger.verify(s)).ok
+        results = (await s.scalars(select(WebhookEvent.result).where(WebhookEvent.event_type.like("refund.%"))
+                                   .order_by(WebhookEvent.id))).all()
+    # the success settles it; the stale failure was either ignored (processed after the success) or
+    # overtaken by it (processed before): never the final state
+    assert results[0] == "refund:succeeded"
+    assert results[1] in ("refund:succeeded", "refund:failed")
+    refund_mail = [m for m in mailbox() if "refunded" in m["Subject"]]
+    assert [m["Subject"] for m in refund_mail] == [f"Odim: 4,000 FCFA refunded on {bought.service_request.reference}"]
