@@ -113,6 +113,76 @@ def _print_summary(summary: dict) -> None:
     console.print(f"(also written to {credentials})")
 
 
+money_app = typer.Typer(help="Money operations the scheduler also runs: payouts, reconciliation, ledger audit.")
+app.add_typer(money_app, name="money")
+
+
+def _run_with_workers(coro_factory):
+    """Run an async money operation in this process, with the Dramatiq broker configured so the
+    jobs it writes to the outbox are dispatched (a worker must be running to execute them)."""
+    import workers  # noqa: F401
+    from domain import outbox
+    from models.db import dispose_engine
+
+    async def run():
+        try:
+            result = await coro_factory()
+            await outbox.relay()
+            return result
+        finally:
+            await dispose_engine()
+
+    return asyncio.run(run())
+
+
+@money_app.command("payouts")
+def money_payouts() -> None:
+    """Batch every provider's payable earnings into payouts now (the scheduler does it hourly)."""
+    from domain import payout
+
+    made = _run_with_workers(payout.run_payouts)
+    console.print(f"{made} payout(s) created; the worker sends them")
+
+
+@money_app.command("reconcile")
+def money_reconcile(older_than: int = typer.Option(None, help="Seconds pending before asking (default: setting).")) -> None:
+    """Ask the gateways about every pending payment, refund and payout, and apply their answers."""
+    from domain import reconciliation
+
+    run_id = _run_with_workers(lambda: reconciliation.run(older_than_seconds=older_than))
+    console.print(f"reconciliation run {run_id} done; read it with the reconciliationRuns query")
+
+
+@money_app.command("release-due")
+def money_release_due() -> None:
+    """Release the escrow of completed orders whose grace period passed with no dispute."""
+    from domain import escrow
+
+    released = _run_with_workers(escrow.release_due_orders)
+    console.print(f"{released} order(s) released")
+
+
+@money_app.command("check")
+def money_check() -> None:
+    """Audit the ledger: zero-sum per currency, kept balances = entries, no forbidden negatives;
+    prints the trial balance. Exits 1 when something is wrong."""
+    from domain import ledger
+    from models.db import session_scope
+
+    async def audit():
+        async with session_scope() as session:
+            return await ledger.verify(session), await ledger.trial_balance(session)
+
+    check, lines = _run_with_workers(audit)
+    for line in lines:
+        console.print(f"{line.currency} {line.kind:<20} accounts={line.accounts:<6} balance={line.balance_minor}")
+    console.print(f"per-currency sums: {check.currency_sums or '{}'}")
+    if not check.ok:
+        console.print(f"[red]ledger check failed[/red]: drifted={check.drifted_accounts} negative={check.negative_accounts}")
+        raise typer.Exit(1)
+    console.print("[green]ledger balanced[/green]")
+
+
 @app.command("create-admin")
 def create_admin(
     email: str = typer.Option(..., prompt=True),

@@ -46,7 +46,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from domain.user import hash_password
-from models import Affiliate, Provider, Service, ServiceTier, TierPrice, User
+from models import Affiliate, PayoutDestination, Provider, Service, ServiceTier, TierPrice, User
 from models.db import get_sessionmaker, session_scope
 from settings import get_settings
 
@@ -531,7 +531,8 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
     * users: ``admin@odim.local`` (role admin, random password), ``customer@odim.local``
       (password ``customer-demo-pass``) and ``provider1..3@odim.local`` (role provider, password
       ``provider-demo-pass``) linked to the first three Douala providers;
-    * affiliates ``DOUALA-PARTNER`` (500 bps) and ``LAGOS-AMBASSADOR`` (750 bps).
+    * affiliates ``DOUALA-PARTNER`` (500 bps) and ``LAGOS-AMBASSADOR`` (750 bps);
+    * an MTN Mobile Money payout destination (XAF) for each demo provider account.
 
     An account whose email already exists (e.g. made by ``odim create-admin``) is reused as it
     is: its password is not changed and is reported as ``None``.
@@ -646,6 +647,20 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
         new_affiliates = [a for a in affiliates if a["code"] not in existing_codes]
         if new_affiliates:
             await session.execute(insert(Affiliate), new_affiliates)
+
+        # --- payout destinations: the demo providers are paid by MTN Mobile Money in XAF ----------
+        demo_provider_ids = (
+            await session.scalars(
+                select(Provider.id).where(Provider.user_id.in_([user_ids[e] for e in provider_emails]))
+                .order_by(Provider.id)
+            )
+        ).all()
+        await session.execute(insert(PayoutDestination), [
+            {"provider_id": pid, "kind": "mobile_money", "currency": "XAF", "country_code": "CM",
+             "holder_name": f"Demo Provider {i}", "phone": f"+2376712345{10 + i}", "operator": "mtn",
+             "is_default": True}
+            for i, pid in enumerate(demo_provider_ids, start=1)
+        ])
 
     return {
         "skipped": False,

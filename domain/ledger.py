@@ -164,7 +164,7 @@ async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]
                 select(LedgerAccount.key, LedgerAccount.id)
                 .where(LedgerAccount.key.in_(by_key))
                 .order_by(LedgerAccount.id)
-                .with_for_update()
+                .with_for_update().execution_options(populate_existing=True)
             )
         ).all()
     )
