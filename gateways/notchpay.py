@@ -32,7 +32,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -48,7 +47,14 @@ from gateways.base import (
     PayoutResult,
     RefundResult,
 )
-from gateways.resilience import GatewayHttp, checkout_return_url, header, not_configured, unexpected
+from gateways.resilience import (
+    GatewayHttp,
+    checkout_return_url,
+    header,
+    not_configured,
+    unexpected,
+    verify_hex_hmac,
+)
 from settings import get_settings
 
 NAME = "notchpay"
@@ -175,13 +181,7 @@ class NotchPayGateway:
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> GatewayEvent:
         """Check ``x-notch-signature`` (hex HMAC-SHA256 of the raw body with the hash key, constant
         time) and map the event (module docstring). Raises ``InvalidSignature``."""
-        key = get_settings().notchpay_hash_key
-        if key is None:
-            raise InvalidSignature("notchpay hash key is not configured (ODIM_NOTCHPAY_HASH_KEY)")
-        received = (header(headers, SIGNATURE_HEADER) or "").strip()
-        expected = hmac.new(key.get_secret_value().encode(), raw_body, hashlib.sha256).hexdigest()
-        if not received or not hmac.compare_digest(expected, received):
-            raise InvalidSignature("signature mismatch")
+        verify_hex_hmac(get_settings().notchpay_hash_key, "notchpay_hash_key", header(headers, SIGNATURE_HEADER), raw_body, hashlib.sha256)
         try:
             event = json.loads(raw_body)
             name = str(event.get("event") or event["type"])
@@ -190,11 +190,7 @@ class NotchPayGateway:
             mapped = _EVENTS.get(name, "ignored")
             amount = data.get("amount")
             currency = data.get("currency")
-            return GatewayEvent(
-                event_id=str(event["id"]), type=mapped if reference else "ignored", reference=reference,
-                amount_minor=None if amount is None else int(amount),
-                currency=None if currency is None else str(currency).upper(), payload=event,
-            )
+            return normalised_event(str(event["id"]), mapped, reference, amount, currency, event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidSignature("signed body is not a Notch Pay event") from exc
 

@@ -36,7 +36,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -52,7 +51,15 @@ from gateways.base import (
     PayoutResult,
     RefundResult,
 )
-from gateways.resilience import GatewayHttp, checkout_return_url, header, not_configured, unexpected
+from gateways.resilience import (
+    GatewayHttp,
+    checkout_return_url,
+    header,
+    normalised_event,
+    not_configured,
+    unexpected,
+    verify_hex_hmac,
+)
 from settings import get_settings
 
 NAME = "paystack"
@@ -156,13 +163,7 @@ class PaystackGateway:
     def verify_webhook(self, headers: Mapping[str, str], raw_body: bytes) -> GatewayEvent:
         """Check ``x-paystack-signature`` (hex HMAC-SHA512 of the raw body with the secret key,
         constant time) and map the event (module docstring). Raises ``InvalidSignature``."""
-        key = get_settings().paystack_secret_key
-        if key is None:
-            raise InvalidSignature("paystack secret key is not configured (ODIM_PAYSTACK_SECRET_KEY)")
-        received = (header(headers, SIGNATURE_HEADER) or "").strip()
-        expected = hmac.new(key.get_secret_value().encode(), raw_body, hashlib.sha512).hexdigest()
-        if not received or not hmac.compare_digest(expected, received):
-            raise InvalidSignature("signature mismatch")
+        verify_hex_hmac(get_settings().paystack_secret_key, "paystack_secret_key", header(headers, SIGNATURE_HEADER), raw_body, hashlib.sha512)
         try:
             event = json.loads(raw_body)
             name = str(event["event"])
@@ -179,11 +180,7 @@ class PaystackGateway:
             event_id = f"{name}:{object_id}" if object_id else "sha256:" + hashlib.sha256(raw_body).hexdigest()
             amount = data.get("amount")
             currency = data.get("currency")
-            return GatewayEvent(
-                event_id=event_id, type=mapped if reference else "ignored", reference=reference,
-                amount_minor=None if amount is None else int(amount),
-                currency=None if currency is None else str(currency).upper(), payload=event,
-            )
+            return normalised_event(event_id, mapped, reference, amount, currency, event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidSignature("signed body is not a Paystack event") from exc
 

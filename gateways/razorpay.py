@@ -33,7 +33,6 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import re
 import time
@@ -56,8 +55,10 @@ from gateways.resilience import (
     GatewayHttp,
     checkout_return_url,
     header,
+    normalised_event,
     not_configured,
     unexpected,
+    verify_hex_hmac,
 )
 from settings import get_settings
 
@@ -166,13 +167,7 @@ class RazorpayGateway:
         """Check ``X-Razorpay-Signature`` (hex HMAC-SHA256 of the raw body with the webhook secret,
         constant time) and map the event (module docstring); ``event_id`` is the
         ``x-razorpay-event-id`` header. Raises ``InvalidSignature``."""
-        secret = get_settings().razorpay_webhook_secret
-        if secret is None:
-            raise InvalidSignature("razorpay webhook secret is not configured (ODIM_RAZORPAY_WEBHOOK_SECRET)")
-        received = (header(headers, SIGNATURE_HEADER) or "").strip()
-        expected = hmac.new(secret.get_secret_value().encode(), raw_body, hashlib.sha256).hexdigest()
-        if not received or not hmac.compare_digest(expected, received):
-            raise InvalidSignature("signature mismatch")
+        verify_hex_hmac(get_settings().razorpay_webhook_secret, "razorpay_webhook_secret", header(headers, SIGNATURE_HEADER), raw_body, hashlib.sha256)
         try:
             event = json.loads(raw_body)
             name = str(event["event"])
@@ -185,11 +180,7 @@ class RazorpayGateway:
             reference = str(value or "") if field else ""
             amount = entity.get("amount_paid") if entity_name == "payment_link" else entity.get("amount")
             currency = entity.get("currency")
-            return GatewayEvent(
-                event_id=event_id, type=mapped if reference else "ignored", reference=reference,
-                amount_minor=None if amount is None else int(amount),
-                currency=None if currency is None else str(currency).upper(), payload=event,
-            )
+            return normalised_event(event_id, mapped, reference, amount, currency, event)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise InvalidSignature("signed body is not a Razorpay event") from exc
 

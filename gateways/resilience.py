@@ -19,6 +19,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -28,9 +30,10 @@ import httpx
 import structlog
 from purgatory import AsyncCircuitBreakerFactory
 from purgatory.domain.model import OpenedState
+from pydantic import SecretStr
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
-from gateways.base import GatewayError, GatewayUnavailable
+from gateways.base import GatewayError, GatewayEvent, GatewayUnavailable, InvalidSignature
 from settings import get_settings
 
 log = structlog.get_logger("odim.gateways")
@@ -225,3 +228,29 @@ def header(headers: Mapping[str, str], name: str) -> str | None:
         if key.lower() == lowered:
             return candidate
     return None
+
+
+def verify_hex_hmac(
+    secret: SecretStr | None, setting: str, received: str | None, raw_body: bytes, digestmod: Callable = hashlib.sha256
+) -> None:
+    """The webhook scheme Paystack (SHA-512), Notch Pay and Razorpay (SHA-256) document: the header is
+    the hex HMAC of the raw body under ``secret``. Compared in constant time over the raw bytes.
+    Raises ``InvalidSignature`` (also when the secret, named by ODIM_<setting>, is not configured)."""
+    if secret is None:
+        raise InvalidSignature(f"{setting.lower()} is not configured (ODIM_{setting.upper()})")
+    expected = hmac.new(secret.get_secret_value().encode(), raw_body, digestmod).hexdigest()
+    received = (received or "").strip()
+    if not received or not hmac.compare_digest(expected, received):
+        raise InvalidSignature("signature mismatch")
+
+
+def normalised_event(
+    event_id: str, mapped: str, reference: str, amount: object, currency: object, payload: dict
+) -> GatewayEvent:
+    """A ``GatewayEvent`` from a gateway's fields: ``ignored`` when we cannot tell which of our
+    objects it is about; amount as int minor units and currency upper-cased when present."""
+    return GatewayEvent(
+        event_id=event_id, type=mapped if reference else "ignored", reference=reference,
+        amount_minor=None if amount is None else int(amount),  # type: ignore[call-overload]
+        currency=None if currency is None else str(currency).upper(), payload=payload,
+    )
