@@ -51,6 +51,7 @@ from gateways.resilience import (
     GatewayHttp,
     checkout_return_url,
     header,
+    normalised_event,
     not_configured,
     unexpected,
     verify_hex_hmac,
