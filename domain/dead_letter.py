@@ -15,13 +15,12 @@ is not open is a no-op that returns it as it is.
 
 from __future__ import annotations
 
-import base64
 from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import outbox
+from domain import outbox, pagination
 from domain.errors import DomainError, NotFound
 from models import DeadLetter, WebhookEvent
 from models.db import session_scope
@@ -96,20 +95,6 @@ async def discard(session: AsyncSession, dead_letter_id: int, *, admin_user_id: 
     return letter
 
 
-def _cursor(letter_id: int) -> str:
-    return base64.urlsafe_b64encode(f"dl:{letter_id}".encode()).decode()
-
-
-def _decode(cursor: str) -> int:
-    try:
-        prefix, value = base64.urlsafe_b64decode(cursor.encode()).decode().split(":")
-        if prefix != "dl":
-            raise ValueError(prefix)
-        return int(value)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DomainError("Malformed cursor", field="after", code="INVALID_CURSOR") from exc
-
-
 async def list_dead_letters(
     session: AsyncSession, *, status: str | None, first: int, after: str | None
 ) -> tuple[list[tuple[DeadLetter, str]], bool]:
@@ -118,6 +103,6 @@ async def list_dead_letters(
     if status is not None:
         stmt = stmt.where(DeadLetter.status == status)
     if after:
-        stmt = stmt.where(DeadLetter.id < _decode(after))
+        stmt = stmt.where(DeadLetter.id < pagination.decode("dead_letter", after))
     rows = (await session.scalars(stmt)).all()
-    return [(r, _cursor(r.id)) for r in rows[:first]], len(rows) > first
+    return [(r, pagination.encode("dead_letter", r.id)) for r in rows[:first]], len(rows) > first

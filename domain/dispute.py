@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import escrow, notification, refund, service_request
+from domain import escrow, notification, pagination, refund, service_request
 from domain.errors import DomainError, Forbidden, NotFound
 from models import Dispute, ServiceRequest, User
 from settings import get_settings
@@ -146,7 +146,26 @@ async def _tell_customer(session: AsyncSession, request: ServiceRequest, dispute
     )
 
 
-async def disputes_for_request(session: AsyncSession, request_id: int) -> list[Dispute]:
-    return list(
-        (await session.scalars(select(Dispute).where(Dispute.service_request_id == request_id).order_by(Dispute.id))).all()
-    )
+async def disputes_for_requests(session: AsyncSession, request_ids: list[int]) -> dict[int, list[Dispute]]:
+    """Disputes of many orders in one statement, oldest first."""
+    rows = (
+        await session.scalars(select(Dispute).where(Dispute.service_request_id.in_(request_ids)).order_by(Dispute.id))
+    ).all()
+    out: dict[int, list[Dispute]] = {i: [] for i in request_ids}
+    for row in rows:
+        out[row.service_request_id].append(row)
+    return out
+
+
+async def list_disputes(
+    session: AsyncSession, *, status: str | None, first: int, after: str | None
+) -> tuple[list[tuple[Dispute, str]], bool]:
+    """Disputes newest first (optionally of one ``status``), keyset-paginated on id in one
+    statement. Returns ``([(dispute, cursor)], has_next_page)``. Raises ``InvalidCursor``."""
+    stmt = select(Dispute).order_by(Dispute.id.desc()).limit(first + 1)
+    if status is not None:
+        stmt = stmt.where(Dispute.status == status)
+    if after:
+        stmt = stmt.where(Dispute.id < pagination.decode("dispute", after))
+    rows = (await session.scalars(stmt)).all()
+    return [(d, pagination.encode("dispute", d.id)) for d in rows[:first]], len(rows) > first

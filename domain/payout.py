@@ -38,8 +38,6 @@ creating it again, so a payout is never sent twice. ``run_payouts`` is the sched
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 import secrets
 from dataclasses import dataclass
@@ -52,9 +50,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
-from domain import idempotency, ledger, notification, outbox
+from domain import idempotency, ledger, notification, outbox, pagination
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.money import Money
+from domain.pagination import InvalidCursor  # noqa: F401  (raised by the list functions below)
 from domain.user import InvalidPhone, normalise_phone
 from gateways import registry
 from gateways.base import GatewayError, PaymentGateway, PayoutResult
@@ -199,11 +198,6 @@ class NoPayoutGateway(DomainError):
 class DestinationFailing(DomainError):
     code = "DESTINATION_FAILING"
     field = "currency"
-
-
-class InvalidCursor(DomainError):
-    code = "INVALID_CURSOR"
-    field = "after"
 
 
 # --- destinations ---------------------------------------------------------------------------------
@@ -798,19 +792,6 @@ async def earnings_summary(session: AsyncSession, provider_id: int) -> list[Earn
     return [EarningsSummary(c, int(a), int(h), int(i), int(p)) for c, a, h, i, p in rows]
 
 
-def encode_cursor(row_id: int) -> str:
-    """Opaque cursor of a row id (base64)."""
-    return base64.urlsafe_b64encode(str(row_id).encode()).decode()
-
-
-def decode_cursor(cursor: str) -> int:
-    """The row id in ``cursor``. Raises ``InvalidCursor``."""
-    try:
-        return int(base64.urlsafe_b64decode(cursor.encode()).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise InvalidCursor("Malformed cursor") from exc
-
-
 def _page_size(first: int) -> int:
     return max(1, min(first, get_settings().max_page_size))
 
@@ -827,11 +808,11 @@ async def list_payouts(
         stmt = stmt.where(Payout.provider_id == provider_id)
         total_stmt = total_stmt.where(Payout.provider_id == provider_id)
     if after:
-        stmt = stmt.where(Payout.id < decode_cursor(after))
+        stmt = stmt.where(Payout.id < pagination.decode("payout", after))
     rows = (await session.scalars(stmt)).all()
     total = int(await session.scalar(total_stmt) or 0)
     size = _page_size(first)
-    return [(p, encode_cursor(p.id)) for p in rows[:size]], len(rows) > size, total
+    return [(p, pagination.encode("payout", p.id)) for p in rows[:size]], len(rows) > size, total
 
 
 async def list_earnings(
@@ -852,6 +833,6 @@ async def list_earnings(
     if currency:
         stmt = stmt.where(ProviderEarning.currency == currency.upper())
     if after:
-        stmt = stmt.where(ProviderEarning.id < decode_cursor(after))
+        stmt = stmt.where(ProviderEarning.id < pagination.decode("earning", after))
     rows = (await session.execute(stmt)).all()
-    return [(e, bool(h), encode_cursor(e.id)) for e, h in rows[:size]], len(rows) > size
+    return [(e, bool(h), pagination.encode("earning", e.id)) for e, h in rows[:size]], len(rows) > size

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-
-from sqlalchemy import select
 
 from domain import dispute as dispute_domain
 from domain import outbox
@@ -68,21 +64,6 @@ async def resolve_dispute(
     return DisputeResult(resolved, ServiceRequestView(request, True), [])
 
 
-# Adapter (resolvers-side until domain/dispute.py has a list function): the admin's keyset list.
-def _encode_cursor(dispute_id: int) -> str:
-    return base64.urlsafe_b64encode(f"dispute:{dispute_id}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> int:
-    try:
-        prefix, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
-        if prefix != "dispute":
-            raise ValueError(prefix)
-        return int(value)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise DomainError("Malformed cursor", field="after", code="INVALID_CURSOR") from exc
-
-
 async def disputes(
     ctx: Context, *, status: str | None, first: int | None, after: str | None
 ) -> tuple[list[tuple[Dispute, str]], bool]:
@@ -91,16 +72,10 @@ async def disputes(
     await ctx.require_admin()
     try:
         size = page_size(first)
-        stmt = select(Dispute).order_by(Dispute.id.desc()).limit(size + 1)
-        if status is not None:
-            stmt = stmt.where(Dispute.status == status)
-        if after:
-            stmt = stmt.where(Dispute.id < _decode_cursor(after))
         async with ctx.db() as session:
-            rows = (await session.scalars(stmt)).all()
+            return await dispute_domain.list_disputes(session, status=status, first=size, after=after)
     except DomainError as exc:
         raise bad_input(exc) from exc
-    return [(d, _encode_cursor(d.id)) for d in rows[:size]], len(rows) > size
 
 
 async def dispute_nodes(ctx: Context, ids: list[int]) -> list[Dispute | None]:

@@ -9,10 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from strawberry.dataloader import DataLoader
 
-from domain import catalogue, reconciliation, refund
+from domain import catalogue, dispute, reconciliation, refund
 from domain import provider as provider_domain
 from domain import service_request as sr_domain
-from models import Conversation, Dispute, Payment, Provider, ServiceRequest, ServiceTier
+from models import Conversation, Payment, Provider, ServiceRequest, ServiceTier
 from resolvers.context import Context
 
 
@@ -113,16 +113,11 @@ def refunds_by_request(ctx: Context) -> DataLoader:
 
 
 def disputes_by_request(ctx: Context) -> DataLoader:
-    """Disputes of each request, oldest first (the batched form of ``dispute.disputes_for_request``)."""
+    """Disputes of each request, oldest first (``dispute.disputes_for_requests``, one statement)."""
 
     async def batch(ids: list[int]) -> list[Any]:
         async with ctx.db() as session:
-            rows = (
-                await session.scalars(select(Dispute).where(Dispute.service_request_id.in_(ids)).order_by(Dispute.id))
-            ).all()
-        found: dict[int, list[Dispute]] = {i: [] for i in ids}
-        for row in rows:
-            found[row.service_request_id].append(row)
+            found = await dispute.disputes_for_requests(session, ids)
         return [found[i] for i in ids]
 
     return _loader(ctx, "disputes_by_request", batch)

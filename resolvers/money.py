@@ -86,30 +86,7 @@ async def refunds_of(ctx: Context, request_id: int) -> list[Refund]:
     return await loaders.refunds_by_request(ctx).load(request_id)
 
 
-@dataclass(frozen=True)
-class SettlementView:
-    """How an order's money splits, minor units of ``currency``. Before release: the split the fee
-    snapshot plans for the whole order (``escrow.order_breakdown``); after release: what each party
-    got, less later refunds (``settled_*``). ``platform_take`` is the commission plus the guest
-    surcharge minus the affiliate's commission. ``escrow_held`` is captured minus refunded until
-    release, then 0."""
-
-    currency: str
-    released: bool
-    released_at: datetime | None
-    release_due_at: datetime | None
-    commission_bps: int
-    guest_surcharge_bps: int
-    affiliate_commission_bps: int
-    commission_minor: int
-    guest_surcharge_minor: int
-    provider_share_minor: int
-    affiliate_commission_minor: int
-    platform_take_minor: int
-    escrow_held_minor: int
-
-
-async def settlement(ctx: Context, request: ServiceRequest) -> SettlementView | None:
+async def settlement(ctx: Context, request: ServiceRequest) -> escrow.Settlement | None:
     """The settlement of an order for admins and the order's assigned provider (None for anyone
     else, the customer included: the commission is between the platform and the provider)."""
     viewer = await ctx.viewer()
@@ -120,24 +97,7 @@ async def settlement(ctx: Context, request: ServiceRequest) -> SettlementView | 
             return None
         if await loaders.provider_ids_by_user(ctx).load(viewer.id) != request.assigned_provider_id:
             return None
-    b = escrow.order_breakdown(request)
-    released = request.released_at is not None
-    if released:
-        provider_share = request.settled_provider_minor
-        affiliate_part = request.settled_affiliate_minor
-        platform_take = request.settled_platform_minor
-    else:
-        provider_share = b.provider_share
-        affiliate_part = b.affiliate_commission if request.affiliate_code else 0
-        platform_take = b.commission + b.guest_surcharge - affiliate_part
-    return SettlementView(
-        currency=request.currency, released=released, released_at=request.released_at,
-        release_due_at=request.release_due_at, commission_bps=request.commission_bps,
-        guest_surcharge_bps=request.guest_surcharge_bps, affiliate_commission_bps=request.affiliate_commission_bps,
-        commission_minor=b.commission, guest_surcharge_minor=b.guest_surcharge, provider_share_minor=provider_share,
-        affiliate_commission_minor=affiliate_part, platform_take_minor=platform_take,
-        escrow_held_minor=0 if released else escrow.refundable(request),
-    )
+    return escrow.settlement(request)
 
 
 # --- refunds --------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ import strawberry
 from strawberry import relay
 
 from domain.affiliate import AffiliateTotals as DomainAffiliateTotals
+from domain.escrow import Settlement as SettlementFigures
 from domain.fees import FeeBreakdown, customer_lines
 from domain.fees import ReceiptLine as DomainReceiptLine
 from models import Refund as RefundModel
 from resolvers import money as money_resolvers
-from resolvers.money import ReceiptView, SettlementView, TrialBalance
+from resolvers.money import ReceiptView, TrialBalance
 from schema.common import Money, coded_errors
 
 if TYPE_CHECKING:
@@ -181,7 +182,7 @@ class Settlement:
     escrow_held: Money = strawberry.field(description="Captured minus refunded until release, then zero.")
 
     @classmethod
-    def of(cls, v: SettlementView) -> "Settlement":
+    def of(cls, v: SettlementFigures) -> "Settlement":
         c = v.currency
         return cls(
             released=v.released, released_at=v.released_at, release_due_at=v.release_due_at,
