@@ -18,7 +18,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent
 class Settings(BaseSettings):
     """Runtime configuration. Durations are seconds unless the name says otherwise."""
 
-    model_config = SettingsConfigDict(env_prefix="ODIM_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ODIM_", env_file=".env", extra="ignore", env_ignore_empty=True)
 
     environment: str = Field("development", description="development | test | production")
     # --- real parts -----------------------------------------------------------------------------

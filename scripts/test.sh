@@ -20,5 +20,7 @@ uv run strawberry export-schema schema:schema --output /tmp/odim-schema-$$.graph
 if ! diff -u schema.graphql /tmp/odim-schema-$$.graphql; then
   echo "schema.graphql differs from the code: run 'make schema' and commit it" >&2; exit 1
 fi
+echo "--- .env.example lists every setting"
+uv run python scripts/env_example.py --check
 echo "--- pytest"
 uv run pytest "$@"
