@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from settings import PROJECT_ROOT, Settings  # noqa: E402
+from settings import PROJECT_ROOT, Settings
 
 HEADER = """# Every Odim setting, with its default. Copy to .env and change what you need.
 # Secrets below are DEVELOPMENT values: production refuses to start with them (set your own, never commit them).
