@@ -168,9 +168,14 @@ async def _affiliate(session: AsyncSession, request: ServiceRequest) -> Affiliat
     return await session.scalar(select(Affiliate).where(Affiliate.code == request.affiliate_code))
 
 
-async def reserve_refund(session: AsyncSession, request: ServiceRequest, amount_minor: int, refund_reference: str) -> None:
+async def reserve_refund(
+    session: AsyncSession, request: ServiceRequest, amount_minor: int, refund_reference: str, *,
+    from_escrow: bool = False,
+) -> None:
     """Move ``amount_minor`` of the order's money to ``refunds_payable`` for refund
-    ``refund_reference`` (see the module docstring for where it comes from). Raises
+    ``refund_reference`` (see the module docstring for where it comes from). ``from_escrow``
+    takes it from the escrow account even after release: for money captured after the split (a
+    second payment for an order already paid), which never joined the shares. Raises
     ``RefundTooLarge`` when it exceeds what is refundable, DomainError for a non-positive amount."""
     if amount_minor <= 0:
         raise DomainError("A refund must be a positive amount", field="amount", code="INVALID_AMOUNT")
@@ -182,7 +187,7 @@ async def reserve_refund(session: AsyncSession, request: ServiceRequest, amount_
     currency = request.currency
     key = f"refund_requested:{refund_reference}"
     memo = f"refund {refund_reference} on {request.reference}"
-    if request.released_at is None:
+    if request.released_at is None or from_escrow:
         await ledger.post(
             session, "refund_requested", key,
             [(ledger.escrow(request.id, currency), -amount_minor), (ledger.refunds_payable(currency), amount_minor)],

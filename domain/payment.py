@@ -193,7 +193,7 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
         why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
         log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
         await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
-                                   requested_by_user_id=None)
+                                   requested_by_user_id=None, from_escrow=True)
         return
     request.paid_at = now
     await service_request.transition(session, request, "payment_confirmed", actor_type="system", note=f"Paid {amount}")

@@ -58,10 +58,12 @@ def refund_percent_for_cancellation(hours_before_start: float | None) -> int:
 
 
 async def create_refund(
-    session: AsyncSession, request: ServiceRequest, amount_minor: int, *, reason: str, requested_by_user_id: int | None
+    session: AsyncSession, request: ServiceRequest, amount_minor: int, *, reason: str, requested_by_user_id: int | None,
+    from_escrow: bool = False,
 ) -> Refund:
-    """Refund ``amount_minor`` of the (row-locked) order to the customer. Raises ``NotRefundable``
-    when nothing was captured, ``escrow.RefundTooLarge``, DomainError ``INVALID_AMOUNT``."""
+    """Refund ``amount_minor`` of the (row-locked) order to the customer. ``from_escrow``: see
+    ``escrow.reserve_refund``. Raises ``NotRefundable`` when nothing was captured,
+    ``escrow.RefundTooLarge``, DomainError ``INVALID_AMOUNT``."""
     payment = await session.scalar(
         select(Payment)
         .where(Payment.service_request_id == request.id, Payment.status == "completed")
@@ -71,7 +73,7 @@ async def create_refund(
     if payment is None or request.captured_minor == 0:
         raise NotRefundable("Nothing was paid on this order", field="serviceRequestId")
     reference = f"re_{secrets.token_hex(12)}"
-    await escrow.reserve_refund(session, request, amount_minor, reference)
+    await escrow.reserve_refund(session, request, amount_minor, reference, from_escrow=from_escrow)
     refund = Refund(
         reference=reference, service_request_id=request.id, payment_id=payment.id, gateway=payment.gateway,
         amount_minor=amount_minor, currency=request.currency, status="pending", reason=reason[:2000],

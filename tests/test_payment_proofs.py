@@ -252,3 +252,60 @@ async def test_refund_events_settle_a_refund_once_whatever_the_order_and_repeats
     assert results[1] in ("refund:succeeded", "refund:failed")
     refund_mail = [m for m in mailbox() if "refunded" in m["Subject"]]
     assert [m["Subject"] for m in refund_mail] == [f"Odim: 4,000 FCFA refunded on {bought.service_request.reference}"]
+
+
+async def test_money_arriving_for_a_cancelled_or_already_released_order_is_captured_and_refunded_at_once():
+    # given: order A cancelled before its payment arrived; order B paid, completed by an admin (released)
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    admin = await make_user("ops@example.com", role="admin")
+    provider_user = await make_user("pro@example.com", role="provider")
+    from domain import service_request as sr
+    from tests.factories import make_provider
+
+    provider = await make_provider(user_id=provider_user.id)
+    guest = sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567")
+    async with session_scope() as s:
+        a = await sr.purchase_service(s, service_id=service.id, tier_id=tiers[0].id, user=None, customer=guest)
+    async with session_scope() as s:
+        b = await sr.purchase_service(s, service_id=service.id, tier_id=tiers[0].id, user=None, customer=guest)
+    async with session_scope() as s:
+        await sr.update_status(s, a.service_request.id, "cancelled", actor=admin)
+
+    async def pay(payment_id: int, event_id: str) -> str:
+        async with session_scope() as s:
+            p = await s.scalar(select(Payment).where(Payment.id == payment_id).with_for_update())
+            return await payment_domain.apply_payment_status(s, p, "succeeded", amount_minor=p.amount_minor,
+                                                             currency=p.currency, event_id=event_id)
+
+    assert await pay(b.payment.id, "evt_b") == "completed"
+    async with session_scope() as s:
+        await sr.assign_provider(s, b.service_request.id, provider.id, actor=admin)
+    for status in ("in_progress", "completed"):
+        async with session_scope() as s:
+            await sr.update_status(s, b.service_request.id, status, actor=admin)
+    async with session_scope() as s:  # a second payment attempt for B, made at the gateway anyway
+        second = Payment(service_request_id=b.service_request.id, gateway="sandbox", reference="pay_second_b",
+                         amount_minor=11_000, currency="XAF", status="pending")
+        s.add(second)
+        await s.flush()
+        second_id = second.id
+    # when: both payments arrive
+    assert await pay(a.payment.id, "evt_a") == "completed"
+    assert await pay(second_id, "evt_b2") == "completed"
+    # then: each is captured and moved straight to refunds payable; B's release is untouched
+    async with session_scope() as s:
+        check = await ledger.verify(s)
+        assert check.ok, check
+        assert await ledger.balance(s, ledger.escrow(a.service_request.id, "XAF")) == 0
+        assert await ledger.balance(s, ledger.escrow(b.service_request.id, "XAF")) == 0
+        assert await ledger.balance(s, ledger.refunds_payable("XAF")) == 22_000
+        assert await ledger.balance(s, ledger.provider_payable(provider.id, "XAF")) == 9000
+        refunds = (await s.execute(select(Refund.service_request_id, Refund.amount_minor, Refund.reason)
+                                   .order_by(Refund.id))).all()
+        assert [tuple(r) for r in refunds] == [
+            (a.service_request.id, 11_000, "Refunded: the order was cancelled"),
+            (b.service_request.id, 11_000, "Refunded: a second payment for an order already paid"),
+        ]
+        order_b = await s.get(ServiceRequest, b.service_request.id)
+        assert (order_b.status, order_b.captured_minor, order_b.refunded_minor) == ("completed", 22_000, 11_000)
+        assert order_b.settled_provider_minor + order_b.settled_platform_minor + order_b.settled_affiliate_minor == 11_000
