@@ -4,16 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, exists, select
 
 from domain import outbox
-from models import Email, OutboxMessage, Refund, WebhookEvent
+from models import DeadLetter, Email, OutboxMessage, Refund, WebhookEvent
 from models.db import session_scope
 
 
+def _dead_lettered(source_type: str, source_id):
+    """An open dead letter holds this job: an admin replays or discards it, the sweeper does not."""
+    return exists().where(
+        DeadLetter.source_type == source_type, DeadLetter.source_id == source_id, DeadLetter.status == "open"
+    )
+
+
 async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 500) -> dict[str, int]:
-    """Add outbox jobs for webhooks unprocessed (not dead-lettered), emails unsent and refunds
-    unsettled for longer than ``older_than_seconds``. Returns ``{"webhooks": n, "emails": n,
+    """Add outbox jobs for webhooks unprocessed, emails unsent and refunds unsettled for longer than
+    ``older_than_seconds``, except those an open dead letter holds. Returns ``{"webhooks": n, "emails": n,
     "refunds": n}``. Safe to repeat: every handler is idempotent."""
     cutoff = datetime.now(UTC) - timedelta(seconds=older_than_seconds)
     async with session_scope() as session:
@@ -31,14 +38,18 @@ async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 50
             outbox.enqueue_actor(session, "process_webhook", queue="payments", inbox_id=inbox_id)
         email_ids = (
             await session.scalars(
-                select(Email.id).where(Email.sent_at.is_(None), Email.created_at < cutoff).limit(limit)
+                select(Email.id)
+                .where(Email.sent_at.is_(None), Email.created_at < cutoff, ~_dead_lettered("email", Email.id))
+                .limit(limit)
             )
         ).all()
         for email_id in email_ids:
             outbox.enqueue_actor(session, "send_email", queue="notifications", email_id=email_id)
         refund_ids = (
             await session.scalars(
-                select(Refund.id).where(Refund.status == "pending", Refund.updated_at < cutoff).limit(limit)
+                select(Refund.id)
+                .where(Refund.status == "pending", Refund.updated_at < cutoff, ~_dead_lettered("refund", Refund.id))
+                .limit(limit)
             )
         ).all()
         for refund_id in refund_ids:

@@ -6,14 +6,16 @@ import dramatiq
 
 from domain import outbox, payout
 from workers.broker import retry_options
+from workers.deadletter import guarded
 
 
 @dramatiq.actor(queue_name="payments", **retry_options())
 async def send_payout(payout_id: int) -> None:
     """Send payout ``payout_id`` and apply the gateway's answer (idempotent: a redelivery asks the
     gateway by reference before creating anything), then relay the emails it queued. A retryable
-    gateway error raises, and Dramatiq retries with backoff."""
-    await payout.send_payout(payout_id)
+    gateway error raises, and Dramatiq retries with backoff; past the last retry the job goes to
+    the dead-letter table (workers/deadletter.py)."""
+    await guarded("send_payout", "payments", {"payout_id": payout_id}, lambda: payout.send_payout(payout_id))
     await outbox.relay_quietly()
 
 
