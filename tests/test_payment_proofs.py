@@ -309,3 +309,45 @@ async def test_money_arriving_for_a_cancelled_or_already_released_order_is_captu
         order_b = await s.get(ServiceRequest, b.service_request.id)
         assert (order_b.status, order_b.captured_minor, order_b.refunded_minor) == ("completed", 22_000, 11_000)
         assert order_b.settled_provider_minor + order_b.settled_platform_minor + order_b.settled_affiliate_minor == 11_000
+
+
+async def test_ten_concurrent_refunds_with_one_idempotency_key_make_one_refund_and_another_input_is_refused():
+    # given: a paid order
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    admin = await make_user("ops@example.com", role="admin")
+    from domain import service_request as sr
+    from domain.idempotency import IdempotencyKeyReused
+
+    async with session_scope() as s:
+        bought = await sr.purchase_service(
+            s, service_id=service.id, tier_id=tiers[0].id, user=None,
+            customer=sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"))
+    async with session_scope() as s:
+        p = await s.scalar(select(Payment).where(Payment.id == bought.payment.id).with_for_update())
+        await payment_domain.apply_payment_status(s, p, "succeeded", amount_minor=11_000, currency="XAF", event_id="e")
+
+    async def attempt(amount: int) -> int:
+        async with session_scope() as s:
+            made = await refund.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=amount,
+                                             reason="Partly done", idempotency_key="rf-1")
+            return made.id
+
+    # when: ten at once with the same key and input
+    ids = await asyncio.gather(*(attempt(3000) for _ in range(10)))
+    # then: the duplicates waited for the first and got its refund
+    assert len(set(ids)) == 1
+    assert await count(Refund) == 1
+    with pytest.raises(IdempotencyKeyReused):
+        await attempt(4000)
+    assert await count(Refund) == 1
+    async with session_scope() as s:
+        assert (await s.get(ServiceRequest, bought.service_request.id)).refunded_minor == 3000
+        assert (await ledger.verify(s)).ok
+
+
+def test_the_cancellation_refund_policy_follows_the_notice_given(monkeypatch):
+    from settings import get_settings
+
+    monkeypatch.setattr(get_settings(), "refund_policy", [(48, 100), (24, 50), (0, 0)])
+    percent = refund.refund_percent_for_cancellation
+    assert [percent(h) for h in (None, 72, 48, 47.9, 24, 23, 0.5, 0, -1)] == [100, 100, 100, 50, 50, 0, 0, 0, 0]
