@@ -59,7 +59,7 @@ async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> No
     below, so a transaction that posts several times (a dispute resolved by a partial refund then
     a release) never takes a lock out of order. The caller already holds the order's row lock."""
     await session.execute(
-        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update().execution_options(populate_existing=True)
+        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True).execution_options(populate_existing=True)
     )
     currency = request.currency
     accounts = [
@@ -208,7 +208,7 @@ async def _refund_after_release(
     })
     # Rows first (the earning), then ledger accounts: the lock order every money path follows.
     earning = await session.scalar(
-        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update().execution_options(populate_existing=True)
+        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True).execution_options(populate_existing=True)
     )
     if parts["affiliate"]:
         affiliate = await _affiliate(session, request)
@@ -259,7 +259,7 @@ async def release_due_orders(*, limit: int = 200) -> int:
     for request_id in ids:
         async with session_scope() as session:
             request = await session.scalar(
-                select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(skip_locked=True).execution_options(populate_existing=True)
+                select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
             )
             if request is None or request.released_at is not None or await has_open_dispute(session, request_id):
                 continue

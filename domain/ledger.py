@@ -4,12 +4,19 @@ A posting is a list of legs ``(account, signed amount in minor units)`` whose am
 per currency. ``post`` writes it atomically with whatever business change the caller makes, so a
 payment is captured in the ledger exactly when its status changes, never one without the other.
 
-Concurrency: the accounts a posting touches are locked with ``SELECT ... FOR UPDATE ORDER BY id``
-(a fixed order, so two postings over the same accounts never deadlock), then their kept balances
+Concurrency: the accounts a posting touches are locked with ``SELECT ... FOR NO KEY UPDATE ORDER
+BY id`` (a fixed order, so two postings over the same accounts never deadlock), then their kept balances
 are updated and versioned. The database refuses a negative balance on a non-negative account
 (CHECK constraint): the poster turns that into ``InsufficientFunds`` after rolling back to a
 savepoint, so nothing is half-written. Idempotent: a posting's ``idempotency_key`` is unique, and
 posting it again returns ``None`` and changes nothing.
+
+Every row lock in domain/ is ``FOR NO KEY UPDATE`` (SQLAlchemy ``with_for_update(key_share=True)``),
+never ``FOR UPDATE``: inserting a row whose foreign key points at a locked row (a ledger transaction
+naming its order, a refund naming its payment) takes ``FOR KEY SHARE`` on it, which ``FOR UPDATE``
+blocks and ``FOR NO KEY UPDATE`` does not. With ``FOR UPDATE`` the property tests found a deadlock:
+a refund settling (accounts locked, inserting a transaction that names the order) against a dispute
+resolution (order locked, waiting for the same accounts).
 
 The shape of the accounts (pgledger's model: transfers between accounts, some of which may go
 negative) and the flows, all per currency:
@@ -144,7 +151,7 @@ async def post(
 
 
 async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]:
-    """Create missing accounts and lock them all (``FOR UPDATE``) in id order; returns
+    """Create missing accounts and lock them all (``FOR NO KEY UPDATE``) in id order; returns
     ``{key: id}``. A database transaction that will post several times locks the union of the
     accounts it will touch first (``escrow.lock_order_money``), so it never takes a lower id after
     a higher one and no two transactions can wait on each other."""
@@ -164,7 +171,7 @@ async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]
                 select(LedgerAccount.key, LedgerAccount.id)
                 .where(LedgerAccount.key.in_(by_key))
                 .order_by(LedgerAccount.id)
-                .with_for_update().execution_options(populate_existing=True)
+                .with_for_update(key_share=True).execution_options(populate_existing=True)
             )
         ).all()
     )

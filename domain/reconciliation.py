@@ -113,7 +113,7 @@ async def _payment(run_id: int, payment_id: int, gateway_name: str, reference: s
         return _item(run_id, "payment", payment_id, reference, gateway_name, our_status="pending",
                      outcome="error", detail=str(exc)[:2000])
     async with session_scope() as session:
-        payment = await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update().execution_options(populate_existing=True))
+        payment = await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update(key_share=True).execution_options(populate_existing=True))
         assert payment is not None
         before = payment.status
         result = await payment_domain.apply_payment_status(

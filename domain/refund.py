@@ -95,7 +95,7 @@ async def send_refund(refund_id: int) -> SendOutcome:
     Raises ``GatewayError`` when the gateway cannot be reached (the actor retries; a retry first
     asks for the refund's status by reference)."""
     async with session_scope() as session:
-        refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update().execution_options(populate_existing=True))
+        refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True).execution_options(populate_existing=True))
         if refund is None or refund.status != "pending":
             return SendOutcome("already_settled")
         refund.attempts += 1
@@ -131,7 +131,7 @@ async def apply_refund_status(
     ``pending`` changes nothing; ``succeeded`` settles it in the ledger and emails the customer;
     ``failed`` records it and alerts the operator. Out-of-order or repeated news never moves a
     settled refund. Returns the refund's status afterwards."""
-    refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update().execution_options(populate_existing=True))
+    refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True).execution_options(populate_existing=True))
     if refund is None:
         return "unknown"
     if gateway_id and not refund.gateway_id:

@@ -454,7 +454,7 @@ def tracking_url(reference: str) -> str:
 async def lock_request(session: AsyncSession, request_id: int) -> ServiceRequest:
     """The request, row-locked for the rest of the transaction. Raises ``NotFound``."""
     request = await session.scalar(
-        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update().execution_options(populate_existing=True)
+        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(key_share=True).execution_options(populate_existing=True)
     )
     if request is None:
         raise NotFound("No such service request", field="id")

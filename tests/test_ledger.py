@@ -181,3 +181,28 @@ def test_the_default_fees_are_ten_percent_and_a_category_can_override_them(monke
     monkeypatch.setattr(get_settings(), "fee_category_overrides", {"cleaning": {"commission_bps": 1500}})
     c = fees.quote(10_000, "XAF", "cleaning", guest=False)
     assert (c.guest_surcharge, c.total, c.commission, c.provider_share) == (0, 10_000, 1500, 8500)
+
+
+async def test_a_posting_that_names_a_locked_order_does_not_wait_for_the_orders_lock():
+    """Regression (found by the concurrent property test): a refund settling inserts a ledger
+    transaction naming its order while an admin's transaction holds that order's row lock and waits
+    for the same accounts. Row locks are FOR NO KEY UPDATE, so the foreign-key check does not block."""
+    from domain import service_request as sr
+    from tests.factories import make_service
+
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    async with session_scope() as s:
+        bought = await sr.purchase_service(
+            s, service_id=service.id, tier_id=tiers[0].id, user=None,
+            customer=sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"))
+    async with session_scope() as holder:
+        await sr.lock_request(holder, bought.service_request.id)  # held until this block ends
+        async with session_scope() as s:
+            await s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would raise, not hang
+            posted = await ledger.post(
+                s, "payment_captured", "cap", [(CLEARING, -1000), (ledger.escrow(bought.service_request.id, "XAF"), 1000)],
+                service_request_id=bought.service_request.id,
+            )
+        assert posted is not None
+    async with session_scope() as s:
+        assert await s.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
