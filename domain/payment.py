@@ -187,11 +187,11 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
     now = datetime.now(UTC)
     payment.completed_at = now
     already_paid = request.paid_at is not None
-    await escrow.capture(session, request, payment)
     amount = Money(payment.amount_minor, payment.currency).formatted()
     if already_paid or request.status == "cancelled":
         why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
         log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
+        await escrow.capture(session, request, payment)
         await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
                                    requested_by_user_id=None, from_escrow=True)
         return
@@ -229,3 +229,6 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
         session, dedupe_key=f"operator_new_request:{request.id}", kind="operator_new_request",
         to=get_settings().operator_email, template="operator_new_request", context=context,
     )
+    # Last, so the per-currency accounts every capture shares (the gateway's clearing account) are
+    # locked only for the posting and the commit, not for the rest of the work above.
+    await escrow.capture(session, request, payment)
