@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench seed-large stop
+.PHONY: bootstrap run test schema lint bench bench-payments seed-large stop
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -22,6 +22,11 @@ bench:  ## geosearch benchmark on 1,000,000 providers (dev stack)
 	uv run odim migrate
 	command -v wrk >/dev/null || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && $$S env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	uv run python bench/geosearch.py --server-workers 2 $(BENCH_ARGS)
+
+bench-payments:  ## payments benchmark: purchases + sandbox webhooks end to end, 100 clients, vs. in-process (dev stack)
+	uv run odim services up
+	uv run odim migrate
+	uv run python bench/payments.py $(BENCH_ARGS)
 
 stop:  ## stop the dev services if `make run` was killed hard
 	uv run odim services down
