@@ -184,7 +184,8 @@ class ServiceRequestStatusEvent:
     at: datetime
 
 
-@strawberry.enum
+@strawberry.enum(description="GATEWAY_UNAVAILABLE: the payment gateway is failing right now; retry in a little "
+                              "while (nothing was written). PAYMENT_GATEWAY_ERROR: the gateway refused the checkout.")
 class PurchaseServiceErrorCode(Enum):
     SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
     TIER_NOT_FOUND = "TIER_NOT_FOUND"
@@ -197,6 +198,8 @@ class PurchaseServiceErrorCode(Enum):
     TOO_LONG = "TOO_LONG"
     INVALID_AFFILIATE_CODE = "INVALID_AFFILIATE_CODE"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
+    GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
+    PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
     INVALID_ID = "INVALID_ID"
     INVALID = "INVALID"
 

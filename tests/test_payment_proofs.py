@@ -351,3 +351,34 @@ def test_the_cancellation_refund_policy_follows_the_notice_given(monkeypatch):
     monkeypatch.setattr(get_settings(), "refund_policy", [(48, 100), (24, 50), (0, 0)])
     percent = refund.refund_percent_for_cancellation
     assert [percent(h) for h in (None, 72, 48, 47.9, 24, 23, 0.5, 0, -1)] == [100, 100, 100, 50, 50, 0, 0, 0, 0]
+
+
+async def test_a_purchase_while_the_gateways_circuit_is_open_fails_fast_with_a_retryable_error_and_writes_nothing(
+    api_client, monkeypatch
+):
+    # given: XAF routed to a gateway whose circuit is open
+    from gateways import registry
+    from gateways.base import GatewayUnavailable
+    from resolvers.ids import encode_id
+    from settings import get_settings
+
+    class OpenCircuit:
+        name = "down"
+
+        async def create_checkout(self, **kwargs):
+            raise GatewayUnavailable("down", retry_after_seconds=12.5)
+
+    registry.register("down", OpenCircuit)
+    monkeypatch.setattr(get_settings(), "gateway_routes", {"XAF": "down"})
+    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
+    try:
+        # when
+        body = await gql(api_client, PURCHASE, {"input": {
+            "serviceId": encode_id("Service", service.id), "tierId": encode_id("ServiceTier", tiers[0].id),
+            "customer": {"fullName": "Ada Nkem", "email": "ada@example.cm", "phone": "+237671234567"}}})
+    finally:
+        registry.reset()
+    # then
+    assert body["data"]["purchaseService"] == {"serviceRequest": None, "checkoutUrl": None, "errors": [{
+        "field": None, "code": "GATEWAY_UNAVAILABLE", "message": "down is not answering; try again in about 13 s"}]}
+    assert (await count(ServiceRequest), await count(Payment), await count(OutboxMessage)) == (0, 0, 0)
