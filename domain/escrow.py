@@ -78,9 +78,15 @@ async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> No
     await ledger.lock(session, accounts)
 
 
-async def capture(session: AsyncSession, request: ServiceRequest, payment: Payment) -> None:
-    """Post ``payment`` (just completed) into the order's escrow: idempotent per payment."""
-    await lock_order_money(session, request)
+async def capture(session: AsyncSession, request: ServiceRequest, payment: Payment, *, more_to_post: bool = False) -> None:
+    """Post ``payment`` (just completed) into the order's escrow: idempotent per payment.
+
+    A capture alone is one posting, which locks just its two accounts (in id order) — every
+    capture in a currency shares the gateway's clearing account, so locking the order's whole set
+    here would serialise captures on platform revenue and refunds payable too. A caller that posts
+    again in the same transaction passes ``more_to_post=True`` to lock the whole set first."""
+    if more_to_post:
+        await lock_order_money(session, request)
     posted = await ledger.post(
         session, "payment_captured", f"payment_captured:{payment.reference}",
         [

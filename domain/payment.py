@@ -191,7 +191,7 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
     if already_paid or request.status == "cancelled":
         why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
         log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
-        await escrow.capture(session, request, payment)
+        await escrow.capture(session, request, payment, more_to_post=True)
         await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
                                    requested_by_user_id=None, from_escrow=True)
         return
