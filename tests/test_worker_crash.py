@@ -60,7 +60,7 @@ async def test_a_worker_killed_mid_payment_loses_nothing_and_the_payment_complet
                 async with get_engine().connect() as probe:
                     waiting = await probe.scalar(text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-                        " AND query ILIKE '%FROM payments%FOR UPDATE%'"))
+                        " AND query ILIKE '%FROM payments%FOR NO KEY UPDATE%'"))
                 return waiting == 1
 
             await wait_until(worker_is_blocked, seconds=30, what="the worker to block on the payment row")
