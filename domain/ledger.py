@@ -151,70 +151,73 @@ async def post(
 
 
 async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]:
-    """Create missing accounts and lock them all (``FOR NO KEY UPDATE``) in id order; returns
+    """Lock the accounts (``FOR NO KEY UPDATE``) in id order, creating the missing ones; returns
     ``{key: id}``. A database transaction that will post several times locks the union of the
     accounts it will touch first (``escrow.lock_order_money``), so it never takes a lower id after
-    a higher one and no two transactions can wait on each other."""
+    a higher one and no two transactions can wait on each other. (A new account's id is above
+    every existing one, so locking it after the existing ones keeps the order.)"""
     by_key = {account.key: account for account in accounts}
-    await session.execute(
-        insert(LedgerAccount)
-        .values([
-            {"key": a.key, "kind": a.kind, "currency": a.currency, "owner_type": a.owner_type,
-             "owner_id": a.owner_id, "allow_negative": a.allow_negative}
-            for a in sorted(by_key.values(), key=lambda a: a.key)
-        ])
-        .on_conflict_do_nothing(index_elements=["key"])
+    locking = (
+        select(LedgerAccount.key, LedgerAccount.id)
+        .where(LedgerAccount.key.in_(by_key))
+        .order_by(LedgerAccount.id)
+        .with_for_update(key_share=True)
     )
-    return dict(
-        (
-            await session.execute(
-                select(LedgerAccount.key, LedgerAccount.id)
-                .where(LedgerAccount.key.in_(by_key))
-                .order_by(LedgerAccount.id)
-                .with_for_update(key_share=True).execution_options(populate_existing=True)
-            )
-        ).all()
-    )
+    ids = dict((await session.execute(locking)).all())
+    missing = [by_key[k] for k in sorted(by_key) if k not in ids]
+    if missing:
+        await session.execute(
+            insert(LedgerAccount)
+            .values([
+                {"key": a.key, "kind": a.kind, "currency": a.currency, "owner_type": a.owner_type,
+                 "owner_id": a.owner_id, "allow_negative": a.allow_negative}
+                for a in missing
+            ])
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        ids = dict((await session.execute(locking)).all())
+    return ids
+
+
+_APPLY_DELTAS = text(
+    "UPDATE ledger_accounts AS a SET balance_minor = a.balance_minor + d.delta, version = a.version + 1 "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:deltas AS bigint[])) AS d(id, delta) "
+    "WHERE a.id = d.id RETURNING a.id, a.balance_minor, a.version"
+)
 
 
 async def _post(
     session: AsyncSession, kind: str, key: str, legs: list[Leg], service_request_id: int | None, memo: str
 ) -> LedgerTransaction | None:
-    # Lock every account this posting touches, in id order: no two postings deadlock.
+    # Lock every account this posting touches, in id order: no two postings deadlock. While the
+    # locks are held the posting makes three more round trips (transaction, balances, entries):
+    # every capture in a currency waits on its gateway's clearing account, so they are kept short.
     ids = await lock(session, [account for account, _ in legs])
-    txn_id = await session.scalar(
+    txn = await session.scalar(
         insert(LedgerTransaction)
         .values(kind=kind, idempotency_key=key, service_request_id=service_request_id, memo=memo)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
-        .returning(LedgerTransaction.id)
+        .returning(LedgerTransaction)
     )
-    if txn_id is None:
+    if txn is None:
         return None
-    per_account: dict[str, int] = defaultdict(int)
+    per_account: dict[int, int] = defaultdict(int)
     for account, amount in legs:
-        per_account[account.key] += amount
+        per_account[ids[account.key]] += amount
+    rows = (
+        await session.execute(_APPLY_DELTAS, {"ids": list(per_account), "deltas": list(per_account.values())})
+    ).all()
+    balances = {row.id: (row.balance_minor, row.version) for row in rows}
     now = datetime.now(UTC)
-    balances: dict[str, tuple[int, int]] = {}
-    for account_key in sorted(per_account, key=lambda k: ids[k]):
-        row = (
-            await session.execute(
-                text(
-                    "UPDATE ledger_accounts SET balance_minor = balance_minor + :delta, version = version + 1 "
-                    "WHERE id = :id RETURNING balance_minor, version"
-                ),
-                {"delta": per_account[account_key], "id": ids[account_key]},
-            )
-        ).one()
-        balances[account_key] = (row.balance_minor, row.version)
     await session.execute(
         insert(LedgerEntry).values([
-            {"transaction_id": txn_id, "account_id": ids[account.key], "currency": account.currency,
-             "amount_minor": amount, "balance_after_minor": balances[account.key][0],
-             "account_version": balances[account.key][1], "created_at": now}
+            {"transaction_id": txn.id, "account_id": ids[account.key], "currency": account.currency,
+             "amount_minor": amount, "balance_after_minor": balances[ids[account.key]][0],
+             "account_version": balances[ids[account.key]][1], "created_at": now}
             for account, amount in legs
         ])
     )
-    return await session.get(LedgerTransaction, txn_id)
+    return txn
 
 
 async def balance(session: AsyncSession, account: Account) -> int:
