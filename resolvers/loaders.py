@@ -24,6 +24,17 @@ def _loader(ctx: Context, name: str, batch: Callable[[list[Any]], Any]) -> DataL
     return loader
 
 
+def _grouped(ctx: Context, name: str, fetch: Callable[[Any, list[int]], Any]) -> DataLoader:
+    """A loader over a domain function ``fetch(session, ids) -> {id: value}`` (one statement per batch)."""
+
+    async def batch(ids: list[int]) -> list[Any]:
+        async with ctx.db() as session:
+            found = await fetch(session, ids)
+        return [found.get(i) for i in ids]
+
+    return _loader(ctx, name, batch)
+
+
 def _by_id(ctx: Context, name: str, model: type) -> DataLoader:
     async def batch(ids: list[int]) -> list[Any]:
         async with ctx.db() as session:
@@ -50,21 +61,12 @@ def tiers(ctx: Context) -> DataLoader:
 
 
 def provider_views(ctx: Context) -> DataLoader:
-    async def batch(ids: list[int]) -> list[Any]:
-        async with ctx.db() as session:
-            found = await provider_domain.provider_views(session, ids)
-        return [found.get(i) for i in ids]
-
-    return _loader(ctx, "provider_views", batch)
+    return _grouped(ctx, "provider_views", provider_domain.provider_views)
 
 
 def timelines(ctx: Context) -> DataLoader:
-    async def batch(ids: list[int]) -> list[Any]:
-        async with ctx.db() as session:
-            found = await sr_domain.timelines(session, ids)
-        return [found[i] for i in ids]
-
-    return _loader(ctx, "timelines", batch)
+    """Status history of each request, oldest first."""
+    return _grouped(ctx, "timelines", sr_domain.timelines)
 
 
 def conversations_by_request(ctx: Context) -> DataLoader:
@@ -102,36 +104,18 @@ def completed_payments_by_request(ctx: Context) -> DataLoader:
 
 
 def refunds_by_request(ctx: Context) -> DataLoader:
-    """Refunds of each request, oldest first (``refund.refunds_for_requests``)."""
-
-    async def batch(ids: list[int]) -> list[Any]:
-        async with ctx.db() as session:
-            found = await refund.refunds_for_requests(session, ids)
-        return [found[i] for i in ids]
-
-    return _loader(ctx, "refunds_by_request", batch)
+    """Refunds of each request, oldest first."""
+    return _grouped(ctx, "refunds_by_request", refund.refunds_for_requests)
 
 
 def disputes_by_request(ctx: Context) -> DataLoader:
-    """Disputes of each request, oldest first (``dispute.disputes_for_requests``, one statement)."""
-
-    async def batch(ids: list[int]) -> list[Any]:
-        async with ctx.db() as session:
-            found = await dispute.disputes_for_requests(session, ids)
-        return [found[i] for i in ids]
-
-    return _loader(ctx, "disputes_by_request", batch)
+    """Disputes of each request, oldest first."""
+    return _grouped(ctx, "disputes_by_request", dispute.disputes_for_requests)
 
 
 def reconciliation_items(ctx: Context) -> DataLoader:
-    """Items of each reconciliation run, mismatches and errors first (``reconciliation.run_items``)."""
-
-    async def batch(ids: list[int]) -> list[Any]:
-        async with ctx.db() as session:
-            found = await reconciliation.run_items(session, ids)
-        return [found[i] for i in ids]
-
-    return _loader(ctx, "reconciliation_items", batch)
+    """Items of each reconciliation run, mismatches and errors first."""
+    return _grouped(ctx, "reconciliation_items", reconciliation.run_items)
 
 
 def provider_ids_by_user(ctx: Context) -> DataLoader:
