@@ -65,7 +65,7 @@ async def record_failure(
 async def replay(session: AsyncSession, dead_letter_id: int, *, admin_user_id: int) -> DeadLetter:
     """Re-enqueue an open dead letter's job (after commit, via the outbox) and mark it replayed.
     Raises ``NotFound``; a dead letter already replayed or discarded is returned unchanged."""
-    letter = await session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    letter = await session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id).with_for_update(key_share=True))
     if letter is None:
         raise NotFound("No such dead letter", field="id")
     if letter.status != "open":
@@ -84,7 +84,7 @@ async def replay(session: AsyncSession, dead_letter_id: int, *, admin_user_id: i
 async def discard(session: AsyncSession, dead_letter_id: int, *, admin_user_id: int) -> DeadLetter:
     """Mark an open dead letter discarded (an admin decided nothing more is to be done).
     Raises ``NotFound``, ``DeadLetterNotOpen``."""
-    letter = await session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    letter = await session.scalar(select(DeadLetter).where(DeadLetter.id == dead_letter_id).with_for_update(key_share=True))
     if letter is None:
         raise NotFound("No such dead letter", field="id")
     if letter.status != "open":

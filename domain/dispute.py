@@ -93,7 +93,7 @@ async def resolve_dispute(
         raise Forbidden("Only admins resolve disputes")
     if resolution not in RESOLUTIONS:
         raise DomainError(f"resolution must be one of {', '.join(RESOLUTIONS)}", field="resolution")
-    dispute = await session.scalar(select(Dispute).where(Dispute.id == dispute_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    dispute = await session.scalar(select(Dispute).where(Dispute.id == dispute_id).with_for_update(key_share=True))
     if dispute is None:
         raise NotFound("No such dispute", field="disputeId")
     if dispute.status != "open":

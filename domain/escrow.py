@@ -59,7 +59,7 @@ async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> No
     below, so a transaction that posts several times (a dispute resolved by a partial refund then
     a release) never takes a lock out of order. The caller already holds the order's row lock."""
     await session.execute(
-        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True).execution_options(populate_existing=True)
+        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True)
     )
     currency = request.currency
     accounts = [
@@ -214,7 +214,7 @@ async def _refund_after_release(
     })
     # Rows first (the earning), then ledger accounts: the lock order every money path follows.
     earning = await session.scalar(
-        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True).execution_options(populate_existing=True)
+        select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True)
     )
     if parts["affiliate"]:
         affiliate = await _affiliate(session, request)
@@ -265,45 +265,13 @@ async def release_due_orders(*, limit: int = 200) -> int:
     for request_id in ids:
         async with session_scope() as session:
             request = await session.scalar(
-                select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
+                select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(skip_locked=True, key_share=True)
             )
             if request is None or request.released_at is not None or await has_open_dispute(session, request_id):
                 continue
             if await release(session, request) is not None or request.released_at is not None:
                 released += 1
     return released
-
-
-async def quote_for_tier(
-    session: AsyncSession, *, service_id: int, tier_id: int | None, currency: str, guest: bool,
-    affiliate_code: str | None = None,
-) -> fees.FeeBreakdown:
-    """The breakdown a purchase of this tier would get now (the fee preview before paying).
-    Raises the same errors as ``service_request.purchase_service`` for the service, tier,
-    currency and affiliate code."""
-    from models import Service, ServiceTier, TierPrice
-
-    service = await session.get(Service, service_id)
-    if service is None or not service.active:
-        raise DomainError("No such service", field="serviceId", code="SERVICE_NOT_FOUND")
-    tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
-    if tier_id is None and len(tiers) != 1:
-        raise DomainError("This service has several tiers: choose one with tierId", field="tierId", code="TIER_REQUIRED")
-    tier = tiers[0] if tier_id is None else next((t for t in tiers if t.id == tier_id), None)
-    if tier is None:
-        raise DomainError("No such tier for this service", field="tierId", code="TIER_NOT_FOUND")
-    price = await session.get(TierPrice, (tier.id, currency.upper()))
-    if price is None:
-        raise DomainError(f"This tier is not sold in {currency.upper()}", field="currency", code="CURRENCY_NOT_OFFERED")
-    affiliate_bps = 0
-    if affiliate_code and affiliate_code.strip():
-        affiliate = await session.scalar(
-            select(Affiliate).where(Affiliate.code == affiliate_code.strip().upper(), Affiliate.active.is_(True))
-        )
-        if affiliate is None:
-            raise DomainError("Unknown affiliate code", field="affiliateCode", code="INVALID_AFFILIATE_CODE")
-        affiliate_bps = affiliate.commission_bps
-    return fees.quote(price.amount_minor, price.currency, service.category, guest=guest, affiliate_bps=affiliate_bps)
 
 
 def receipt_lines(request: ServiceRequest) -> list[fees.ReceiptLine]:

@@ -226,14 +226,6 @@ async def balance(session: AsyncSession, account: Account) -> int:
     return int(value or 0)
 
 
-async def balances_by_key(session: AsyncSession, keys: list[str]) -> dict[str, int]:
-    rows = (
-        await session.execute(select(LedgerAccount.key, LedgerAccount.balance_minor).where(LedgerAccount.key.in_(keys)))
-    ).all()
-    found = {k: int(b) for k, b in rows}
-    return {k: found.get(k, 0) for k in keys}
-
-
 @dataclass(frozen=True)
 class LedgerCheck:
     """``verify``'s findings: per-currency sums of all entries (each must be 0), accounts whose kept

@@ -130,7 +130,7 @@ async def send_email(session: AsyncSession, mailer: Mailer, email_id: int) -> bo
     ``mailer`` and marks it sent. Returns True when this call sent it. SMTP errors propagate (the
     actor retries); a crash after the SMTP accept and before commit can send it twice
     (at-least-once, like every email system)."""
-    email = await session.scalar(select(Email).where(Email.id == email_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    email = await session.scalar(select(Email).where(Email.id == email_id).with_for_update(key_share=True))
     if email is None:
         log.warning("email.missing", email_id=email_id)
         return False

@@ -58,7 +58,7 @@ async def relay(*, limit: int = 200) -> int:
                 .where(OutboxMessage.dispatched_at.is_(None))
                 .order_by(OutboxMessage.id)
                 .limit(limit)
-                .with_for_update(skip_locked=True, key_share=True).execution_options(populate_existing=True)
+                .with_for_update(skip_locked=True, key_share=True)
             )
         ).all()
         for row in rows:

@@ -91,7 +91,7 @@ async def process_webhook(session: AsyncSession, inbox_id: int) -> str:
     ``completed``, ``failed``, ``already_processed``, ``duplicate_payment_event``,
     ``unknown_payment``, ``amount_mismatch``, ``ignored_event_type``, or for refund and payout
     events the refund's / payout's status afterwards (``refund:succeeded``, ``payout:paid`` ...)."""
-    inbox = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == inbox_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    inbox = await session.scalar(select(WebhookEvent).where(WebhookEvent.id == inbox_id).with_for_update(key_share=True))
     if inbox is None:
         return "unknown_inbox"
     if inbox.processed_at is not None:
@@ -123,7 +123,7 @@ async def _apply(session: AsyncSession, inbox: WebhookEvent) -> str:
         )
     if kind != "payment":
         return "ignored_event_type"
-    payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update(key_share=True).execution_options(populate_existing=True))
+    payment = await session.scalar(select(Payment).where(Payment.reference == reference).with_for_update(key_share=True))
     if payment is None:
         log.warning("webhook.unknown_payment", event_id=inbox.event_id)
         return "unknown_payment"

@@ -310,7 +310,7 @@ async def register_destination(
         operator=operator, bank_code=bank_code, account_number=account_number,
     )
     # One registration at a time per provider: the default swap below never races another.
-    provider = await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    provider = await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True))
     if provider is None:
         raise NotFound("No such provider", field="providerId")
     current_default = await session.scalar(
@@ -352,7 +352,7 @@ async def disable_destination(session: AsyncSession, provider_id: int, destinati
     destination = await session.scalar(
         select(PayoutDestination)
         .where(PayoutDestination.id == destination_id, PayoutDestination.provider_id == provider_id)
-        .with_for_update(key_share=True).execution_options(populate_existing=True)
+        .with_for_update(key_share=True)
     )
     if destination is None:
         raise NotFound("No such payout destination", field="destinationId")
@@ -438,7 +438,7 @@ async def _create_payout(
     # Lock the earnings in id order (no deadlock between two runs). A concurrent run that locked
     # them first has moved them to in_payout when it commits: PostgreSQL re-checks the WHERE on the
     # new row version, so this one then finds nothing. Nothing is ever paid twice.
-    locked = _payable_earnings(provider_id, currency).order_by(ProviderEarning.id).with_for_update(of=ProviderEarning, key_share=True).execution_options(populate_existing=True)
+    locked = _payable_earnings(provider_id, currency).order_by(ProviderEarning.id).with_for_update(of=ProviderEarning, key_share=True)
     earnings = list((await session.scalars(locked)).all())
     total = sum(e.amount_minor for e in earnings)
     minimum = _minimum(currency)
@@ -581,7 +581,7 @@ async def send_payout(payout_id: int) -> str:
     reference, knows it after all (a duplicate-reference refusal): the money goes back to the
     provider's payable balance."""
     async with session_scope() as session:
-        payout = await session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+        payout = await session.scalar(select(Payout).where(Payout.id == payout_id).with_for_update(key_share=True))
         if payout is None:
             return "unknown"
         if payout.status not in ("pending", "sent"):
@@ -655,7 +655,7 @@ async def apply_payout_status(
     and the operator alerted (returns ``paid``); ``paid`` after ``failed`` is logged, the operator
     alerted and returns ``conflict`` (the money may have to be recovered). Returns the payout's status
     afterwards, ``conflict``, or ``unknown`` for a reference we never made."""
-    payout = await session.scalar(select(Payout).where(Payout.reference == reference).with_for_update(key_share=True).execution_options(populate_existing=True))
+    payout = await session.scalar(select(Payout).where(Payout.reference == reference).with_for_update(key_share=True))
     if payout is None:
         log.warning("payout.unknown_reference", reference=reference)
         return "unknown"

@@ -20,8 +20,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import outbox, payout, refund
 from domain import payment as payment_domain
-from domain import payout, refund
 from gateways import registry
 from gateways.base import GatewayError
 from models import Payment, Payout, ReconciliationItem, ReconciliationRun, Refund
@@ -113,7 +113,7 @@ async def _payment(run_id: int, payment_id: int, gateway_name: str, reference: s
         return _item(run_id, "payment", payment_id, reference, gateway_name, our_status="pending",
                      outcome="error", detail=str(exc)[:2000])
     async with session_scope() as session:
-        payment = await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+        payment = await session.scalar(select(Payment).where(Payment.id == payment_id).with_for_update(key_share=True))
         assert payment is not None
         before = payment.status
         result = await payment_domain.apply_payment_status(
@@ -137,8 +137,6 @@ async def _refund(run_id: int, refund_id: int, gateway_name: str, reference: str
             return _item(run_id, "refund", refund_id, reference, gateway_name, outcome="error",
                          detail=str(exc)[:2000], **fields)
         # The gateway never saw it (the send job was lost): send it again; send_refund is idempotent.
-        from domain import outbox
-
         async with session_scope() as session:
             outbox.enqueue_actor(session, "send_refund", queue="payments", refund_id=refund_id)
         return _item(run_id, "refund", refund_id, reference, gateway_name, outcome="updated",
@@ -159,8 +157,6 @@ async def _payout(
         if exc.retryable:
             return _item(run_id, "payout", payout_id, reference, gateway_name, outcome="error",
                          detail=str(exc)[:2000], **fields)
-        from domain import outbox
-
         async with session_scope() as session:
             outbox.enqueue_actor(session, "send_payout", queue="payments", payout_id=payout_id)
         return _item(run_id, "payout", payout_id, reference, gateway_name, outcome="updated",

@@ -17,7 +17,6 @@ the gateway for the refund's status by that reference before creating it again.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
@@ -85,19 +84,16 @@ async def create_refund(
     return refund
 
 
-@dataclass(frozen=True)
-class SendOutcome:
-    status: str  # pending | succeeded | failed | already_settled
-
-
-async def send_refund(refund_id: int) -> SendOutcome:
+async def send_refund(refund_id: int) -> str:
     """Send refund ``refund_id`` to its gateway and apply the answer (the ``send_refund`` actor).
+    Returns the refund's status afterwards (``pending``, ``succeeded``, ``failed``), or
+    ``already_settled`` when there was nothing to send.
     Raises ``GatewayError`` when the gateway cannot be reached (the actor retries; a retry first
     asks for the refund's status by reference)."""
     async with session_scope() as session:
-        refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+        refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True))
         if refund is None or refund.status != "pending":
-            return SendOutcome("already_settled")
+            return "already_settled"
         refund.attempts += 1
         first_attempt = refund.attempts == 1
         payment = await session.get(Payment, refund.payment_id)
@@ -121,7 +117,7 @@ async def send_refund(refund_id: int) -> SendOutcome:
     async with session_scope() as session:
         status = await apply_refund_status(session, refund_id, result.status, gateway_id=result.gateway_id)
     await outbox.relay_quietly()
-    return SendOutcome(status)
+    return status
 
 
 async def apply_refund_status(
@@ -131,7 +127,7 @@ async def apply_refund_status(
     ``pending`` changes nothing; ``succeeded`` settles it in the ledger and emails the customer;
     ``failed`` records it and alerts the operator. Out-of-order or repeated news never moves a
     settled refund. Returns the refund's status afterwards."""
-    refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True).execution_options(populate_existing=True))
+    refund = await session.scalar(select(Refund).where(Refund.id == refund_id).with_for_update(key_share=True))
     if refund is None:
         return "unknown"
     if gateway_id and not refund.gateway_id:

@@ -255,34 +255,7 @@ async def purchase_service(
         if earlier is not None:
             return earlier
 
-    service = await session.get(Service, service_id)
-    if service is None or not service.active:
-        raise ServiceNotFound("No such service")
-    tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
-    if tier_id is None:
-        if len(tiers) != 1:
-            raise TierRequired("This service has several tiers: choose one with tierId")
-        tier = tiers[0]
-    else:
-        tier = next((t for t in tiers if t.id == tier_id), None)
-        if tier is None:
-            raise TierNotFound("No such tier for this service")
-    price = await session.get(TierPrice, (tier.id, currency))
-    if price is None:
-        offered = (
-            await session.scalars(
-                select(TierPrice.currency).where(TierPrice.tier_id == tier.id).order_by(TierPrice.currency)
-            )
-        ).all()
-        raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
-    affiliate_bps = 0
-    if affiliate_code is not None:
-        affiliate = await session.scalar(
-            select(Affiliate).where(Affiliate.code == affiliate_code, Affiliate.active.is_(True))
-        )
-        if affiliate is None:
-            raise InvalidAffiliateCode("Unknown affiliate code")
-        affiliate_bps = affiliate.commission_bps
+    service, tier, price, affiliate_bps = await _offer(session, service_id, tier_id, currency, affiliate_code)
     if gateway is None:
         gateway = _gateway_for(currency)
     quote = fees.quote(price.amount_minor, currency, service.category, guest=user is None, affiliate_bps=affiliate_bps)
@@ -328,6 +301,55 @@ async def purchase_service(
     payment.checkout_url = checkout.url
     payment.gateway_id = checkout.gateway_id
     return Purchase(request, payment, checkout.url, created=True)
+
+
+async def _offer(
+    session: AsyncSession, service_id: int, tier_id: int | None, currency: str, affiliate_code: str | None
+) -> tuple[Service, ServiceTier, TierPrice, int]:
+    """The service, tier and price on offer, and the affiliate's rate (bps, 0 without a code).
+    Raises ``ServiceNotFound``, ``TierNotFound``, ``TierRequired``, ``CurrencyNotOffered``,
+    ``InvalidAffiliateCode``."""
+    service = await session.get(Service, service_id)
+    if service is None or not service.active:
+        raise ServiceNotFound("No such service")
+    tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
+    if tier_id is None:
+        if len(tiers) != 1:
+            raise TierRequired("This service has several tiers: choose one with tierId")
+        tier = tiers[0]
+    else:
+        tier = next((t for t in tiers if t.id == tier_id), None)
+        if tier is None:
+            raise TierNotFound("No such tier for this service")
+    price = await session.get(TierPrice, (tier.id, currency))
+    if price is None:
+        offered = (
+            await session.scalars(
+                select(TierPrice.currency).where(TierPrice.tier_id == tier.id).order_by(TierPrice.currency)
+            )
+        ).all()
+        raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
+    affiliate_bps = 0
+    if affiliate_code is not None:
+        affiliate = await session.scalar(
+            select(Affiliate).where(Affiliate.code == affiliate_code, Affiliate.active.is_(True))
+        )
+        if affiliate is None:
+            raise InvalidAffiliateCode("Unknown affiliate code")
+        affiliate_bps = affiliate.commission_bps
+    return service, tier, price, affiliate_bps
+
+
+async def fee_quote(
+    session: AsyncSession, *, service_id: int, tier_id: int | None, currency: str | None, guest: bool,
+    affiliate_code: str | None = None,
+) -> fees.FeeBreakdown:
+    """The breakdown buying this tier would get now (the fee preview before paying): the same
+    lookups and errors as ``purchase_service``, nothing written."""
+    currency = (currency or get_settings().default_currency).upper()
+    code = affiliate_code.strip().upper() if affiliate_code and affiliate_code.strip() else None
+    service, _, price, affiliate_bps = await _offer(session, service_id, tier_id, currency, code)
+    return fees.quote(price.amount_minor, currency, service.category, guest=guest, affiliate_bps=affiliate_bps)
 
 
 def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, str, str | None, str]:
@@ -454,7 +476,7 @@ def tracking_url(reference: str) -> str:
 async def lock_request(session: AsyncSession, request_id: int) -> ServiceRequest:
     """The request, row-locked for the rest of the transaction. Raises ``NotFound``."""
     request = await session.scalar(
-        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(key_share=True).execution_options(populate_existing=True)
+        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(key_share=True)
     )
     if request is None:
         raise NotFound("No such service request", field="id")

@@ -81,10 +81,6 @@ class GatewayEvent:
     currency: str | None
     payload: dict
 
-    @property
-    def payment_reference(self) -> str:  # the name the first release used
-        return self.reference
-
 
 Status = Literal["pending", "succeeded", "failed"]
 

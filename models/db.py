@@ -11,7 +11,9 @@ import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from settings import get_settings
 
@@ -48,6 +50,16 @@ def _get() -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
         pair = (engine, async_sessionmaker(engine, expire_on_commit=False))
         _engines[key] = pair
     return pair
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refresh_locked_rows(state: ORMExecuteState) -> None:
+    """A ``SELECT ... FOR [NO KEY] UPDATE`` always overwrites the objects already in the session
+    with the row it locked (``populate_existing``). Without it, a row read earlier in the same
+    session keeps its stale attributes after the lock wait, and a state machine would decide on a
+    status that another transaction has just changed (the refund-events proof caught that)."""
+    if state.is_select and state.statement._for_update_arg is not None:
+        state.update_execution_options(populate_existing=True)
 
 
 @asynccontextmanager

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain import affiliate, escrow, fees, ledger, outbox, refund
+from domain import service_request as sr_domain
 from domain.errors import DomainError, Forbidden, NotFound
 from models import Payment, Refund, ServiceRequest
 from models.db import session_scope
@@ -16,7 +17,6 @@ from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
 from resolvers.provider import bad_input
 from resolvers.service_request import ServiceRequestView
-from settings import get_settings
 
 # --- fee preview ----------------------------------------------------------------------------------
 
@@ -30,7 +30,7 @@ class QuoteResult:
 async def fee_quote(
     ctx: Context, *, service_id: str, tier_id: str | None, currency: str | None, affiliate_code: str | None
 ) -> QuoteResult:
-    """What buying this tier would cost now (``escrow.quote_for_tier``). Anonymous callers are
+    """What buying this tier would cost now (``service_request.fee_quote``). Anonymous callers are
     quoted as guests (guest surcharge), logged-in callers without it. Bad input (unknown service,
     tier, currency or affiliate code) comes back as typed errors, like ``purchaseService``'s."""
     viewer = await ctx.viewer()
@@ -38,18 +38,13 @@ async def fee_quote(
         sid = decode_id(service_id, "Service", field="serviceId")
         tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
         async with ctx.db() as session:
-            breakdown = await escrow.quote_for_tier(
-                session, service_id=sid, tier_id=tid, currency=(currency or get_settings().default_currency).upper(),
-                guest=viewer is None, affiliate_code=affiliate_code,
+            breakdown = await sr_domain.fee_quote(
+                session, service_id=sid, tier_id=tid, currency=currency, guest=viewer is None,
+                affiliate_code=affiliate_code,
             )
     except DomainError as exc:
         return QuoteResult(None, [to_payload_error(exc)])
     return QuoteResult(breakdown, [])
-
-
-def order_fee_breakdown(request: ServiceRequest) -> fees.FeeBreakdown:
-    """The fee breakdown snapshotted on an order at purchase."""
-    return escrow.order_breakdown(request)
 
 
 # --- receipt and settlement of an order -----------------------------------------------------------

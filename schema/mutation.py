@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
+from domain import escrow
 from domain.service_request import CustomerDetails
 from resolvers import chat as chat_resolvers
 from resolvers import dispute as dispute_resolvers
@@ -109,7 +110,7 @@ class Mutation:
         return PurchaseServicePayload(
             service_request=ServiceRequest.of(r.request) if r.request else None, checkout_url=r.checkout_url,
             guest_access_token=r.guest_access_token, errors=purchase_errors(r.errors),
-            fee_breakdown=FeeQuote.of(money_resolvers.order_fee_breakdown(r.request.model)) if r.request else None,
+            fee_breakdown=FeeQuote.of(escrow.order_breakdown(r.request.model)) if r.request else None,
         )
 
     @strawberry.mutation(description="Post a message in a conversation you take part in.")

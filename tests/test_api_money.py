@@ -280,7 +280,7 @@ async def test_a_fee_quote_for_bad_input_is_a_typed_error_not_a_top_level_one(ap
     base = {"serviceId": encode_id("Service", world.service_id), "tierId": encode_id("ServiceTier", world.tier_id)}
     cases = {
         "currency": ({**base, "currency": "NGN"},
-                     [{"field": "currency", "code": "CURRENCY_NOT_OFFERED", "message": "This tier is not sold in NGN"}]),
+                     [{"field": "currency", "code": "CURRENCY_NOT_OFFERED", "message": "This tier is not sold in NGN; offered: XAF"}]),
         "affiliate": ({**base, "affiliateCode": "NOBODY"},
                       [{"field": "affiliateCode", "code": "INVALID_AFFILIATE_CODE", "message": "Unknown affiliate code"}]),
         "service": ({"serviceId": encode_id("Service", 999)},

@@ -206,3 +206,21 @@ async def test_a_posting_that_names_a_locked_order_does_not_wait_for_the_orders_
         assert posted is not None
     async with session_scope() as s:
         assert await s.scalar(select(func.count()).select_from(LedgerTransaction)) == 1
+
+
+async def test_a_row_lock_reads_the_row_again_even_when_the_session_had_read_it_before():
+    """models/db.py: every SELECT ... FOR UPDATE refreshes the objects it locks (populate_existing)."""
+    from models import Service
+
+    async with session_scope() as s:
+        s.add(Service(slug="leak-repair", name="Leak repair", category="plumbing", description="x"))
+    async with session_scope() as reader:
+        seen = await reader.scalar(select(Service).where(Service.slug == "leak-repair"))
+        assert seen.name == "Leak repair"
+        async with session_scope() as writer:  # another transaction changes it meanwhile
+            await writer.execute(text("UPDATE services SET name = 'Pipe repair'"))
+        locked = await reader.scalar(select(Service).where(Service.slug == "leak-repair").with_for_update(key_share=True))
+        plain = await reader.scalar(select(Service).where(Service.slug == "leak-repair"))
+    assert locked is seen
+    assert locked.name == "Pipe repair"
+    assert plain.name == "Pipe repair"  # the same object, refreshed by the lock

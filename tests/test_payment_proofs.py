@@ -21,9 +21,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 import server
-from domain import dead_letter, ledger, maintenance, refund
+from domain import dead_letter, ledger, maintenance, outbox, refund
 from domain import payment as payment_domain
-from gateways import sandbox
+from domain import service_request as sr
+from domain.idempotency import IdempotencyKeyReused
+from domain.service_request import CustomerDetails, purchase_service
+from gateways import registry, sandbox
+from gateways.base import GatewayUnavailable
 from models import (
     DeadLetter,
     LedgerTransaction,
@@ -35,8 +39,10 @@ from models import (
     WebhookEvent,
 )
 from models.db import session_scope
-from tests.factories import make_service, make_user, run_worker
-from tests.graphql_client import gql, login
+from resolvers.ids import encode_id
+from settings import get_settings
+from tests.factories import make_provider, make_service, make_user, run_worker
+from tests.graphql_client import gql
 
 PURCHASE = """
 mutation Purchase($input: PurchaseServiceInput!) {
@@ -61,11 +67,7 @@ def details_of(checkout_url: str) -> sandbox.CheckoutDetails:
 async def test_a_hundred_simultaneous_purchases_and_webhooks_capture_exactly_a_hundred_payments():
     # given: a service and 100 customers' worth of guest details
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
-    sid = f"{service.id}"
-    from resolvers.ids import encode_id
-
     service_gid, tier_gid = encode_id("Service", service.id), encode_id("ServiceTier", tiers[0].id)
-    del sid
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.app), base_url="http://test",
                                  limits=limits, timeout=120) as client:
@@ -105,8 +107,6 @@ async def test_a_hundred_simultaneous_purchases_and_webhooks_capture_exactly_a_h
 async def test_the_same_webhook_ten_times_out_of_order_with_a_late_decline_captures_once(api_client):
     # given: a guest purchase, its paid event (one event id) and a decline event that arrives late
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
-    from domain.service_request import CustomerDetails, purchase_service
-
     async with session_scope() as s:
         bought = await purchase_service(
             s, service_id=service.id, tier_id=tiers[0].id, user=None,
@@ -148,8 +148,6 @@ async def test_the_same_webhook_ten_times_out_of_order_with_a_late_decline_captu
 async def test_an_actor_out_of_retries_is_dead_lettered_and_a_replay_applies_it_once(monkeypatch, api_client):
     # given: a paid webhook whose processing fails every time (a bug, say)
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
-    from domain.service_request import CustomerDetails, purchase_service
-
     async with session_scope() as s:
         bought = await purchase_service(
             s, service_id=service.id, tier_id=tiers[0].id, user=None,
@@ -172,8 +170,6 @@ async def test_an_actor_out_of_retries_is_dead_lettered_and_a_replay_applies_it_
     async with session_scope() as s:
         letter = (await s.scalars(select(DeadLetter))).one()
         inbox = (await s.scalars(select(WebhookEvent))).one()
-    from settings import get_settings
-
     assert (letter.actor, letter.queue, letter.args, letter.source_type, letter.source_id, letter.status) == (
         "process_webhook", "payments", {"inbox_id": inbox.id}, "webhook", inbox.id, "open")
     assert letter.attempts == get_settings().actor_max_retries + 1
@@ -196,8 +192,6 @@ async def test_an_actor_out_of_retries_is_dead_lettered_and_a_replay_applies_it_
     async with session_scope() as s:
         again = await dead_letter.replay(s, letter.id, admin_user_id=admin.id)
         assert again.status == "replayed"
-    from domain import outbox
-
     await outbox.relay()
     await run_worker()
     # then: applied once
@@ -213,11 +207,7 @@ async def test_an_actor_out_of_retries_is_dead_lettered_and_a_replay_applies_it_
 async def test_refund_events_settle_a_refund_once_whatever_the_order_and_repeats(api_client, mailbox):
     # given: a paid order refunded by an admin; the gateway has not answered yet
     customer = await make_user("ada@example.com")
-    token = await login(api_client, "ada@example.com")
-    del token
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
-    from domain.service_request import purchase_service
-
     async with session_scope() as s:
         bought = await purchase_service(s, service_id=service.id, tier_id=tiers[0].id, user=customer, customer=None)
     details = details_of(bought.checkout_url)
@@ -259,9 +249,6 @@ async def test_money_arriving_for_a_cancelled_or_already_released_order_is_captu
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
     admin = await make_user("ops@example.com", role="admin")
     provider_user = await make_user("pro@example.com", role="provider")
-    from domain import service_request as sr
-    from tests.factories import make_provider
-
     provider = await make_provider(user_id=provider_user.id)
     guest = sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567")
     async with session_scope() as s:
@@ -315,9 +302,6 @@ async def test_ten_concurrent_refunds_with_one_idempotency_key_make_one_refund_a
     # given: a paid order
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})
     admin = await make_user("ops@example.com", role="admin")
-    from domain import service_request as sr
-    from domain.idempotency import IdempotencyKeyReused
-
     async with session_scope() as s:
         bought = await sr.purchase_service(
             s, service_id=service.id, tier_id=tiers[0].id, user=None,
@@ -346,8 +330,6 @@ async def test_ten_concurrent_refunds_with_one_idempotency_key_make_one_refund_a
 
 
 def test_the_cancellation_refund_policy_follows_the_notice_given(monkeypatch):
-    from settings import get_settings
-
     monkeypatch.setattr(get_settings(), "refund_policy", [(48, 100), (24, 50), (0, 0)])
     percent = refund.refund_percent_for_cancellation
     assert [percent(h) for h in (None, 72, 48, 47.9, 24, 23, 0.5, 0, -1)] == [100, 100, 100, 50, 50, 0, 0, 0, 0]
@@ -357,11 +339,6 @@ async def test_a_purchase_while_the_gateways_circuit_is_open_fails_fast_with_a_r
     api_client, monkeypatch
 ):
     # given: XAF routed to a gateway whose circuit is open
-    from gateways import registry
-    from gateways.base import GatewayUnavailable
-    from resolvers.ids import encode_id
-    from settings import get_settings
-
     class OpenCircuit:
         name = "down"
 
