@@ -97,6 +97,21 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: int = 3600
     reconcile_after_seconds: int = 900  # pending this long -> ask the gateway
     idempotency_key_ttl_seconds: int = 48 * 3600  # at least 24 h (issue requirement)
+    # --- bookings (issue 4) ----------------------------------------------------------------------
+    booking_hold_seconds: int = 600  # a held slot is kept this long for the customer to pay
+    booking_response_seconds: int = 4 * 3600  # a paid booking the provider has not accepted by then expires (full refund)
+    booking_auto_complete_seconds: int = 24 * 3600  # in progress this long after the slot's end -> completed by the system
+    booking_no_show_wait_seconds: int = 15 * 60  # after "arrived", the provider may mark the customer absent
+    booking_substitution_seconds: int = 30 * 60  # nobody takes over a visit its provider cannot make -> admins alerted
+    booking_default_slot_minutes: int = 60  # a provider's service without its own slot length
+    booking_default_notice_minutes: int = 120  # minimum notice before a slot can be held
+    booking_default_buffer_minutes: int = 0  # free time kept before and after every booking
+    booking_default_horizon_days: int = 30  # how far ahead slots can be booked
+    booking_max_window_days: int = 31  # widest from..to an availableSlots query may ask for
+    booking_sweep_seconds: int = 30  # how often the scheduler runs the booking timers
+    booking_substitution_radius_km: float = 25.0  # substitutes are offered to providers this close
+    ticket_escalation_seconds: int = 2 * 3600  # a ticket without an accepted visit this long -> escalated
+    ticket_urgent_surcharge_bps: int = 2500  # urgent tickets: 25 % on top of the visit's price (provider's share)
     # --- workers --------------------------------------------------------------------------------
     outbox_sweep_seconds: float = 2.0
     actor_max_retries: int = 8

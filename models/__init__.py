@@ -2,6 +2,18 @@
 
 from models.affiliate import Affiliate, AffiliateAttribution
 from models.base import Base
+from models.booking import (
+    ApplianceModel,
+    AvailabilityException,
+    AvailabilityRule,
+    Booking,
+    BookingStatusChange,
+    Escalation,
+    ProviderBookingSettings,
+    ProviderService,
+    SubstitutionOffer,
+    Ticket,
+)
 from models.catalogue import Service, ServiceTier, TierPrice
 from models.chat import ChatMessage, Conversation
 from models.dispute import Dispute
@@ -16,7 +28,9 @@ from models.service_request import ServiceRequest, ServiceRequestStatusChange
 from models.user import User
 
 __all__ = [
-    "Affiliate", "AffiliateAttribution", "Base", "ChatMessage", "Conversation", "DeadLetter", "Dispute", "Email",
+    "Affiliate", "AffiliateAttribution", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",
+    "Booking", "BookingStatusChange", "Escalation", "ProviderBookingSettings", "ProviderService", "SubstitutionOffer",
+    "Ticket", "ChatMessage", "Conversation", "DeadLetter", "Dispute", "Email",
     "IdempotencyKey", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "OutboxMessage", "Payment",
     "PaymentStatusChange", "Payout", "PayoutDestination", "PayoutStatusChange", "Provider", "ProviderEarning",
     "ReconciliationItem", "ReconciliationRun", "Refund", "Service", "ServiceRequest", "ServiceRequestStatusChange",

@@ -37,6 +37,7 @@ class ServiceRequest(Base):
     __table_args__ = (
         CheckConstraint(f"status IN {SERVICE_REQUEST_STATUSES}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
+        CheckConstraint("kind IN ('purchase', 'booking')", name="kind"),
         CheckConstraint("refunded_minor <= captured_minor", name="refund_within_captured"),
         Index("ix_service_requests_release_due", "release_due_at",
               postgresql_where=text("released_at IS NULL AND release_due_at IS NOT NULL")),
@@ -46,6 +47,8 @@ class ServiceRequest(Base):
 
     id: Mapped[int] = pk()
     reference: Mapped[str] = mapped_column(String(16), unique=True, nullable=False)
+    # purchase: a catalogue tier bought outright; booking: the order of a booking's visits (domain/booking.py).
+    kind: Mapped[str] = mapped_column(String(16), nullable=False, server_default="purchase")
     service_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("services.id"), nullable=False, index=True)
     tier_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_tiers.id"), nullable=False)
     customer_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
@@ -62,6 +65,8 @@ class ServiceRequest(Base):
     # Fee snapshot taken at purchase (domain.fees): later fee changes never alter this order.
     price_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     guest_surcharge_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # Part of price_minor (the provider's side): the urgent-ticket surcharge on a booking's price.
+    urgent_surcharge_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     commission_bps: Mapped[int] = mapped_column(Integer, nullable=False)
     guest_surcharge_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     affiliate_commission_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

@@ -49,6 +49,8 @@ def services_up() -> None:
 
 
 TABLES = [
+    "escalations", "substitution_offers", "booking_status_history", "bookings", "tickets", "appliance_models",
+    "availability_exceptions", "availability_rules", "provider_services", "provider_booking_settings",
     "ledger_entries", "ledger_transactions", "ledger_accounts", "refunds", "provider_earnings", "payout_status_history",
     "payouts", "payout_destinations", "disputes", "dead_letters", "reconciliation_items", "reconciliation_runs",
     "idempotency_keys", "affiliate_attributions", "chat_messages", "conversations", "payment_status_history", "payments",
