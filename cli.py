@@ -183,6 +183,19 @@ def money_check() -> None:
     console.print("[green]ledger balanced[/green]")
 
 
+bookings_app = typer.Typer(help="Booking operations the scheduler also runs.")
+app.add_typer(bookings_app, name="bookings")
+
+
+@bookings_app.command("sweep")
+def bookings_sweep() -> None:
+    """Run the booking timers now: expire holds and unanswered visits, auto-complete, escalate."""
+    from workers import booking as booking_worker
+
+    counts = _run_with_workers(booking_worker.run_timers)
+    console.print(", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in counts.items()))
+
+
 @app.command("create-admin")
 def create_admin(
     email: str = typer.Option(..., prompt=True),

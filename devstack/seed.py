@@ -46,7 +46,19 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
 from domain.user import hash_password
-from models import Affiliate, PayoutDestination, Provider, Service, ServiceTier, TierPrice, User
+from models import (
+    Affiliate,
+    ApplianceModel,
+    AvailabilityRule,
+    PayoutDestination,
+    Provider,
+    ProviderBookingSettings,
+    ProviderService,
+    Service,
+    ServiceTier,
+    TierPrice,
+    User,
+)
 from models.db import get_sessionmaker, session_scope
 from settings import get_settings
 
@@ -64,6 +76,16 @@ CATEGORIES: dict[str, str] = {
     "electrical": "Electrical",
     "tutoring": "Tutoring",
 }
+
+#: Appliance models tickets can name without being flagged for an admin: (category, brand, model).
+APPLIANCE_MODELS: tuple[tuple[str, str, str], ...] = (
+    ("home-repair", "Samsung", "RT38K5032S8"),
+    ("home-repair", "LG", "GN-B422SQCL"),
+    ("home-repair", "Hisense", "WFQA8014EVJM"),
+    ("plumbing", "Ariston", "Pro1 Eco 50"),
+    ("plumbing", "Thermex", "ER 80V"),
+    ("electrical", "Schneider", "Easy9 EZ9F"),
+)
 
 #: Countries seeded, in this order: ISO 3166-1 alpha-2 code -> ISO 4217 currency.
 COUNTRIES: dict[str, str] = {"CM": "XAF", "NG": "NGN", "IN": "INR"}
@@ -532,7 +554,10 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
       (password ``customer-demo-pass``) and ``provider1..3@odim.local`` (role provider, password
       ``provider-demo-pass``) linked to the first three Douala providers;
     * affiliates ``DOUALA-PARTNER`` (500 bps) and ``LAGOS-AMBASSADOR`` (750 bps);
-    * an MTN Mobile Money payout destination (XAF) for each demo provider account.
+    * an MTN Mobile Money payout destination (XAF) for each demo provider account;
+    * bookings: each demo provider account is open Monday-Saturday 08:00-18:00 in its own time zone
+      (2 h notice, 15 min buffer, 30-day horizon) for every catalogue service of its categories
+      (60-minute slots), and a short list of known appliance models (:data:`APPLIANCE_MODELS`).
 
     An account whose email already exists (e.g. made by ``odim create-admin``) is reused as it
     is: its password is not changed and is reported as ``None``.
@@ -660,6 +685,28 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
              "holder_name": f"Demo Provider {i}", "phone": f"+2376712345{10 + i}", "operator": "mtn",
              "is_default": True}
             for i, pid in enumerate(demo_provider_ids, start=1)
+        ])
+
+        # --- bookings: the demo provider accounts take bookings (domain/availability.py) ---------
+        await session.execute(insert(AvailabilityRule), [
+            {"provider_id": pid, "weekday": day, "start_minute": 8 * 60, "end_minute": 18 * 60}
+            for pid in demo_provider_ids for day in range(6)
+        ])
+        await session.execute(insert(ProviderBookingSettings), [
+            {"provider_id": pid, "min_notice_minutes": 120, "buffer_minutes": 15, "horizon_days": 30}
+            for pid in demo_provider_ids
+        ])
+        categories_of = dict((await session.execute(
+            select(Provider.id, Provider.categories).where(Provider.id.in_(demo_provider_ids))
+        )).all())
+        bookable = [
+            {"provider_id": pid, "service_id": service.id, "slot_minutes": 60}
+            for pid in demo_provider_ids for service in services if service.category in categories_of[pid]
+        ]
+        if bookable:
+            await session.execute(insert(ProviderService), bookable)
+        await session.execute(insert(ApplianceModel), [
+            {"category": category, "brand": brand, "model": model} for category, brand, model in APPLIANCE_MODELS
         ])
 
     return {

@@ -129,6 +129,11 @@ async def resolve_dispute(
         )
     elif request.status == "completed" and request.released_at is None and escrow.refundable(request) > 0:
         await escrow.release(session, request)
+    if request.kind == "booking":
+        # The order's disputed visits follow the resolution (imported here: booking.py builds on this module).
+        from domain import booking
+
+        await booking.dispute_resolved(session, request.id, actor_user_id=actor.id, note=f"Dispute {dispute.id}: {resolution}")
     detail = {
         "release": "The payment goes to the provider.",
         "refund_full": "Your payment is refunded in full.",

@@ -48,6 +48,7 @@ def order_breakdown(request: ServiceRequest) -> fees.FeeBreakdown:
     return fees.breakdown(
         request.price_minor, request.currency, commission_bps=request.commission_bps,
         guest_surcharge_bps=request.guest_surcharge_bps, affiliate_commission_bps=request.affiliate_commission_bps,
+        urgent_surcharge_minor=request.urgent_surcharge_minor,
     )
 
 

@@ -60,10 +60,12 @@ class FeeBreakdown:
     commission_bps: int
     guest_surcharge_bps: int
     affiliate_commission_bps: int
+    urgent_surcharge: int = 0  # part of ``price``: an urgent ticket's surcharge (the provider's side)
 
 
 def breakdown(
-    price_minor: int, currency: str, *, commission_bps: int, guest_surcharge_bps: int, affiliate_commission_bps: int
+    price_minor: int, currency: str, *, commission_bps: int, guest_surcharge_bps: int, affiliate_commission_bps: int,
+    urgent_surcharge_minor: int = 0,
 ) -> FeeBreakdown:
     """The breakdown for a price and a set of (snapshotted) rates. The affiliate's commission is
     capped at the platform's take so the provider's share never pays for it."""
@@ -74,16 +76,22 @@ def breakdown(
         currency=currency, price=price_minor, guest_surcharge=surcharge, total=price_minor + surcharge,
         commission=commission, provider_share=price_minor - commission, affiliate_commission=affiliate,
         commission_bps=commission_bps, guest_surcharge_bps=guest_surcharge_bps,
-        affiliate_commission_bps=affiliate_commission_bps,
+        affiliate_commission_bps=affiliate_commission_bps, urgent_surcharge=urgent_surcharge_minor,
     )
 
 
-def quote(price_minor: int, currency: str, category: str, *, guest: bool, affiliate_bps: int = 0) -> FeeBreakdown:
-    """The breakdown a new order gets today (rates from settings for ``category``)."""
+def quote(
+    price_minor: int, currency: str, category: str, *, guest: bool, affiliate_bps: int = 0, urgent_bps: int = 0
+) -> FeeBreakdown:
+    """The breakdown a new order gets today (rates from settings for ``category``). ``urgent_bps``
+    (an urgent ticket's visit) raises the price by that share of ``price_minor``; commission applies
+    to the raised price."""
     rates = rates_for(category)
+    urgent = bps_of(price_minor, urgent_bps)
     return breakdown(
-        price_minor, currency, commission_bps=rates.commission_bps,
+        price_minor + urgent, currency, commission_bps=rates.commission_bps,
         guest_surcharge_bps=rates.guest_surcharge_bps if guest else 0, affiliate_commission_bps=affiliate_bps,
+        urgent_surcharge_minor=urgent,
     )
 
 
@@ -106,7 +114,7 @@ def allocate(amount_minor: int, shares: dict[str, int]) -> dict[str, int]:
 
 @dataclass(frozen=True)
 class ReceiptLine:
-    """One line of a quote or receipt: ``kind`` is price | guest_surcharge | total | refunded | net_paid."""
+    """One line of a quote or receipt: ``kind`` is price | urgent_surcharge | guest_surcharge | total | refunded | net_paid."""
 
     kind: str
     label: str
@@ -116,7 +124,9 @@ class ReceiptLine:
 def customer_lines(b: FeeBreakdown) -> list[ReceiptLine]:
     """What the customer sees before paying and on the receipt (the commission is between the
     platform and the provider and is not on the customer's receipt)."""
-    lines = [ReceiptLine("price", "Service price", b.price)]
+    lines = [ReceiptLine("price", "Service price", b.price - b.urgent_surcharge)]
+    if b.urgent_surcharge:
+        lines.append(ReceiptLine("urgent_surcharge", "Urgent visit surcharge", b.urgent_surcharge))
     if b.guest_surcharge:
         lines.append(ReceiptLine(
             "guest_surcharge", f"Guest checkout fee ({b.guest_surcharge_bps / 100:g} %)", b.guest_surcharge

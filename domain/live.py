@@ -41,6 +41,10 @@ def service_request_channel(reference: str) -> str:
     return f"odim:service_request:{reference}"
 
 
+def booking_channel(booking_id: int) -> str:
+    return f"odim:booking:{booking_id}"
+
+
 def conversation_channel(conversation_id: int) -> str:
     return f"odim:conversation:{conversation_id}"
 

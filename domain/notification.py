@@ -93,6 +93,26 @@ The dispute on request {{ reference }} is {{ state }}.
 {% endif %}
 — The Odim team
 """,
+    "booking_update.subject": "Odim: booking {{ reference }} — {{ status_label }}",
+    "booking_update.body": """Hello {{ name }},
+
+Booking {{ reference }} ({{ service }}, {{ when }}) is now: {{ status_label }}.
+{{ next_step }}
+{% if note %}
+Note: {{ note }}
+{% endif %}
+— The Odim team
+""",
+    "substitution_offer.subject": "Odim: can you take visit {{ reference }} on {{ when }}?",
+    "substitution_offer.body": """Hello {{ name }},
+
+A provider {{ distance_km }} km from you cannot make a visit: {{ service }}, {{ when }}.
+You are free then and can take it over. The first provider to accept gets the visit.
+
+Accept it in the app (your substitution offers) before {{ due }}.
+
+— The Odim team
+""",
     "operator_alert.subject": "[Odim operations] {{ subject }}",
     "operator_alert.body": """{{ body }}
 """,

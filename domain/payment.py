@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import escrow, notification, outbox, payout, refund, service_request
+from domain import booking, escrow, notification, outbox, payout, refund, service_request
 from domain.errors import DomainError
 from domain.money import Money
 from gateways.base import GatewayEvent, PaymentGateway
@@ -177,6 +177,14 @@ async def apply_payment_status(
     return "completed"
 
 
+async def _refund_on_arrival(session: AsyncSession, request: ServiceRequest, payment: Payment, why: str) -> None:
+    """Money nobody should keep: capture it into the order's escrow and refund it at once."""
+    log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
+    await escrow.capture(session, request, payment, more_to_post=True)
+    await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
+                               requested_by_user_id=None, from_escrow=True)
+
+
 async def confirm_payment(session: AsyncSession, payment: Payment, request: ServiceRequest, event_id: str) -> None:
     """Payment completed: payment -> completed and captured into the order's escrow (ledger), request
     awaiting_payment -> payment_confirmed -> pending_contact (history rows and live events),
@@ -190,10 +198,14 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
     amount = Money(payment.amount_minor, payment.currency).formatted()
     if already_paid or request.status == "cancelled":
         why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
-        log.warning("payment.refunded_on_arrival", request_id=request.id, reason=why)
-        await escrow.capture(session, request, payment, more_to_post=True)
-        await refund.create_refund(session, request, payment.amount_minor, reason=f"Refunded: {why}",
-                                   requested_by_user_id=None, from_escrow=True)
+        await _refund_on_arrival(session, request, payment, why)
+        return
+    if request.kind == "booking":
+        # A booking's order: its held visit becomes paid (domain/booking.py), or the hold is over.
+        if not await booking.order_paid(session, request, amount=amount):
+            await _refund_on_arrival(session, request, payment, "the slot's hold was over")
+            return
+        await escrow.capture(session, request, payment)
         return
     request.paid_at = now
     await service_request.transition(session, request, "payment_confirmed", actor_type="system", note=f"Paid {amount}")

@@ -12,6 +12,9 @@ State machine (purchase-flow design; each transition names who may make it):
     in_progress       -> completed           admin, provider
     in_progress       -> cancelled           admin
 
+A booking's order (``kind = 'booking'``) is moved by its visits (domain/booking.py), as ``system``:
+payment_confirmed -> team_assigned -> in_progress -> completed, or -> cancelled from any of them.
+
 Every transition writes a ``service_request_status_history`` row and an outbox event in the same
 transaction; customer-visible transitions also queue an email.
 """
@@ -80,12 +83,14 @@ TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
     ("awaiting_payment", "payment_confirmed"): frozenset({"system"}),
     ("awaiting_payment", "cancelled"): frozenset({"admin", "system"}),
     ("payment_confirmed", "pending_contact"): frozenset({"system"}),
+    ("payment_confirmed", "team_assigned"): frozenset({"system"}),
+    ("payment_confirmed", "cancelled"): frozenset({"system"}),
     ("pending_contact", "team_assigned"): frozenset({"admin"}),
     ("pending_contact", "cancelled"): frozenset({"admin"}),
-    ("team_assigned", "in_progress"): frozenset({"admin", "provider"}),
-    ("team_assigned", "cancelled"): frozenset({"admin"}),
-    ("in_progress", "completed"): frozenset({"admin", "provider"}),
-    ("in_progress", "cancelled"): frozenset({"admin"}),
+    ("team_assigned", "in_progress"): frozenset({"admin", "provider", "system"}),
+    ("team_assigned", "cancelled"): frozenset({"admin", "system"}),
+    ("in_progress", "completed"): frozenset({"admin", "provider", "system"}),
+    ("in_progress", "cancelled"): frozenset({"admin", "system"}),
 }
 # Customer gets an email for these (payment_confirmed/pending_contact get the confirmation email).
 EMAILED_STATUSES = {"team_assigned", "in_progress", "completed", "cancelled"}
@@ -255,9 +260,9 @@ async def purchase_service(
         if earlier is not None:
             return earlier
 
-    service, tier, price, affiliate_bps = await _offer(session, service_id, tier_id, currency, affiliate_code)
+    service, tier, price, affiliate_bps = await offer(session, service_id, tier_id, currency, affiliate_code)
     if gateway is None:
-        gateway = _gateway_for(currency)
+        gateway = gateway_for(currency)
     quote = fees.quote(price.amount_minor, currency, service.category, guest=user is None, affiliate_bps=affiliate_bps)
 
     request = ServiceRequest(
@@ -269,41 +274,77 @@ async def purchase_service(
         currency=currency, idempotency_scope=scope if idempotency_key else None,
         idempotency_key=idempotency_key, request_fingerprint=fingerprint,
     )
-    for _ in range(5):  # a reference collision (1 in 10^12) just draws again
+    try:
+        await insert_with_reference(session, request)
+    except IntegrityError as exc:
+        if "idempotency" not in str(exc.orig):
+            raise
+        replay = await _idempotent_replay(session, scope, idempotency_key or "", fingerprint)
+        if replay is None:
+            raise
+        return replay
+    payment, url = await open_order(
+        session, gateway, request, actor_user_id=user.id if user else None,
+        description=f"{service.name} — {tier.name} ({request.reference})",
+    )
+    return Purchase(request, payment, url, created=True)
+
+
+async def insert_with_reference(session: AsyncSession, request: ServiceRequest) -> None:
+    """Insert ``request`` under a fresh ``ODM-`` reference (a collision, 1 in 10^12, draws again).
+    Other integrity errors propagate, the savepoint rolled back."""
+    for _ in range(5):
         request.reference = new_reference()
         try:
             async with session.begin_nested():
                 session.add(request)
                 await session.flush()
-            break
+            return
         except IntegrityError as exc:
-            if "idempotency" in str(exc.orig):
-                replay = await _idempotent_replay(session, scope, idempotency_key or "", fingerprint)
-                if replay is not None:
-                    return replay
             if "reference" not in str(exc.orig):
                 raise
+    raise RuntimeError("could not draw a free order reference")
+
+
+async def open_order(
+    session: AsyncSession, gateway: PaymentGateway, request: ServiceRequest, *, actor_user_id: int | None,
+    description: str,
+) -> tuple[Payment, str]:
+    """For an order just inserted (``awaiting_payment``): its first history row, its conversation,
+    a pending payment of ``amount_minor`` and a checkout session at ``gateway``. Returns
+    ``(payment, checkout_url)``. Raises ``GatewayUnavailableError``, ``GatewayRefused`` (the caller
+    rolls back: nothing is written)."""
     session.add(ServiceRequestStatusChange(
         service_request_id=request.id, from_status=None, to_status="awaiting_payment",
-        actor_type="customer", actor_user_id=user.id if user else None, note="Request created",
+        actor_type="customer", actor_user_id=actor_user_id, note="Request created",
     ))
     session.add(Conversation(service_request_id=request.id))
     payment = Payment(
         service_request_id=request.id, gateway=gateway.name, reference=f"pay_{secrets.token_hex(12)}",
-        amount_minor=quote.total, currency=currency, status="pending",
+        amount_minor=request.amount_minor, currency=request.currency, status="pending",
     )
     session.add(payment)
     await session.flush()
     session.add(PaymentStatusChange(payment_id=payment.id, from_status=None, to_status="pending", note="created"))
     # Inside the transaction on purpose: if the gateway fails, nothing is written; if the commit
     # fails after it answered, an unpaid checkout session expires at the gateway and no money moved.
-    checkout = await _create_checkout(gateway, request, payment, service, tier)
+    try:
+        checkout = await gateway.create_checkout(
+            reference=payment.reference, amount_minor=payment.amount_minor, currency=payment.currency,
+            description=description, customer_email=request.customer_email, customer_phone=request.customer_phone,
+        )
+    except GatewayUnavailable as exc:
+        raise GatewayUnavailableError(str(exc)) from exc
+    except GatewayError as exc:
+        if exc.retryable:
+            raise GatewayUnavailableError(f"The payment gateway did not answer: {exc}") from exc
+        raise GatewayRefused(f"The payment gateway refused the checkout: {exc}") from exc
     payment.checkout_url = checkout.url
     payment.gateway_id = checkout.gateway_id
-    return Purchase(request, payment, checkout.url, created=True)
+    return payment, checkout.url
 
 
-async def _offer(
+async def offer(
     session: AsyncSession, service_id: int, tier_id: int | None, currency: str, affiliate_code: str | None
 ) -> tuple[Service, ServiceTier, TierPrice, int]:
     """The service, tier and price on offer, and the affiliate's rate (bps, 0 without a code).
@@ -348,7 +389,7 @@ async def fee_quote(
     lookups and errors as ``purchase_service``, nothing written."""
     currency = (currency or get_settings().default_currency).upper()
     code = affiliate_code.strip().upper() if affiliate_code and affiliate_code.strip() else None
-    service, _, price, affiliate_bps = await _offer(session, service_id, tier_id, currency, code)
+    service, _, price, affiliate_bps = await offer(session, service_id, tier_id, currency, code)
     return fees.quote(price.amount_minor, currency, service.category, guest=guest, affiliate_bps=affiliate_bps)
 
 
@@ -369,28 +410,12 @@ def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, 
     return name, email, phone, f"guest:{email.lower()}"
 
 
-def _gateway_for(currency: str) -> PaymentGateway:
+def gateway_for(currency: str) -> PaymentGateway:
+    """The gateway settings.gateway_routes names for ``currency``. Raises ``CurrencyNotOffered``."""
     try:
         return registry.gateway_for_currency(currency)
     except KeyError as exc:
         raise CurrencyNotOffered(f"No payment gateway takes {currency}") from exc
-
-
-async def _create_checkout(
-    gateway: PaymentGateway, request: ServiceRequest, payment: Payment, service: Service, tier: ServiceTier
-):
-    try:
-        return await gateway.create_checkout(
-            reference=payment.reference, amount_minor=payment.amount_minor, currency=payment.currency,
-            description=f"{service.name} — {tier.name} ({request.reference})", customer_email=request.customer_email,
-            customer_phone=request.customer_phone,
-        )
-    except GatewayUnavailable as exc:
-        raise GatewayUnavailableError(str(exc)) from exc
-    except GatewayError as exc:
-        if exc.retryable:
-            raise GatewayUnavailableError(f"The payment gateway did not answer: {exc}") from exc
-        raise GatewayRefused(f"The payment gateway refused the checkout: {exc}") from exc
 
 
 async def _idempotent_replay(session: AsyncSession, scope: str, key: str, fingerprint: str) -> Purchase | None:
@@ -497,21 +522,25 @@ async def update_status(
         raise Forbidden("Only an admin or the assigned provider can change this request's status")
     if len(note) > 2000:
         raise DomainError("Note is limited to 2000 characters", field="note", code="TOO_LONG")
+    if request.kind == "booking":
+        raise InvalidTransition("A booking's order follows its visits: change the booking's status instead")
     await transition(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id, note=note.strip())
-    await _money_effects(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id)
+    await money_effects(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id)
     return request
 
 
-async def _money_effects(
-    session: AsyncSession, request: ServiceRequest, to_status: str, *, actor_type: str, actor_user_id: int | None
+async def money_effects(
+    session: AsyncSession, request: ServiceRequest, to_status: str, *, actor_type: str, actor_user_id: int | None,
+    refund_percent: int = 100, reason: str = "Order cancelled",
 ) -> None:
     """What a status change does to the order's money, in the same transaction:
 
     * ``completed`` by an admin releases escrow at once (unless a dispute is open: its resolution
-      releases); by the provider, escrow is released settings.escrow_release_grace_seconds later
-      if no dispute was opened meanwhile (``escrow.release_due_orders``, run by the scheduler);
-    * ``cancelled`` on a paid order refunds it per the cancellation refund policy (catalogue
-      orders have no scheduled start: in full)."""
+      releases); by the provider or the system, escrow is released
+      settings.escrow_release_grace_seconds later if no dispute was opened meanwhile
+      (``escrow.release_due_orders``, run by the scheduler);
+    * ``cancelled`` on a paid order refunds ``refund_percent`` of what is refundable (catalogue
+      orders have no scheduled start: in full; bookings pass their cancellation policy's percent)."""
     now = datetime.now(UTC)
     if to_status == "completed":
         request.completed_at = now
@@ -520,12 +549,9 @@ async def _money_effects(
         else:
             request.release_due_at = now + timedelta(seconds=get_settings().escrow_release_grace_seconds)
     elif to_status == "cancelled" and escrow.refundable(request) > 0:
-        percent = refund.refund_percent_for_cancellation(None)
-        amount = escrow.refundable(request) * percent // 100
+        amount = escrow.refundable(request) * refund_percent // 100
         if amount > 0:
-            await refund.create_refund(
-                session, request, amount, reason="Order cancelled", requested_by_user_id=actor_user_id
-            )
+            await refund.create_refund(session, request, amount, reason=reason, requested_by_user_id=actor_user_id)
 
 
 async def assign_provider(session: AsyncSession, request_id: int, provider_id: int, *, actor: User) -> ServiceRequest:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 @strawberry.enum(description="What a receipt or quote line is.")
 class ReceiptLineKind(Enum):
     PRICE = "price"
+    URGENT_SURCHARGE = "urgent_surcharge"
     GUEST_SURCHARGE = "guest_surcharge"
     TOTAL = "total"
     REFUNDED = "refunded"

@@ -9,7 +9,9 @@ Periodic jobs:
 * every 60 s: escrow of orders whose grace period after completion passed with no dispute is
   released (domain/escrow.py);
 * every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways;
-* every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/payout.py).
+* every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/payout.py);
+* every settings.booking_sweep_seconds (30 s): the booking sweeper actor (workers/booking.py: hold
+  expiry, provider response deadline, auto-complete, substitution and ticket escalations).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import workers  # noqa: F401  (configures the broker the outbox dispatches to)
 from domain import escrow, idempotency, maintenance, outbox, reconciliation
 from models.db import session_scope
 from settings import get_settings
+from workers import booking as booking_worker
 from workers import payout as payout_worker
 
 log = structlog.get_logger(__name__)
@@ -67,6 +70,10 @@ async def reconcile() -> None:
     log.info("scheduler.reconciled", run_id=run_id)
 
 
+def sweep_bookings() -> None:
+    booking_worker.sweep_bookings.send()
+
+
 async def run() -> None:
     settings = get_settings()
     scheduler = AsyncIOScheduler(timezone="UTC")
@@ -81,6 +88,9 @@ async def run() -> None:
     scheduler.add_job(
         payout_worker.run_payouts_job, "interval", seconds=settings.payout_interval_seconds, max_instances=1,
         coalesce=True,
+    )
+    scheduler.add_job(
+        sweep_bookings, "interval", seconds=settings.booking_sweep_seconds, max_instances=1, coalesce=True
     )
     scheduler.start()
     log.info("scheduler.started")
