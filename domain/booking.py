@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -460,7 +460,7 @@ async def transition(
     effect = EFFECTS.get(to_status)
     if effect is not None:
         await effect(session, booking, previous, actor_type, actor_user_id, now)
-    await _emails(session, booking, to_status, note)
+    await _emails(session, booking, change)
     return change
 
 
@@ -518,6 +518,12 @@ async def _on_payment_expired(session, booking, previous, actor_type, actor_user
 async def _on_accepted(session, booking, previous, actor_type, actor_user_id, now) -> None:
     booking.response_due_at = None
     booking.substitution_due_at = None
+    if previous == "cannot_make_it":  # taken over (or the provider can make it after all): offers close
+        await session.execute(
+            update(SubstitutionOffer)
+            .where(SubstitutionOffer.booking_id == booking.id, SubstitutionOffer.status == "offered")
+            .values(status="lost", decided_at=now)
+        )
     order = await _order(session, booking)
     if order is not None:
         order.assigned_provider_id = booking.provider_id
@@ -617,7 +623,9 @@ EFFECTS: dict[str, Effect] = {
 }
 
 
-async def _emails(session: AsyncSession, booking: Booking, to_status: str, note: str) -> None:
+async def _emails(session: AsyncSession, booking: Booking, change: BookingStatusChange) -> None:
+    """Queue the emails a transition sends (CUSTOMER_EMAILED, PROVIDER_EMAILED), once per history row."""
+    to_status, note = change.to_status, change.note
     if to_status not in CUSTOMER_EMAILED and to_status not in PROVIDER_EMAILED:
         return
     service = await session.get(Service, booking.service_id)
@@ -637,7 +645,7 @@ async def _emails(session: AsyncSession, booking: Booking, to_status: str, note:
         if user is None:
             continue
         await notification.queue_email(
-            session, dedupe_key=f"booking:{booking.id}:{to_status}:{user.id}:{booking.updated_at.timestamp():.0f}",
+            session, dedupe_key=f"booking:{change.id}:{user.id}",
             kind="booking_update", to=user.email, template="booking_update", context={**context, "name": user.full_name},
         )
 
@@ -676,9 +684,9 @@ async def book_follow_up(
         customer_note=booking.customer_note, reference=new_reference(),
     )
     await _insert(session, follow_up)
-    await _record(session, follow_up, None, "accepted", actor_type=actor_type, actor_user_id=actor.id,
-                  note=f"Follow-up of {booking.reference}")
-    await _emails(session, follow_up, "accepted", f"Follow-up visit of {booking.reference}")
+    change = await _record(session, follow_up, None, "accepted", actor_type=actor_type, actor_user_id=actor.id,
+                           note=f"Follow-up visit of {booking.reference}")
+    await _emails(session, follow_up, change)
     return follow_up
 
 
@@ -723,12 +731,8 @@ async def take_over(
         if is_exclusion_violation(exc):
             raise SlotUnavailable("You already have a visit at this time", field="bookingId") from exc
         raise
-    now = now or datetime.now(UTC)
-    for other in (await session.scalars(
-        select(SubstitutionOffer).where(SubstitutionOffer.booking_id == booking.id, SubstitutionOffer.status == "offered")
-    )).all():
-        other.status = "accepted" if other.provider_id == provider.id else "lost"
-        other.decided_at = now
+    if offer is not None:  # the other offers were closed by the transition's effect
+        offer.status = "accepted"
     return booking
 
 

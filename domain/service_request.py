@@ -559,6 +559,10 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
     moves to ``team_assigned`` in the same transaction. Raises ``NotFound``,
     ``ProviderNotAssignable`` (unknown, unverified or suspended provider; request closed)."""
     request = await lock_request(session, request_id)
+    if request.kind == "booking":
+        raise ProviderNotAssignable(
+            "A booking's provider changes through its visit (takeOverBooking), not here", field="serviceRequestId"
+        )
     provider = await session.get(Provider, provider_id)
     if provider is None:
         raise ProviderNotAssignable("No such provider")
