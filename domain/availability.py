@@ -438,7 +438,7 @@ async def _load_offers(
     return offers
 
 
-async def _load_calendars(
+async def load_calendars(
     session: AsyncSession, provider_ids: Sequence[int], lo: datetime, hi: datetime
 ) -> tuple[dict[int, dict[int, list[tuple[int, int]]]], dict[int, dict[date, list[tuple[int, int]]]]]:
     """One statement (rules UNION ALL exceptions): ``(plans, exceptions)`` per provider. Exceptions
@@ -469,7 +469,7 @@ async def _load_calendars(
     return plans, dates
 
 
-async def _load_busy(
+async def load_busy(
     session: AsyncSession, provider_ids: Sequence[int], lo: datetime, hi: datetime, now: datetime
 ) -> dict[int, _Busy]:
     """One statement: live bookings whose ``during`` overlaps ``[lo, hi + 2 days)`` (the longest
@@ -517,8 +517,8 @@ async def available_slots(
     lo, hi = offer.bounds(now, window_start, window_end)
     if hi <= lo:
         return []
-    plans, dates = await _load_calendars(session, [provider_id], lo, hi)
-    busy = await _load_busy(session, [provider_id], lo, hi, now)
+    plans, dates = await load_calendars(session, [provider_id], lo, hi)
+    busy = await load_busy(session, [provider_id], lo, hi, now)
     return _slots(ZoneInfo(offer.time_zone), plans.get(provider_id, {}), dates.get(provider_id, {}),
                   busy.get(provider_id, _NOT_BUSY), offer.services[service_id], offer.rules.buffer_minutes, lo, hi)
 
@@ -564,7 +564,7 @@ async def offered_slot(
     if not bookable:
         raise SlotNotOffered("This provider takes no bookings at the moment")
     lo, hi = offer.bounds(now, start, start + timedelta(microseconds=1))
-    plans, dates = await _load_calendars(session, [provider_id], start, start)
+    plans, dates = await load_calendars(session, [provider_id], start, start)
     slots = _slots(ZoneInfo(offer.time_zone), plans.get(provider_id, {}), dates.get(provider_id, {}), _NOT_BUSY,
                    offer.services[service_id], offer.rules.buffer_minutes, lo, hi)
     if not slots or slots[0].start != start:
@@ -611,8 +611,8 @@ async def providers_available(
     if not offers:
         return []
     window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
-    plans, dates = await _load_calendars(session, list(offers), window_start, window_end)
-    busy = await _load_busy(session, list(offers), window_start, window_end, now)
+    plans, dates = await load_calendars(session, list(offers), window_start, window_end)
+    busy = await load_busy(session, list(offers), window_start, window_end, now)
     found: list[AvailableProvider] = []
     for hit in hits:
         offer = offers.get(hit.id)
@@ -658,8 +658,8 @@ async def nearest_free_slots(
     offers = await _load_offers(session, provider_ids, service_id=service_id, category=None)
     if not offers:
         return []
-    plans, dates = await _load_calendars(session, list(offers), after, until)
-    busy = await _load_busy(session, list(offers), after, until, now)
+    plans, dates = await load_calendars(session, list(offers), after, until)
+    busy = await load_busy(session, list(offers), after, until, now)
     found: set[tuple[int, Slot]] = set()
     for pid, offer in offers.items():
         lo, hi = offer.bounds(now, after, until)

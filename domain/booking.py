@@ -283,7 +283,8 @@ async def _insert(session: AsyncSession, booking: Booking) -> None:
 
 
 async def _customer_ticket(session: AsyncSession, ticket_id: int, customer: User) -> Ticket:
-    ticket = await session.get(Ticket, ticket_id)
+    """The customer's open ticket, share-locked so a concurrent cancellation waits for this hold."""
+    ticket = await session.scalar(select(Ticket).where(Ticket.id == ticket_id).with_for_update(read=True))
     if ticket is None:
         raise NotFound("No such ticket", field="ticketId")
     if ticket.customer_user_id != customer.id:
@@ -575,6 +576,13 @@ async def _other_open_visits(session: AsyncSession, booking: Booking) -> bool:
 async def _on_cancelled(session, booking, previous, actor_type, actor_user_id, now) -> None:
     booking.response_due_at = None
     booking.substitution_due_at = None
+    if previous == "cannot_make_it":
+        await session.execute(
+            update(SubstitutionOffer)
+            .where(SubstitutionOffer.booking_id == booking.id, SubstitutionOffer.status == "offered")
+            .values(status="expired", decided_at=now)
+        )
+    await _reopen_ticket(session, booking)
     order = await _order(session, booking)
     if order is None or booking.parent_booking_id is not None:
         # A follow-up visit shares its order: cancelling it moves no money by itself (an admin refunds).
@@ -596,12 +604,32 @@ async def _on_cancelled(session, booking, previous, actor_type, actor_user_id, n
         )
 
 
+async def _reopen_ticket(session: AsyncSession, booking: Booking) -> None:
+    """A scheduled ticket whose visit fell through, with no other visit under way, is open again
+    (so the stale-ticket escalation sees it)."""
+    if booking.ticket_id is None:
+        return
+    ticket = await session.get(Ticket, booking.ticket_id, with_for_update={"key_share": True})
+    if ticket is None or ticket.status != "scheduled":
+        return
+    other = await session.scalar(select(exists().where(
+        Booking.ticket_id == ticket.id, Booking.id != booking.id,
+        Booking.status.in_(LIVE_STATUSES + ("cannot_make_it", "needs_follow_up")),
+    )))
+    if not other:
+        ticket.status = "open"
+
+
 async def _on_cannot_make_it(session, booking, previous, actor_type, actor_user_id, now) -> None:
     booking.substitution_due_at = now + timedelta(seconds=get_settings().booking_substitution_seconds)
-    await substitution.offer_substitution(session, booking)
+    await substitution.offer_substitution(session, booking, now=now)
 
 
 async def _on_no_show(session, booking, previous, actor_type, actor_user_id, now) -> None:
+    if booking.ticket_id is not None:
+        ticket = await session.get(Ticket, booking.ticket_id, with_for_update={"key_share": True})
+        if ticket is not None:
+            ticket.flagged_reason = f"Customer not at home for visit {booking.reference}"
     await escalation.escalate(session, "customer_no_show", booking=booking,
                    note=f"Provider waited from {booking.arrived_at:%H:%M} UTC; nobody was home")
 
