@@ -670,6 +670,18 @@ async def nearest_free_slots(
     return sorted(found, key=lambda item: (item[1].start, item[0], item[1].end))[:limit]
 
 
+async def service_slots(session: AsyncSession, provider_ids: list[int]) -> dict[int, list[ServiceSlot]]:
+    """The services each provider takes bookings for (active or not), by service id, in one statement."""
+    rows = (await session.scalars(
+        select(ProviderService).where(ProviderService.provider_id.in_(provider_ids))
+        .order_by(ProviderService.provider_id, ProviderService.service_id)
+    )).all()
+    found: dict[int, list[ServiceSlot]] = {i: [] for i in provider_ids}
+    for row in rows:
+        found[row.provider_id].append(ServiceSlot(row.provider_id, row.service_id, row.slot_minutes, row.active))
+    return found
+
+
 async def weekly_plan(session: AsyncSession, provider_id: int) -> list[WeeklyRange]:
     """The provider's weekly plan sorted by weekday then start (one statement; [] when none)."""
     rows = (await session.execute(

@@ -265,7 +265,16 @@ async def hold_slot(
         hold_expires_at=now + timedelta(seconds=settings.booking_hold_seconds), customer_note=note,
         idempotency_key=idempotency_key, reference=new_reference(),
     )
-    await _insert(session, booking)
+    try:
+        await _insert(session, booking)
+    except (SlotUnavailable, IntegrityError):
+        # The same key raced in from a retry: the first one committed, return it (Stripe's rule).
+        earlier = await session.scalar(
+            select(Booking).where(Booking.customer_user_id == customer.id, Booking.idempotency_key == idempotency_key)
+        ) if idempotency_key else None
+        if earlier is None:
+            raise
+        return earlier
     await _record(session, booking, None, "held", actor_type="customer", actor_user_id=customer.id, note="Slot held")
     return booking
 

@@ -9,10 +9,21 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from strawberry.dataloader import DataLoader
 
-from domain import catalogue, dispute, reconciliation, refund
+from domain import availability, catalogue, dispute, reconciliation, refund
+from domain import booking as booking_domain
 from domain import provider as provider_domain
 from domain import service_request as sr_domain
-from models import Conversation, Payment, Provider, ServiceRequest, ServiceTier
+from domain import ticket as ticket_domain
+from models import (
+    Booking,
+    Conversation,
+    Escalation,
+    Payment,
+    Provider,
+    ServiceRequest,
+    ServiceTier,
+    Ticket,
+)
 from resolvers.context import Context
 
 
@@ -128,3 +139,41 @@ def provider_ids_by_user(ctx: Context) -> DataLoader:
         return [found.get(i) for i in ids]
 
     return _loader(ctx, "provider_ids_by_user", batch)
+
+
+# --- bookings (issue 4) ---------------------------------------------------------------------------
+
+
+def bookings(ctx: Context) -> DataLoader:
+    """Bookings by id (callers authorise each one)."""
+    return _by_id(ctx, "bookings", Booking)
+
+
+def booking_histories(ctx: Context) -> DataLoader:
+    """Status history of each booking, oldest first."""
+    return _grouped(ctx, "booking_histories", booking_domain.histories)
+
+
+def tickets(ctx: Context) -> DataLoader:
+    """Tickets by id (callers authorise each one)."""
+    return _by_id(ctx, "tickets", Ticket)
+
+
+def ticket_locations(ctx: Context) -> DataLoader:
+    """Each ticket's location as a ``GeoPoint`` (WGS84 degrees)."""
+    return _grouped(ctx, "ticket_locations", ticket_domain.locations)
+
+
+def visits_by_ticket(ctx: Context) -> DataLoader:
+    """The visits (bookings) of each ticket, by start time (callers authorise the ticket)."""
+    return _grouped(ctx, "visits_by_ticket", ticket_domain.visits)
+
+
+def escalations(ctx: Context) -> DataLoader:
+    """Escalations by id (admins only: callers check)."""
+    return _by_id(ctx, "escalations", Escalation)
+
+
+def service_slots_by_provider(ctx: Context) -> DataLoader:
+    """Each provider's bookable services as ``availability.ServiceSlot``, by service id."""
+    return _grouped(ctx, "service_slots_by_provider", availability.service_slots)

@@ -14,6 +14,7 @@ from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
+from schema import booking as bookings
 from schema.chat import ChatMessage, SendChatMessageInput, SendChatMessagePayload, chat_errors
 from schema.dispute import (
     Dispute,
@@ -251,3 +252,23 @@ class Mutation:
             info.context, currency=input.currency, idempotency_key=input.idempotency_key
         )
         return RequestPayoutPayload(payout=Payout.of(r.payout) if r.payout else None, errors=payout_errors(r.errors))
+
+    # --- bookings (issue 4) -----------------------------------------------------------------------
+
+    hold_slot = bookings.mutation(bookings.hold_slot)
+    checkout_booking = bookings.mutation(bookings.checkout_booking)
+    change_booking_status = bookings.mutation(bookings.change_booking_status)
+    book_follow_up = bookings.mutation(bookings.book_follow_up)
+    open_booking_dispute = bookings.mutation(bookings.open_booking_dispute)
+    review_booking = bookings.mutation(bookings.review_booking)
+    take_over_booking = bookings.mutation(bookings.take_over_booking)
+    set_weekly_plan = bookings.mutation(bookings.set_weekly_plan)
+    set_date_exception = bookings.mutation(bookings.set_date_exception)
+    clear_date_exception = bookings.mutation(bookings.clear_date_exception)
+    set_booking_rules = bookings.mutation(bookings.set_booking_rules)
+    set_service_slot = bookings.mutation(bookings.set_service_slot)
+    set_provider_time_zone = bookings.mutation(bookings.set_provider_time_zone)
+    create_ticket = bookings.mutation(bookings.create_ticket)
+    cancel_ticket = bookings.mutation(bookings.cancel_ticket)
+    resolve_escalation = bookings.mutation(bookings.resolve_escalation)
+    add_appliance_model = bookings.mutation(bookings.add_appliance_model)

@@ -14,6 +14,7 @@ from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
+from schema import booking as bookings
 from schema.catalogue import Service
 from schema.common import GeoPointInput, page_info
 from schema.dispute import DisputeConnection, DisputeStatus, dispute_connection
@@ -161,3 +162,17 @@ class Query:
                       "account only.")
     async def affiliate_dashboard(self, info: strawberry.Info, code: str) -> list[AffiliateTotals]:
         return [AffiliateTotals.of(t) for t in await money_resolvers.affiliate_dashboard(info.context, code=code)]
+
+    # --- bookings (issue 4) -----------------------------------------------------------------------
+
+    available_slots = bookings.field(bookings.available_slots)
+    providers_available = bookings.field(bookings.providers_available)
+    booking = bookings.field(bookings.booking)
+    my_bookings = bookings.field(bookings.my_bookings)
+    my_availability = bookings.field(bookings.my_availability)
+    ticket = bookings.field(bookings.ticket)
+    my_tickets = bookings.field(bookings.my_tickets)
+    ticket_slot_suggestions = bookings.field(bookings.ticket_slot_suggestions)
+    my_substitution_offers = bookings.field(bookings.my_substitution_offers)
+    escalations = bookings.field(bookings.escalations)
+    booking_state_machine = bookings.field(bookings.booking_state_machine)

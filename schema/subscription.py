@@ -11,6 +11,7 @@ from domain import service_request as sr_domain
 from domain.chat import MessageView
 from resolvers import chat as chat_resolvers
 from resolvers import service_request as sr_resolvers
+from schema import booking as bookings
 from schema.chat import ChatMessage
 from schema.service_request import ServiceRequestStatus, ServiceRequestStatusEvent
 
@@ -35,3 +36,5 @@ class Subscription:
     ) -> AsyncGenerator[ChatMessage, None]:
         async for e in chat_resolvers.message_events(info.context, conversation_id):
             yield ChatMessage.of(MessageView(**e))
+
+    booking_status_changed = bookings.subscription(bookings.booking_status_changed)

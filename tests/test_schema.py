@@ -74,11 +74,13 @@ def test_every_mutation_takes_one_input_and_returns_a_payload_with_typed_errors(
 
 def test_subscriptions_are_past_tense_events_with_their_arguments():
     subscription = graphql_schema().subscription_type
-    assert set(subscription.fields) == {"serviceRequestStatusChanged", "chatMessageAdded"}
+    assert set(subscription.fields) == {"serviceRequestStatusChanged", "chatMessageAdded", "bookingStatusChanged"}
     assert args_of("Subscription", "serviceRequestStatusChanged") == {"reference": "String!"}
     assert str(subscription.fields["serviceRequestStatusChanged"].type) == "ServiceRequestStatusEvent!"
     assert args_of("Subscription", "chatMessageAdded") == {"conversationId": "ID!"}
     assert str(subscription.fields["chatMessageAdded"].type) == "ChatMessage!"
+    assert args_of("Subscription", "bookingStatusChanged") == {"bookingId": "ID!"}
+    assert str(subscription.fields["bookingStatusChanged"].type) == "BookingStatusEvent!"
 
 
 def test_service_request_status_values():
