@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench bench-payments seed-large stop
+.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings seed-large stop
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -27,6 +27,11 @@ bench-payments:  ## payments benchmark: purchases + sandbox webhooks end to end,
 	uv run odim services up
 	uv run odim migrate
 	uv run python bench/payments.py $(BENCH_ARGS)
+
+bench-bookings:  ## bookings benchmark: holds by 100 customers over 1,000 providers vs. raw INSERTs, and the 1,000-way race (dev stack)
+	uv run odim services up
+	uv run odim migrate
+	uv run python bench/bookings.py $(BENCH_ARGS)
 
 stop:  ## stop the dev services if `make run` was killed hard
 	uv run odim services down

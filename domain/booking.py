@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import (
@@ -200,13 +200,18 @@ def new_reference() -> str:
     return f"BKG-{chars[:4]}-{chars[4:]}"
 
 
-def is_exclusion_violation(exc: IntegrityError) -> bool:
-    """True when ``exc`` is PostgreSQL's exclusion_violation (SQLSTATE 23P01)."""
+def _sqlstate(exc: DBAPIError) -> str | None:
     orig = exc.orig
     for candidate in (orig, getattr(orig, "__cause__", None)):
-        if getattr(candidate, "sqlstate", None) == "23P01" or getattr(candidate, "pgcode", None) == "23P01":
-            return True
-    return False
+        state = getattr(candidate, "sqlstate", None) or getattr(candidate, "pgcode", None)
+        if state:
+            return state
+    return None
+
+
+def is_exclusion_violation(exc: DBAPIError) -> bool:
+    """True when ``exc`` is PostgreSQL's exclusion_violation (SQLSTATE 23P01)."""
+    return _sqlstate(exc) == "23P01"
 
 
 # --- holding a slot ----------------------------------------------------------------------------
@@ -249,7 +254,7 @@ async def hold_slot(
         )
         if earlier is not None:
             return earlier
-    provider = await session.get(Provider, provider_id)
+    provider = await lock_provider(session, provider_id)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
     currency = (currency or settings.default_currency).upper()
@@ -279,14 +284,25 @@ async def hold_slot(
     return booking
 
 
+async def lock_provider(session: AsyncSession, provider_id: int) -> Provider | None:
+    """The provider row, locked ``FOR NO KEY UPDATE`` until commit: every write that can put a
+    booking on a provider's time (hold, follow-up, take-over) takes it first. The exclusion
+    constraint still decides; the lock only queues the writers. Without it, concurrent INSERTs of
+    overlapping rows wait on each other's uncommitted rows and PostgreSQL breaks the cycles as
+    deadlocks (SQLSTATE 40P01, one per ``deadlock_timeout``), as its execIndexing.c documents;
+    measured here: up to 755 of 999 racers for one slot got 40P01 instead of a refusal."""
+    return await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True))
+
+
 async def _insert(session: AsyncSession, booking: Booking) -> None:
-    """Insert in a savepoint; the exclusion constraint's refusal becomes ``SlotUnavailable``."""
+    """Insert in a savepoint; the exclusion constraint's refusal becomes ``SlotUnavailable``
+    (as does a deadlock between overlapping inserts, which the provider lock should prevent)."""
     try:
         async with session.begin_nested():
             session.add(booking)
             await session.flush()
-    except IntegrityError as exc:
-        if is_exclusion_violation(exc):
+    except DBAPIError as exc:
+        if _sqlstate(exc) in ("23P01", "40P01"):
             raise SlotUnavailable("This time is no longer available: choose another slot") from exc
         raise
 
@@ -706,6 +722,7 @@ async def book_follow_up(
     now = now or datetime.now(UTC)
     booking = await lock(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
+    await lock_provider(session, booking.provider_id)
     await transition(session, booking, "needs_follow_up", actor_type=actor_type, actor_user_id=actor.id,
                      note=(note or "").strip()[:MAX_NOTE], now=now)
     offered = await availability.offered_slot(
@@ -744,11 +761,11 @@ async def take_over(
     if actor.role == "admin":
         if provider_id is None:
             raise DomainError("Choose the provider who takes the visit", field="providerId", code="REQUIRED")
-        provider = await session.get(Provider, provider_id)
         actor_type = "admin"
     else:
-        provider = await session.scalar(select(Provider).where(Provider.user_id == actor.id))
+        provider_id = await session.scalar(select(Provider.id).where(Provider.user_id == actor.id))
         actor_type = "provider"
+    provider = await lock_provider(session, provider_id) if provider_id is not None else None
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider cannot take visits")
     booking = await lock(session, booking_id)
