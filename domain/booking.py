@@ -326,17 +326,17 @@ async def _expire_overlapping_holds(
     leave the live statuses now, so the new hold does not wait for the sweeper."""
     expired = (
         await session.scalars(
-            select(Booking)
+            select(Booking.id)
             .where(
                 Booking.provider_id == provider_id, Booking.status == "held", Booking.hold_expires_at <= now,
                 Booking.starts_at < blocked_until, Booking.blocked_until > start,
             )
             .order_by(Booking.id)
-            .with_for_update(key_share=True)
         )
     ).all()
-    for booking in expired:
-        if booking.status == "held":
+    for booking_id in expired:
+        booking = await lock(session, booking_id)  # its order first (see ``lock``), then the state again
+        if booking.status == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
             await transition(session, booking, "payment_expired", actor_type="system", note="Hold expired")
 
 
@@ -421,10 +421,20 @@ async def order_paid(session: AsyncSession, order: ServiceRequest, *, amount: st
 
 
 async def lock(session: AsyncSession, booking_id: int) -> Booking:
-    """The booking, row-locked (``FOR NO KEY UPDATE``) for the rest of the transaction. Raises ``NotFound``."""
+    """The booking, row-locked (``FOR NO KEY UPDATE``) for the rest of the transaction, its order
+    locked first when it has one. Raises ``NotFound``.
+
+    Lock order, everywhere: provider -> payment -> order -> booking. A payment's confirmation holds
+    the payment and the order when it reaches the booking (domain/payment.py -> ``order_paid``), so
+    a transition must not hold the booking while it waits for the order: that deadlocked."""
+    order_id = await session.scalar(select(Booking.service_request_id).where(Booking.id == booking_id))
+    if order_id is not None:
+        await service_request.lock_request(session, order_id)
     booking = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True))
     if booking is None:
         raise NotFound("No such booking", field="bookingId")
+    if booking.service_request_id != order_id:  # checkout opened its order meanwhile: lock it too (new row)
+        await service_request.lock_request(session, booking.service_request_id)
     return booking
 
 
@@ -573,6 +583,8 @@ async def _on_arrived(session, booking, previous, actor_type, actor_user_id, now
 
 async def _on_completed(session, booking, previous, actor_type, actor_user_id, now) -> None:
     booking.completed_at = now
+    if previous == "needs_follow_up":
+        await _close_follow_ups(session, booking, actor_user_id, now)
     order = await _order(session, booking)
     if order is None or await _other_open_visits(session, booking):
         return
@@ -608,6 +620,8 @@ async def _on_cancelled(session, booking, previous, actor_type, actor_user_id, n
             .values(status="expired", decided_at=now)
         )
     await _reopen_ticket(session, booking)
+    if previous == "needs_follow_up":
+        await _close_follow_ups(session, booking, actor_user_id, now)
     order = await _order(session, booking)
     if order is None or booking.parent_booking_id is not None:
         # A follow-up visit shares its order: cancelling it moves no money by itself (an admin refunds).
@@ -627,6 +641,24 @@ async def _on_cancelled(session, booking, previous, actor_type, actor_user_id, n
             session, order, "cancelled", actor_type="system", actor_user_id=actor_user_id, refund_percent=percent,
             reason=f"Booking {booking.reference}: {label.split(':')[0].lower()} ({percent} % refunded)",
         )
+        if escrow.refundable(order) > 0 and not await escrow.has_open_dispute(session, order.id):
+            # What the policy keeps is a late-cancellation fee: it leaves escrow as a completed
+            # visit's money does (provider's share and commission), never stays there.
+            await escrow.release(session, order)
+
+
+async def _close_follow_ups(session: AsyncSession, booking: Booking, actor_user_id: int | None, now: datetime) -> None:
+    """The job is closed from ``needs_follow_up`` (abandoned, or no follow-up after all): its
+    booked follow-up visits are cancelled; one already under way refuses the move."""
+    follow_ups = (await session.scalars(
+        select(Booking).where(Booking.parent_booking_id == booking.id, Booking.status.in_(LIVE_STATUSES + ("cannot_make_it",)))
+        .order_by(Booking.id).with_for_update(key_share=True)
+    )).all()
+    for visit in follow_ups:
+        if visit.status not in ("accepted", "cannot_make_it"):
+            raise InvalidTransition(f"The follow-up visit {visit.reference} is under way ({visit.status}): finish or cancel it first")
+        await transition(session, visit, "cancelled_by_admin", actor_type="admin", actor_user_id=actor_user_id,
+                         note=f"The job of {booking.reference} was closed", now=now)
 
 
 async def _reopen_ticket(session: AsyncSession, booking: Booking) -> None:
@@ -720,9 +752,11 @@ async def book_follow_up(
     the first visit's order). Raises ``NotFound``, ``Forbidden``, ``InvalidTransition``, the
     availability errors, ``SlotUnavailable``."""
     now = now or datetime.now(UTC)
+    provider_id = await session.scalar(select(Booking.provider_id).where(Booking.id == booking_id))
+    if provider_id is not None:
+        await lock_provider(session, provider_id)  # first: see ``lock`` for the order
     booking = await lock(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
-    await lock_provider(session, booking.provider_id)
     await transition(session, booking, "needs_follow_up", actor_type=actor_type, actor_user_id=actor.id,
                      note=(note or "").strip()[:MAX_NOTE], now=now)
     offered = await availability.offered_slot(
