@@ -187,7 +187,7 @@ async def attempt(
             await booking.open_dispute(s, booking_id, actor=user, reason="The tap still drips")
         elif to == "reviewed":
             await booking.review(s, booking_id, actor=user, rating=rating, comment="Quick and tidy")
-        elif to == "resolved" and row.service_request_id is not None and (open_dispute := await s.scalar(
+        elif to == "resolved" and current == "disputed" and (open_dispute := await s.scalar(
             select(Dispute).where(Dispute.service_request_id == row.service_request_id, Dispute.status == "open")
         )) is not None:
             await dispute_domain.resolve_dispute(s, open_dispute.id, actor=user, resolution=resolution,
