@@ -872,49 +872,39 @@ async def review(session: AsyncSession, booking_id: int, *, actor: User, rating:
 # --- timers (the scheduler runs them) ----------------------------------------------------------
 
 
-async def _each(ids: list[int], step: Callable[[AsyncSession, Booking, datetime], Awaitable[bool]], now: datetime) -> int:
-    """Run ``step`` on each booking in its own transaction (row-locked, state re-read)."""
-    done = 0
+async def _timer(
+    status: str, due_column, due_before: datetime, to_status: str, note: str, *, now: datetime, limit: int
+) -> int:
+    """Move bookings in ``status`` whose ``due_column`` is at or before ``due_before`` to
+    ``to_status`` as the system, each in its own transaction: row-locked (order first, see
+    ``lock``) and re-checked, so a user's action that got there first wins. Returns how many moved."""
+    async with session_scope() as session:
+        ids = list((await session.scalars(
+            select(Booking.id).where(Booking.status == status, due_column <= due_before).order_by(Booking.id).limit(limit)
+        )).all())
+    moved = 0
     for booking_id in ids:
         async with session_scope() as session:
             booking = await lock(session, booking_id)
-            if await step(session, booking, now):
-                done += 1
-    return done
+            due = getattr(booking, due_column.key)
+            if booking.status != status or due is None or due > due_before:
+                continue
+            await transition(session, booking, to_status, actor_type="system", note=note, now=now)
+            moved += 1
+    return moved
 
 
 async def expire_holds(*, now: datetime | None = None, limit: int = 500) -> int:
     """Held bookings whose hold is over -> ``payment_expired`` (frees the slot). Returns how many."""
     now = now or datetime.now(UTC)
-    async with session_scope() as session:
-        ids = list((await session.scalars(
-            select(Booking.id).where(Booking.status == "held", Booking.hold_expires_at <= now).order_by(Booking.id).limit(limit)
-        )).all())
-
-    async def step(session: AsyncSession, booking: Booking, now: datetime) -> bool:
-        if booking.status != "held" or booking.hold_expires_at is None or booking.hold_expires_at > now:
-            return False
-        await transition(session, booking, "payment_expired", actor_type="system", note="Hold expired", now=now)
-        return True
-
-    return await _each(ids, step, now)
+    return await _timer("held", Booking.hold_expires_at, now, "payment_expired", "Hold expired", now=now, limit=limit)
 
 
 async def expire_unanswered(*, now: datetime | None = None, limit: int = 500) -> int:
     """Paid bookings the provider has not accepted by the response deadline -> ``expired`` (full refund)."""
     now = now or datetime.now(UTC)
-    async with session_scope() as session:
-        ids = list((await session.scalars(
-            select(Booking.id).where(Booking.status == "paid", Booking.response_due_at <= now).order_by(Booking.id).limit(limit)
-        )).all())
-
-    async def step(session: AsyncSession, booking: Booking, now: datetime) -> bool:
-        if booking.status != "paid" or booking.response_due_at is None or booking.response_due_at > now:
-            return False
-        await transition(session, booking, "expired", actor_type="system", note="The provider did not answer in time", now=now)
-        return True
-
-    return await _each(ids, step, now)
+    return await _timer("paid", Booking.response_due_at, now, "expired", "The provider did not answer in time",
+                        now=now, limit=limit)
 
 
 async def auto_complete(*, now: datetime | None = None, limit: int = 500) -> int:
@@ -922,19 +912,8 @@ async def auto_complete(*, now: datetime | None = None, limit: int = 500) -> int
     ``completed`` by the system (escrow then follows the usual grace period)."""
     now = now or datetime.now(UTC)
     grace = timedelta(seconds=get_settings().booking_auto_complete_seconds)
-    async with session_scope() as session:
-        ids = list((await session.scalars(
-            select(Booking.id).where(Booking.status == "in_progress", Booking.ends_at <= now - grace)
-            .order_by(Booking.id).limit(limit)
-        )).all())
-
-    async def step(session: AsyncSession, booking: Booking, now: datetime) -> bool:
-        if booking.status != "in_progress" or booking.ends_at > now - grace:
-            return False
-        await transition(session, booking, "completed", actor_type="system", note="Completed automatically", now=now)
-        return True
-
-    return await _each(ids, step, now)
+    return await _timer("in_progress", Booking.ends_at, now - grace, "completed", "Completed automatically",
+                        now=now, limit=limit)
 
 
 # --- reading -----------------------------------------------------------------------------------
