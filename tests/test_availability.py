@@ -3,14 +3,13 @@ changes, and the database side (plans, exceptions, rules, bookings and holds, ge
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 from domain import availability as av
 from domain.availability import Rules, Slot, compute_slots, local_instant
@@ -24,9 +23,10 @@ from models import (
     ProviderBookingSettings,
     ProviderService,
 )
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from settings import get_settings
 from tests.factories import make_provider, make_service, make_user
+from tests.test_service_request import count_statements
 
 FAR_PAST = datetime(2000, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(2100, 1, 1, tzinfo=UTC)
@@ -318,19 +318,6 @@ WEEKDAYS_8_TO_12 = [(d, h(8), h(12)) for d in range(5)]
 _refs = iter(range(1, 10**6))
 
 
-@contextmanager
-def count_statements():
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    engine = get_engine().sync_engine
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 async def bookable_provider(service_id: int, *, latitude: float = 4.0511, longitude: float = 9.7679,

@@ -6,19 +6,19 @@ Real PostgreSQL, Redis and SMTP sink."""
 from __future__ import annotations
 
 import asyncio
-from contextlib import contextmanager
 from datetime import timedelta
 
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 
 import workers  # noqa: F401  (configures the broker outbox.relay dispatches to)
 from domain import booking, outbox, substitution
 from domain.errors import DomainError
 from models import Booking, BookingStatusChange, Email, Escalation, ServiceRequest, SubstitutionOffer, User
-from models.db import get_engine, session_scope
+from models.db import session_scope
 from settings import get_settings
 from tests.booking_fixtures import MONDAY, Bookable, bookable_provider, checkout_and_pay, customer, hold, status_of
 from tests.factories import make_service, run_worker
+from tests.test_service_request import count_statements
 
 # 10:00 in Douala (UTC+1), inside every provider's default 08:00-18:00 plan.
 VISIT = MONDAY + timedelta(days=7, hours=9)
@@ -146,20 +146,6 @@ async def test_offers_for_provider_lists_open_offers_until_the_visit_is_taken():
     assert await offers_of(visit_id) == {first.provider.id: "accepted", second.provider.id: "lost"}
 
 
-@contextmanager
-def count_statements():
-    """Every SQL statement the engine of this event loop runs inside the block."""
-    statements: list[str] = []
-
-    def before(conn, cursor, statement, parameters, context, executemany):
-        statements.append(statement)
-
-    engine = get_engine().sync_engine
-    event.listen(engine, "before_cursor_execute", before)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", before)
 
 
 async def test_finding_substitutes_takes_the_same_statements_for_one_and_five_candidates():
