@@ -427,15 +427,22 @@ async def lock(session: AsyncSession, booking_id: int) -> Booking:
     Lock order, everywhere: provider -> payment -> order -> booking. A payment's confirmation holds
     the payment and the order when it reaches the booking (domain/payment.py -> ``order_paid``), so
     a transition must not hold the booking while it waits for the order: that deadlocked."""
-    order_id = await session.scalar(select(Booking.service_request_id).where(Booking.id == booking_id))
-    if order_id is not None:
-        await service_request.lock_request(session, order_id)
-    booking = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True))
-    if booking is None:
-        raise NotFound("No such booking", field="bookingId")
-    if booking.service_request_id != order_id:  # checkout opened its order meanwhile: lock it too (new row)
-        await service_request.lock_request(session, booking.service_request_id)
-    return booking
+    while True:
+        order_id = await session.scalar(select(Booking.service_request_id).where(Booking.id == booking_id))
+        if order_id is not None:
+            await service_request.lock_request(session, order_id)
+        savepoint = await session.begin_nested()
+        booking = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True))
+        if booking is None:
+            await savepoint.rollback()
+            raise NotFound("No such booking", field="bookingId")
+        if booking.service_request_id == order_id:
+            await savepoint.commit()  # RELEASE SAVEPOINT: the row lock stays with the transaction
+            return booking
+        # A checkout opened the order while we waited for the booking, and its payment may already
+        # hold that order and want the booking: let the booking go (rolling back to the savepoint
+        # releases the row lock) and lock again in order, the new order first.
+        await savepoint.rollback()
 
 
 async def actor_type_for(session: AsyncSession, booking: Booking, user: User) -> str:
