@@ -234,7 +234,8 @@ async def hold_slot(
     """Hold one slot (``start``, aware datetime; the slot's end comes from the provider's slot length
     for the service) for ``customer`` for settings.booking_hold_seconds: a booking in status ``held``.
     Expired holds on the same provider and time are expired first (lazy expiry, in this transaction).
-    The same ``idempotency_key`` from the same customer returns the earlier booking.
+    The same ``idempotency_key`` from the same customer returns the earlier booking (for another
+    slot: ``IdempotencyKeyReused``).
     Raises ``ProviderNotBookable`` (unknown, unverified or suspended provider), the availability
     errors (``ServiceNotBookable``, ``SlotNotOffered``: not a slot of the plan, inside the minimum
     notice or beyond the horizon), the catalogue's ``TierRequired``/``TierNotFound``/``CurrencyNotOffered``,
@@ -253,7 +254,7 @@ async def hold_slot(
             select(Booking).where(Booking.customer_user_id == customer.id, Booking.idempotency_key == idempotency_key)
         )
         if earlier is not None:
-            return earlier
+            return _same_hold(earlier, provider_id, service_id, start)
     provider = await lock_provider(session, provider_id)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
@@ -279,7 +280,7 @@ async def hold_slot(
         ) if idempotency_key else None
         if earlier is None:
             raise
-        return earlier
+        return _same_hold(earlier, provider_id, service_id, start)
     await _record(session, booking, None, "held", actor_type="customer", actor_user_id=customer.id, note="Slot held")
     return booking
 
@@ -292,6 +293,14 @@ async def lock_provider(session: AsyncSession, provider_id: int) -> Provider | N
     deadlocks (SQLSTATE 40P01, one per ``deadlock_timeout``), as its execIndexing.c documents;
     measured here: up to 755 of 999 racers for one slot got 40P01 instead of a refusal."""
     return await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True))
+
+
+def _same_hold(earlier: Booking, provider_id: int, service_id: int, start: datetime) -> Booking:
+    """The earlier hold of an idempotency key, if it was for the same provider, service and start;
+    a key reused for another slot is ``IdempotencyKeyReused`` (Stripe's rule, as for purchases)."""
+    if (earlier.provider_id, earlier.service_id, earlier.starts_at) != (provider_id, service_id, start):
+        raise service_request.IdempotencyKeyReused("This idempotency key was used for another slot")
+    return earlier
 
 
 async def _insert(session: AsyncSession, booking: Booking) -> None:

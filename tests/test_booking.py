@@ -262,6 +262,19 @@ async def test_hold_with_the_same_idempotency_key_returns_the_same_booking():
     assert (t.bookings, t.events, t.outbox) == (1, 1, 1)
 
 
+async def test_an_idempotency_key_reused_for_another_slot_is_refused():
+    # given a hold made with an idempotency key
+    c = await cast()
+    first = await hold(c.b, c.customer, START, now=hold_clock(0), idempotency_key="hold-1")
+    # when the same key comes with another start
+    with pytest.raises(DomainError) as refused:
+        await hold(c.b, c.customer, START + timedelta(hours=1), now=hold_clock(0), idempotency_key="hold-1")
+    # then it is refused and nothing more is written
+    assert refused.value.code == "IDEMPOTENCY_KEY_REUSED"
+    t = await trace(first.id)
+    assert (t.bookings, t.events, t.outbox) == (1, 1, 1)
+
+
 @pytest.mark.parametrize("change", [{"verified": False}, {"suspended": True}], ids=["unverified", "suspended"])
 async def test_hold_on_a_provider_that_is_not_bookable_is_refused(change):
     # given a provider that is unverified or suspended
