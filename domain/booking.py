@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import exists, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -82,7 +82,6 @@ from models import (
     Provider,
     Service,
     ServiceRequest,
-    ServiceTier,
     SubstitutionOffer,
     Ticket,
     User,
@@ -978,23 +977,3 @@ async def list_bookings(
     return rows[:first], len(rows) > first
 
 
-async def provider_schedule(
-    session: AsyncSession, provider_id: int, *, start: datetime, end: datetime
-) -> list[Booking]:
-    """A provider's live and cannot-make-it visits overlapping ``[start, end)``, by start time."""
-    return list((await session.scalars(
-        select(Booking).where(
-            Booking.provider_id == provider_id, Booking.status.in_(LIVE_STATUSES + ("cannot_make_it",)),
-            and_(Booking.starts_at < end, Booking.blocked_until > start),
-        ).order_by(Booking.starts_at)
-    )).all())
-
-
-async def count_by_status(session: AsyncSession) -> dict[str, int]:
-    """Bookings per status (for the operator and the bench)."""
-    rows = (await session.execute(select(Booking.status, func.count()).group_by(Booking.status))).all()
-    return {status: n for status, n in rows}
-
-
-async def service_and_tier(session: AsyncSession, booking: Booking) -> tuple[Service | None, ServiceTier | None]:
-    return await session.get(Service, booking.service_id), await session.get(ServiceTier, booking.tier_id)
