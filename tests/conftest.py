@@ -48,22 +48,22 @@ def services_up() -> None:
     subprocess.run([sys.executable, "-m", "cli", "migrate"], cwd=ROOT, check=True, capture_output=True)
 
 
-TABLES = [
-    "escalations", "substitution_offers", "booking_status_history", "bookings", "tickets", "appliance_models",
-    "availability_exceptions", "availability_rules", "provider_services", "provider_booking_settings",
-    "ledger_entries", "ledger_transactions", "ledger_accounts", "refunds", "provider_earnings", "payout_status_history",
-    "payouts", "payout_destinations", "disputes", "dead_letters", "reconciliation_items", "reconciliation_runs",
-    "idempotency_keys", "affiliate_attributions", "chat_messages", "conversations", "payment_status_history", "payments",
-    "service_request_status_history", "service_requests", "webhook_inbox", "outbox", "emails", "tier_prices",
-    "service_tiers", "services", "providers", "affiliates", "users",
-]
+
+
+async def truncate_all(conn) -> None:
+    """Empty every application table (all of schema public but Alembic's and PostGIS's own)."""
+    tables = (await conn.execute(text(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' "
+        "AND tablename NOT IN ('alembic_version', 'spatial_ref_sys')"
+    ))).scalars().all()
+    await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
 
 
 @pytest_asyncio.fixture(autouse=True)
 async def clean_state(services_up: None) -> None:
     """Empty tables, empty Redis and an empty mail sink before every test."""
     async with get_engine().begin() as conn:
-        await conn.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        await truncate_all(conn)
     client = aioredis.from_url(get_settings().redis_url)
     await client.flushdb()
     await client.aclose()

@@ -36,7 +36,7 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 
 import workers  # noqa: F401  (the Dramatiq broker the outbox dispatches to)
 from domain import booking, ledger, live
@@ -57,7 +57,7 @@ from models.booking import BOOKING_STATUSES, LIVE_STATUSES
 from models.db import dispose_engine, session_scope
 from settings import get_settings
 from tests.booking_fixtures import ACTORS, attempt, cast, drive, hold, hold_clock, slot
-from tests.conftest import TABLES
+from tests.conftest import truncate_all
 
 REACHABLE = frozenset({"held"} | {to for _, to in booking.TRANSITIONS})
 STATUSES = sorted(BOOKING_STATUSES) + ["teleported"]  # and one that does not exist
@@ -74,7 +74,7 @@ async def reset_and_build():
     """Empty tables and Redis; a provider, a substitute, two customers, an admin and three held
     bookings (two customers, three days)."""
     async with session_scope() as s:
-        await s.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        await truncate_all(s)
     client = aioredis.from_url(get_settings().redis_url)
     await client.flushdb()
     await client.aclose()

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 
 import workers  # noqa: F401  (the Dramatiq broker the outbox dispatches to)
 from domain import dispute, escrow, ledger, payout, refund
@@ -36,7 +36,7 @@ from gateways import sandbox
 from models import Dispute, Payment, Payout, ProviderEarning, Refund, ServiceRequest, User
 from models.db import dispose_engine, session_scope
 from settings import get_settings
-from tests.conftest import TABLES
+from tests.conftest import truncate_all
 from tests.factories import make_affiliate, make_provider, make_service, make_user
 
 CUSTOMER = sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567")
@@ -58,7 +58,7 @@ class World:
 
 async def reset_and_build() -> World:
     async with session_scope() as s:
-        await s.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+        await truncate_all(s)
     client = aioredis.from_url(get_settings().redis_url)
     await client.flushdb()
     await client.aclose()
