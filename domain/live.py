@@ -49,6 +49,11 @@ def conversation_channel(conversation_id: int) -> str:
     return f"odim:conversation:{conversation_id}"
 
 
+def notification_channel(user_id: int) -> str:
+    """A user's in-app notifications."""
+    return f"odim:notifications:{user_id}"
+
+
 async def publish(channel: str, payload: dict) -> None:
     """Publish ``payload`` (JSON) on ``channel``. Raises redis errors when Redis is unreachable."""
     await _publisher().publish(channel, json.dumps(payload, separators=(",", ":"), default=str))
