@@ -188,6 +188,13 @@ def _redis_up(settings: Settings, paths: Paths) -> None:
           "--daemonize", "yes", "--pidfile", str(paths.redis / "redis.pid"), "--logfile",
           str(paths.redis / "redis.log"), "--appendonly", "yes", "--save", "", "--protected-mode", "yes"])
     _wait_port(settings.redis_port, "Redis")
+    # The port opens before the append-only file is replayed; until then every command gets LOADING.
+    for _ in range(600):
+        answer = subprocess.run(["redis-cli", "-p", str(settings.redis_port), "ping"], capture_output=True, text=True)
+        if answer.stdout.strip() == "PONG":
+            return
+        time.sleep(0.1)
+    raise ServiceError("Redis did not finish loading its data within 60 s")
 
 
 def _redis_down(settings: Settings, paths: Paths) -> None:

@@ -2,8 +2,13 @@
 
 Publishing uses ``redis.asyncio`` (one client per event loop). Subscribing goes through
 ``broadcaster`` (one Redis connection per server process, fanned out in memory). broadcaster
-0.3.1 needs redis-py 7.x (FIELD-NOTES.md). Delivery is at-most-once: the database stays the
-source of truth; clients that must not miss anything re-read state by query.
+0.3.1 needs redis-py 7.x (FIELD-NOTES.md). Pub/sub delivery is at-most-once; PostgreSQL is the
+source of truth, and ``follow`` turns the two into a gapless, exactly-once, ordered stream
+(resume from a cursor, resync after a Redis restart).
+
+A *stream* is a sequence of PostgreSQL rows with increasing ids whose writers are serialised until
+commit (so id order is commit order within the stream), each published after commit as a JSON
+payload carrying ``id`` and ``prev`` (the stream's previous id, 0 for the first).
 """
 
 from __future__ import annotations
@@ -12,8 +17,9 @@ import asyncio
 import contextlib
 import json
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 import structlog
@@ -71,23 +77,39 @@ class LiveBus:
 
     Supervised (FIELD-NOTES.md, encode/broadcaster#144): broadcaster's Redis listener dies silently
     when Redis restarts and its subscribers then wait forever. A supervisor task watches that
-    listener; when it dies, every open subscription is ended (clients see the subscription complete,
-    resubscribe, and re-read state by query) and the bus reconnects with exponential backoff
-    (0.2 s doubling to 10 s). While it is down, ``subscribe`` raises ``LiveUnavailable``.
+    listener; when it dies, every open ``subscribe`` iteration ends, and the bus reconnects with
+    exponential backoff (0.2 s doubling to 10 s). While it is down, ``subscribe`` raises
+    ``LiveUnavailable``. ``follow`` builds on this: it polls PostgreSQL while the bus is down and
+    resubscribes and resyncs when it is back, so its subscribers notice nothing but a delay.
     """
 
     def __init__(self, url: str | None = None) -> None:
         self._url = url
         self._broadcast: Broadcast | None = None
         self._supervisor: asyncio.Task | None = None
+        self._up: asyncio.Event | None = None  # made in connect(): an Event belongs to one event loop
         self.reconnects = 0
 
     @property
     def connected(self) -> bool:
         return self._broadcast is not None
 
+    async def wait_connected(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the bus to be connected; True when it is."""
+        if self.connected:
+            return True
+        if self._up is None:
+            await asyncio.sleep(seconds)
+            return self.connected
+        try:
+            await asyncio.wait_for(self._up.wait(), seconds)
+        except TimeoutError:
+            return False
+        return self.connected
+
     async def connect(self) -> None:
         """Connect now if Redis answers, and keep (re)connecting in the background either way."""
+        self._up = asyncio.Event()
         try:
             await self._open()
         except (OSError, RedisError) as exc:
@@ -101,6 +123,8 @@ class LiveBus:
                 await self._supervisor
             self._supervisor = None
         broadcast, self._broadcast = self._broadcast, None
+        if self._up is not None:
+            self._up.clear()
         if broadcast is not None:
             await self._close(broadcast)
 
@@ -108,6 +132,8 @@ class LiveBus:
         broadcast = Broadcast(self._url or get_settings().redis_url)
         await broadcast.connect()
         self._broadcast = broadcast
+        if self._up is not None:
+            self._up.set()
 
     @staticmethod
     async def _close(broadcast: Broadcast) -> None:
@@ -143,6 +169,7 @@ class LiveBus:
             except Exception as exc:
                 log.warning("live.listener_died", error=f"{type(exc).__name__}: {exc}")
             self._broadcast = None
+            self._up.clear()  # type: ignore[union-attr]  # set by connect() before supervising
             for queues in list(broadcast._subscribers.values()):
                 for queue in list(queues):
                     queue.put_nowait(None)  # ends that subscriber's iteration
@@ -178,3 +205,80 @@ class LiveBus:
 
 
 bus = LiveBus()
+
+
+# --- gapless streams ------------------------------------------------------------------------------
+
+Since = Callable[[int, int], Awaitable[list[dict]]]
+"""``since(after, limit)``: the stream's payloads with id > after, oldest first, at most ``limit``
+(read from PostgreSQL in a session of its own)."""
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One resumable stream: the pub/sub ``channel`` its payloads are published on, ``since`` to
+    read them back from PostgreSQL, and ``latest()``, the id of its newest payload (0: none yet)."""
+
+    channel: str
+    since: Since
+    latest: Callable[[], Awaitable[int]]
+
+
+def is_next(payload: dict, last: int) -> bool | None:
+    """Where a live ``payload`` stands against ``last``, the id delivered last: True when it comes
+    next; None when it was already delivered (id <= last); False when something between ``last``
+    and it was missed (its ``prev`` is after ``last``) and the stream must be re-read."""
+    if int(payload["id"]) <= last:
+        return None
+    return int(payload.get("prev") or 0) <= last
+
+
+async def replay(stream: Stream, after: int, *, page: int = 200) -> AsyncIterator[dict]:
+    """Every payload of ``stream`` with id > ``after`` from PostgreSQL, in order, page by page."""
+    while True:
+        rows = await stream.since(after, page)
+        for row in rows:
+            yield row
+            after = int(row["id"])
+        if len(rows) < page:
+            return
+
+
+async def follow(stream: Stream, after: int | None = None, *, poll_seconds: float = 5.0) -> AsyncIterator[dict]:
+    """Every payload of ``stream`` with id > ``after`` exactly once and in id order, then the live
+    ones as they are published, forever (the caller stops iterating to end it). ``after=None``:
+    from the moment of the call (the stream's latest id, read once subscribed).
+
+    The FIELD-NOTES.md recipe: subscribe live first (broadcaster queues what arrives), replay
+    ``id > after`` from PostgreSQL, then drain the live events skipping ids already sent. A live
+    event whose ``prev`` is after the last id sent reveals a lost publish: the stream is re-read
+    from PostgreSQL. When the bus is down (Redis restarting), PostgreSQL is polled every
+    ``poll_seconds`` until the bus is back; then the stream resubscribes and resyncs."""
+    last = after
+    while True:
+        try:
+            async with bus.subscribe(stream.channel) as events:
+                if last is None:
+                    last = await stream.latest()
+                async for row in replay(stream, last):
+                    yield row
+                    last = int(row["id"])
+                async for event in events:
+                    place = is_next(event, last)
+                    if place is None:
+                        continue
+                    if place:
+                        yield event
+                        last = int(event["id"])
+                        continue
+                    async for row in replay(stream, last):
+                        yield row
+                        last = int(row["id"])
+            log.info("live.follow_resync", channel=stream.channel, last=last)
+        except LiveUnavailable:
+            if last is None:
+                last = await stream.latest()
+            async for row in replay(stream, last):
+                yield row
+                last = int(row["id"])
+            await bus.wait_connected(poll_seconds)

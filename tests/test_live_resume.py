@@ -1,0 +1,213 @@
+"""Gapless resume of the live subscriptions against real processes: a uvicorn server, PostgreSQL
+and a Redis that is really stopped and started, in both fan-out modes (shared and naive).
+
+Given/when/then in each test; every assertion is on the exact sequence of event ids received."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+
+import pytest
+from sqlalchemy import select, text
+
+from devstack import services
+from domain import chat, outbox
+from domain import service_request as sr_domain
+from domain.user import issue_token
+from gateways.sandbox import SandboxGateway
+from models import Conversation
+from models.db import session_scope
+from resolvers.ids import decode_id, encode_id
+from settings import get_settings
+from tests.factories import make_provider, make_service, make_user
+from tests.live_harness import Server, Subscriber, wait_until
+
+pytestmark = pytest.mark.e2e
+
+MODES = ["shared", "naive"]
+CHAT = "subscription($c: ID!, $after: ID){ chatMessageAdded(conversationId: $c, after: $after){ id body } }"
+STATUS = ("subscription($r: String!, $after: ID){ serviceRequestStatusChanged(reference: $r, after: $after)"
+          "{ id status previousStatus } }")
+
+
+async def stop_redis() -> None:
+    settings = get_settings()
+    subprocess.run(["redis-cli", "-p", str(settings.redis_port), "shutdown", "nosave"], check=False,
+                   capture_output=True)
+    await asyncio.sleep(0.3)
+
+
+def start_redis() -> None:
+    settings = get_settings()
+    services._redis_up(settings, services._paths(settings))
+
+
+async def a_conversation():
+    """A paid-for request's conversation: (customer, provider user, conversation id, reference)."""
+    customer = await make_user("awa@example.cm", full_name="Awa Ngono")
+    provider_user = await make_user("eko@odim.test", role="provider", full_name="Eko Plumbing")
+    provider = await make_provider(user_id=provider_user.id)
+    service, tiers = await make_service()
+    async with session_scope() as s:
+        bought = await sr_domain.purchase_service(s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id,
+                                                  customer=None, user=customer)
+    async with session_scope() as s:
+        request = await sr_domain.lock_request(s, bought.service_request.id)
+        request.assigned_provider_id = provider.id
+        cid = await s.scalar(select(Conversation.id).where(Conversation.service_request_id == request.id))
+    return customer, provider_user, cid, bought.service_request.reference
+
+
+async def send(user, cid: int, body: str, *, relay: bool = True) -> int:
+    """Send a chat message through the domain (as the mutation does) and relay the outbox unless told not to."""
+    async with session_scope() as s:
+        message = await chat.send_message(s, user, cid, body)
+    if relay:
+        await outbox.relay_quietly()
+    return message.id
+
+
+def ids(sub: Subscriber, field: str) -> list[int]:
+    type_name = {"chatMessageAdded": "ChatMessage", "serviceRequestStatusChanged": "ServiceRequestStatusEvent"}[field]
+    return [decode_id(d["id"], type_name, field="id") for d in sub.data(field)]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_subscriber_keeps_every_message_exactly_once_in_order_while_redis_restarts(mode):
+    # given: a server (PostgreSQL polled every 0.5 s while pub/sub is down) and a subscriber that has message 1
+    server = Server(ODIM_LIVE_FANOUT=mode, ODIM_LIVE_POLL_SECONDS="0.5")
+    await server.start()
+    customer, provider, cid, _ = await a_conversation()
+    sent = [await send(customer, cid, "m1")]
+    sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", sent[0])},
+                     token=issue_token(provider)).start()
+    try:
+        # when: messages keep coming before, during and after a real Redis restart
+        for i in range(2, 8):
+            sent.append(await send(customer, cid, f"m{i}"))
+        await wait_until(lambda: len(sub.frames) >= 6, 20, "the first messages")
+        await stop_redis()
+        for i in range(8, 16):
+            sent.append(await send(customer if i % 2 else provider, cid, f"m{i}"))  # outbox rows stay pending
+        await wait_until(lambda: len(sub.frames) >= 14, 20, "messages polled from PostgreSQL while Redis is down")
+        start_redis()
+        for i in range(16, 24):
+            sent.append(await send(customer, cid, f"m{i}"))
+            await asyncio.sleep(0.1)
+        await outbox.relay()  # the sweeper publishes what was pending: duplicates the subscriber must skip
+        sent.append(await send(customer, cid, "m24"))
+        await wait_until(lambda: len(sub.frames) >= 23, 30, "every message")
+        await asyncio.sleep(1.0)  # anything extra (a duplicate) would arrive now
+        # then: every message after the first exactly once, in order, and the socket never dropped
+        assert ids(sub, "chatMessageAdded") == sent[1:]
+        assert [d["body"] for d in sub.data("chatMessageAdded")] == [f"m{i}" for i in range(2, 25)]
+        assert sub.closed is None and all(f["type"] == "next" for f in sub.frames)
+    finally:
+        start_redis()
+        await sub.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_after_a_server_crash_the_client_resumes_with_after_and_loses_nothing(mode):
+    # given: a subscriber that received messages 2..4 from a server
+    server = Server(ODIM_LIVE_FANOUT=mode)
+    await server.start()
+    customer, provider, cid, _ = await a_conversation()
+    sent = [await send(customer, cid, "m1")]
+    variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", sent[0])}
+    first = Subscriber(server, CHAT, variables, token=issue_token(provider)).start()
+    for i in range(2, 5):
+        sent.append(await send(customer, cid, f"m{i}"))
+    await wait_until(lambda: len(first.frames) == 3, 20, "messages 2..4")
+    # when: the server process is killed, messages are sent meanwhile, and it comes back
+    server.kill()
+    await wait_until(lambda: first.task.done(), 10, "the socket to drop")
+    for i in range(5, 9):
+        sent.append(await send(customer, cid, f"m{i}"))
+    await server.start()
+    last_seen = first.data("chatMessageAdded")[-1]["id"]
+    second = Subscriber(server, CHAT, {**variables, "after": last_seen}, token=issue_token(provider)).start()
+    try:
+        await wait_until(lambda: len(second.frames) == 4, 20, "the messages sent while the server was down")
+        for i in range(9, 12):
+            sent.append(await send(customer, cid, f"m{i}"))
+        await wait_until(lambda: len(second.frames) == 7, 20, "live messages after the replay")
+        await asyncio.sleep(0.5)
+        # then: the two sockets together saw every message after the first exactly once, in order
+        assert ids(first, "chatMessageAdded") + ids(second, "chatMessageAdded") == sent[1:]
+    finally:
+        await second.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_status_subscriptions_replay_from_the_cursor_then_go_live_and_polling_returns_the_same(mode):
+    # given: a request with two status changes
+    server = Server(ODIM_LIVE_FANOUT=mode)
+    await server.start()
+    _, _, _, reference = await a_conversation()
+    async with session_scope() as s:
+        rows = (await s.execute(text(
+            "SELECT h.id FROM service_request_status_history h JOIN service_requests r ON r.id = h.service_request_id "
+            "WHERE r.reference = :r ORDER BY h.id"), {"r": reference})).scalars().all()
+
+    async def move(to: str, actor: str = "system") -> None:
+        async with session_scope() as s:
+            found = await sr_domain.get_by_reference(s, reference)
+            request = await sr_domain.lock_request(s, found.id)
+            await sr_domain.transition(s, request, to, actor_type=actor)
+        await outbox.relay_quietly()
+
+    await move("payment_confirmed")
+    first_id = rows[0]
+    # when: one client subscribes from the creation event, another with no cursor (from now on)
+    from_start = Subscriber(server, STATUS, {"r": reference, "after": encode_id("ServiceRequestStatusEvent", first_id)}).start()
+    from_now = Subscriber(server, STATUS, {"r": reference}).start()
+    try:
+        await wait_until(lambda: len(from_start.frames) == 1, 20, "the replayed change")
+        await asyncio.sleep(1.0)  # let the no-cursor subscription settle
+        await move("pending_contact")
+        await move("cancelled", "admin")
+        await wait_until(lambda: len(from_start.frames) == 3 and len(from_now.frames) == 2, 20, "the live changes")
+        # then
+        assert [(d["previousStatus"], d["status"]) for d in from_start.data("serviceRequestStatusChanged")] == [
+            ("AWAITING_PAYMENT", "PAYMENT_CONFIRMED"), ("PAYMENT_CONFIRMED", "PENDING_CONTACT"),
+            ("PENDING_CONTACT", "CANCELLED")]
+        assert from_now.data("serviceRequestStatusChanged") == from_start.data("serviceRequestStatusChanged")[1:]
+        # and polling after the same cursor returns the same events
+        import httpx
+
+        async with httpx.AsyncClient() as client:
+            body = (await client.post(f"{server.base}/graphql", json={
+                "query": "query($r: String!, $s: ID){ serviceRequestStatusEventsSince(reference: $r, since: $s)"
+                         "{ id status previousStatus } }",
+                "variables": {"r": reference, "s": encode_id("ServiceRequestStatusEvent", first_id)}})).json()
+        assert body["data"]["serviceRequestStatusEventsSince"] == from_start.data("serviceRequestStatusChanged")
+    finally:
+        await from_start.stop()
+        await from_now.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_non_participants_and_anonymous_sockets_are_refused_the_chat(mode):
+    # given: a conversation and a stranger
+    server = Server(ODIM_LIVE_FANOUT=mode)
+    await server.start()
+    _, _, cid, _ = await a_conversation()
+    stranger = await make_user("stranger@odim.test")
+    other_provider = await make_user("other@odim.test", role="provider")
+    await make_provider(user_id=other_provider.id, display_name="Other")
+    try:
+        for token in (issue_token(stranger), issue_token(other_provider), None):
+            sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid)}, token=token).start()
+            await asyncio.wait_for(sub.task, 10)
+            # then: one frame with the typed error and no data, then the subscription completes
+            assert [f["type"] for f in sub.frames] == ["next", "complete"]
+            assert sub.frames[0]["payload"]["data"] is None
+            codes = [e["extensions"]["code"] for e in sub.frames[0]["payload"]["errors"]]
+            assert codes == (["UNAUTHENTICATED"] if token is None else ["FORBIDDEN"])
+    finally:
+        server.stop()
