@@ -31,7 +31,9 @@ from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
 from resolvers.context import Context, bearer_token
+from resolvers.email import unsubscribe_endpoint
 from schema import schema
+from schema.fanout import FanoutTransportWSHandler
 from settings import configure_logging, get_settings
 
 log = structlog.get_logger("odim.server")
@@ -40,6 +42,8 @@ WEBHOOKS = Counter("odim_webhooks_total", "Webhooks received", ["gateway", "outc
 
 
 class OdimGraphQL(GraphQL):
+    graphql_transport_ws_handler_class = FanoutTransportWSHandler
+
     async def get_context(self, request: Any, response: Any = None) -> Context:
         ctx = Context(request=request, response=response)
         if request.scope["type"] == "http":
@@ -67,9 +71,9 @@ def graphql_app() -> OdimGraphQL:
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         allowed_origins=settings.allowed_origins,
         keep_alive=True,
-        keep_alive_interval=15,
+        keep_alive_interval=settings.ws_keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=10),
-        max_subscriptions_per_connection=50,
+        max_subscriptions_per_connection=settings.ws_max_subscriptions,
     )
 
 
@@ -233,6 +237,7 @@ def create_app() -> Starlette:
             Route("/sandbox/checkout/{token}", sandbox_checkout, methods=["GET", "POST"]),
             Route("/track/{reference}", track_page),
             Route("/payments/{reference}/return", payment_return),
+            Route("/email/unsubscribe", unsubscribe_endpoint, methods=["GET", "POST"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -121,6 +122,27 @@ class Settings(BaseSettings):
     # requeued by another worker's broker maintenance (Dramatiq's defaults: 60 s, 1,000 per million commands).
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
+    # --- chat (issue 5) --------------------------------------------------------------------------
+    # Messages one account may send, all conversations together, per moving window: "<count>/<period>"
+    # in the `limits` library's notation ("30/minute", "5/second", "500/day"). Over it: RATE_LIMITED.
+    chat_rate_limit: str = "30/minute"
+    chat_presence_ttl_seconds: int = 60  # a participant is "present" this long after its last touch
+    chat_redis_timeout_seconds: float = 0.5  # rate limit and presence calls give up (fail open / offline) after this
+    # --- email delivery (issue 5) ------------------------------------------------------------------
+    email_max_retries: int = 3  # retries after the first SMTP attempt (1 + 3 attempts), then dead-lettered
+    email_min_backoff_ms: int = 60_000  # milliseconds before the first retry; doubles per retry (Dramatiq jitter: up to 2x)
+    email_max_backoff_ms: int = 1_800_000  # milliseconds: the longest wait before one retry (30 min)
+    email_smtp_timeout_seconds: float = 15.0  # seconds: SMTP connect and per-command timeout
+    # --- live: subscriptions and WebSockets (issue 5) ---------------------------------------------
+    # "shared": subscribers with the same selection share one GraphQL execution per event and one
+    # serialised frame (schema/fanout.py); "naive": Strawberry's per-subscriber execution (the baseline).
+    live_fanout: Literal["shared", "naive"] = "shared"
+    live_poll_seconds: float = 5.0  # while Redis pub/sub is down, live streams poll PostgreSQL this often
+    live_member_queue_limit: int = 1000  # frames queued for a socket that does not read: closed (4429) beyond
+    ws_max_subscriptions: int = 50  # operations at once per WebSocket
+    ws_keep_alive_seconds: float = 15.0  # the server pings each socket this often
+    ws_idle_seconds: float = 300.0  # a socket with no subscription and no client message this long is closed (4408)
+    ws_max_messages_per_10s: int = 100  # client messages per socket per 10 s; more closes it (4429)
     # --- pagination -----------------------------------------------------------------------------
     max_page_size: int = 100
 

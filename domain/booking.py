@@ -55,7 +55,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, func, or_, select, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -64,6 +64,7 @@ from domain import (
     dispute,
     escalation,
     escrow,
+    feed,
     fees,
     live,
     notification,
@@ -512,6 +513,8 @@ async def transition(
     if effect is not None:
         await effect(session, booking, previous, actor_type, actor_user_id, now)
     await _emails(session, booking, change)
+    await feed.booking_status_changed(session, booking, to_status=to_status, status_label=STATUS_LABELS[to_status],
+                                      actor_user_id=actor_user_id)
     return change
 
 
@@ -535,13 +538,61 @@ async def _record(
     )
     session.add(change)
     await session.flush()
+    prev = await session.scalar(
+        select(func.coalesce(func.max(BookingStatusChange.id), 0)).where(
+            BookingStatusChange.booking_id == booking.id, BookingStatusChange.id < change.id
+        )
+    ) if previous is not None else 0
     outbox.publish_event(
         session, live.booking_channel(booking.id),
-        {"historyId": change.id, "bookingId": booking.id, "reference": booking.reference, "status": to_status,
-         "previousStatus": previous, "note": note, "actorType": actor_type,
-         "at": (change.created_at or datetime.now(UTC)).isoformat()},
+        status_event(change.id, prev, booking.id, booking.reference, to_status, previous, note, actor_type,
+                     change.created_at),
     )
     return change
+
+
+def status_event(
+    change_id: int, prev: int, booking_id: int, reference: str, status: str, previous: str | None, note: str | None,
+    actor_type: str, at: datetime | None,
+) -> dict:
+    """The live payload of one booking status change (stream contract of domain/live.py): ``{"id",
+    "prev", "historyId", "bookingId", "reference", "status", "previousStatus", "note", "actorType",
+    "at"}`` (``at`` ISO 8601 UTC)."""
+    return {
+        "id": change_id, "prev": prev, "historyId": change_id, "bookingId": booking_id, "reference": reference,
+        "status": status, "previousStatus": previous, "note": note or "", "actorType": actor_type,
+        "at": (at or datetime.now(UTC)).isoformat(),
+    }
+
+
+async def latest_status_event_id(session: AsyncSession, booking_id: int) -> int:
+    """The id of booking ``booking_id``'s latest status change (0 when none)."""
+    return await session.scalar(
+        select(func.coalesce(func.max(BookingStatusChange.id), 0)).where(BookingStatusChange.booking_id == booking_id)
+    )
+
+
+async def status_events_since(session: AsyncSession, booking_id: int, after: int, limit: int) -> list[dict]:
+    """Status changes of booking ``booking_id`` with history id > ``after``, oldest first, at most
+    ``limit``, as ``_record`` published them. 1 statement."""
+    history = BookingStatusChange
+    numbered = (
+        select(
+            history.id, history.from_status, history.to_status, history.note, history.actor_type,
+            history.created_at, Booking.reference, func.lag(history.id, 1, 0).over(order_by=history.id).label("prev"),
+        )
+        .join(Booking, Booking.id == history.booking_id)
+        .where(history.booking_id == booking_id)
+        .subquery()
+    )
+    rows = (
+        await session.execute(select(numbered).where(numbered.c.id > after).order_by(numbered.c.id).limit(limit))
+    ).all()
+    return [
+        status_event(r.id, r.prev, booking_id, r.reference, r.to_status, r.from_status, r.note, r.actor_type,
+                     r.created_at)
+        for r in rows
+    ]
 
 
 # --- effects -----------------------------------------------------------------------------------
@@ -790,6 +841,8 @@ async def book_follow_up(
     change = await _record(session, follow_up, None, "accepted", actor_type=actor_type, actor_user_id=actor.id,
                            note=f"Follow-up visit of {booking.reference}")
     await _emails(session, follow_up, change)
+    await feed.booking_status_changed(session, follow_up, to_status="accepted", status_label=STATUS_LABELS["accepted"],
+                                      actor_user_id=actor.id)
     return follow_up
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import escrow, notification, pagination, refund, service_request
+from domain import escrow, feed, notification, pagination, refund, service_request
 from domain.errors import DomainError, Forbidden, NotFound
 from models import Dispute, ServiceRequest, User
 from settings import get_settings
@@ -73,6 +73,8 @@ async def open_dispute(session: AsyncSession, request_id: int, *, actor: User, r
     except IntegrityError as exc:
         raise DisputeAlreadyOpen("A dispute is already open on this order") from exc
     await _tell_customer(session, request, dispute, "opened", "Our team will look at it and get back to you.")
+    await feed.dispute_changed(session, dispute, request, state="opened", actor_user_id=actor.id,
+                               customer_detail="Our team will look at it and get back to you.")
     await notification.queue_email(
         session, dedupe_key=f"dispute_opened_operator:{dispute.id}", kind="operator_alert",
         to=get_settings().operator_email, template="operator_alert",
@@ -140,6 +142,7 @@ async def resolve_dispute(
         "refund_partial": "Part of your payment is refunded.",
     }[resolution]
     await _tell_customer(session, request, dispute, "resolved", detail)
+    await feed.dispute_changed(session, dispute, request, state="resolved", actor_user_id=actor.id, customer_detail=detail)
     return dispute
 
 

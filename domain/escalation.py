@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import notification, pagination
+from domain import feed, notification, pagination
 from domain.errors import DomainError, NotFound
 from models import Booking, Escalation, Ticket
 from models.booking import ESCALATION_KINDS
@@ -46,6 +46,7 @@ async def escalate(
         template="operator_alert",
         context={"subject": f"Escalation: {kind.replace('_', ' ')} on {what}", "body": note or kind},
     )
+    await feed.escalation_opened(session, row, what=what)
     return row
 
 

@@ -50,7 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import Exists
 
-from domain import idempotency, ledger, notification, outbox, pagination
+from domain import feed, idempotency, ledger, notification, outbox, pagination
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.money import Money
 from domain.pagination import InvalidCursor  # noqa: F401  (raised by the list functions below)
@@ -673,6 +673,7 @@ async def apply_payout_status(
         if payout.status == "pending":
             _transition(session, payout, "sent", "accepted by the gateway")
             payout.sent_at = now
+            await feed.payout_status_changed(session, payout)
         return payout.status
     provider_id, currency, amount = payout.provider_id, payout.currency, payout.amount_minor
     if status == "paid":
@@ -706,6 +707,7 @@ async def apply_payout_status(
         )
         log.warning("payout.failed", payout_id=payout.id, reference=payout.reference, reason=payout.failure_reason)
     await _email_provider(session, payout)
+    await feed.payout_status_changed(session, payout)
     return payout.status
 
 

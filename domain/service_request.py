@@ -34,7 +34,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import escrow, fees, live, notification, outbox, refund
+from domain import escrow, feed, fees, live, notification, outbox, refund
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.user import (
     InvalidEmail,
@@ -436,6 +436,47 @@ async def _idempotent_replay(session: AsyncSession, scope: str, key: str, finger
 # --- state machine -----------------------------------------------------------------------------
 
 
+def status_event(
+    change_id: int, prev: int, reference: str, status: str, previous: str | None, note: str | None, at: datetime | None
+) -> dict:
+    """The live payload of one status change (stream contract of domain/live.py): ``{"id", "prev",
+    "historyId", "reference", "status", "previousStatus", "note", "at"}`` (``at`` ISO 8601 UTC). Public:
+    no personal data, since anyone with the reference may track the request."""
+    return {
+        "id": change_id, "prev": prev, "historyId": change_id, "reference": reference, "status": status,
+        "previousStatus": previous, "note": note or "", "at": (at or datetime.now(UTC)).isoformat(),
+    }
+
+
+async def status_events_since(session: AsyncSession, reference: str, after: int, limit: int) -> list[dict]:
+    """Status changes of request ``reference`` with history id > ``after``, oldest first, at most
+    ``limit``, as the payloads ``transition`` published (``prev`` from a window over the whole
+    history, so the first one links to the change before ``after``). 1 statement."""
+    history = ServiceRequestStatusChange
+    numbered = (
+        select(
+            history.id, history.from_status, history.to_status, history.note, history.created_at,
+            func.lag(history.id, 1, 0).over(order_by=history.id).label("prev"),
+        )
+        .join(ServiceRequest, ServiceRequest.id == history.service_request_id)
+        .where(ServiceRequest.reference == reference)
+        .subquery()
+    )
+    rows = (
+        await session.execute(select(numbered).where(numbered.c.id > after).order_by(numbered.c.id).limit(limit))
+    ).all()
+    return [status_event(r.id, r.prev, reference, r.to_status, r.from_status, r.note, r.created_at) for r in rows]
+
+
+async def latest_status_event_id(session: AsyncSession, reference: str) -> int:
+    """The id of request ``reference``'s latest status change (0 when none)."""
+    return await session.scalar(
+        select(func.coalesce(func.max(ServiceRequestStatusChange.id), 0))
+        .join(ServiceRequest, ServiceRequest.id == ServiceRequestStatusChange.service_request_id)
+        .where(ServiceRequest.reference == reference)
+    )
+
+
 def allowed_transition(from_status: str, to_status: str, actor_type: str) -> bool:
     return actor_type in TRANSITIONS.get((from_status, to_status), frozenset())
 
@@ -471,13 +512,14 @@ async def transition(
     request.updated_at = datetime.now(UTC)
     session.add(change)
     await session.flush()
+    prev = await session.scalar(
+        select(func.coalesce(func.max(ServiceRequestStatusChange.id), 0)).where(
+            ServiceRequestStatusChange.service_request_id == request.id, ServiceRequestStatusChange.id < change.id
+        )
+    )
     outbox.publish_event(
         session, live.service_request_channel(request.reference),
-        {
-            "historyId": change.id, "reference": request.reference, "status": to_status,
-            "previousStatus": previous, "note": note, "at": change.created_at.isoformat()
-            if change.created_at else datetime.now(UTC).isoformat(),
-        },
+        status_event(change.id, prev, request.reference, to_status, previous, note, change.created_at),
     )
     if to_status in EMAILED_STATUSES:
         await notification.queue_email(
@@ -489,6 +531,9 @@ async def transition(
                 "tracking_url": tracking_url(request.reference),
             },
         )
+    await feed.service_request_status_changed(
+        session, request, status_label=STATUS_LABELS[to_status], actor_user_id=actor_user_id
+    )
     return change
 
 
@@ -570,6 +615,7 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
         raise ProviderNotAssignable("Only verified, non-suspended providers can be assigned")
     if request.status in ("awaiting_payment", "completed", "cancelled"):
         raise ProviderNotAssignable(f"A request in status {request.status} cannot be assigned", field="serviceRequestId")
+    previous_provider_id = request.assigned_provider_id
     request.assigned_provider_id = provider.id
     await session.flush()
     if request.status == "pending_contact":
@@ -577,7 +623,32 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
             session, request, "team_assigned", actor_type="admin", actor_user_id=actor.id,
             note=f"Assigned to {provider.display_name}",
         )
+    if previous_provider_id != provider.id:
+        await _email_assignment(session, request, provider)
     return request
+
+
+async def _email_assignment(session: AsyncSession, request: ServiceRequest, provider: Provider) -> None:
+    """Queue "a provider was assigned to your request" to the customer and "you were assigned
+    request X" to the provider's account (if it has one); once per (request, provider)."""
+    service = await session.get(Service, request.service_id)
+    tier = await session.get(ServiceTier, request.tier_id)
+    common = {"reference": request.reference, "service": service.name if service else "",
+              "tier": tier.name if tier else ""}
+    await notification.queue_email(
+        session, dedupe_key=f"provider_assigned:{request.id}:{provider.id}", kind="provider_assigned",
+        to=request.customer_email, user_id=request.customer_user_id, template="provider_assigned",
+        context={**common, "name": request.customer_name, "provider": provider.display_name,
+                 "tracking_url": tracking_url(request.reference)},
+    )
+    owner = await session.get(User, provider.user_id) if provider.user_id is not None else None
+    if owner is not None:
+        await notification.queue_email(
+            session, dedupe_key=f"request_assigned:{request.id}:{provider.id}", kind="request_assigned",
+            to=owner.email, user_id=owner.id, template="request_assigned",
+            context={**common, "name": owner.full_name or provider.display_name, "customer": request.customer_name,
+                     "requirements": request.requirements},
+        )
 
 
 async def _is_assigned_provider(session: AsyncSession, request: ServiceRequest, user_id: int) -> bool:

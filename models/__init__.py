@@ -15,10 +15,11 @@ from models.booking import (
     Ticket,
 )
 from models.catalogue import Service, ServiceTier, TierPrice
-from models.chat import ChatMessage, Conversation
+from models.chat import ChatMessage, ChatRead, Conversation
 from models.dispute import Dispute
+from models.feed import Notification
 from models.ledger import LedgerAccount, LedgerEntry, LedgerTransaction
-from models.notification import Email
+from models.notification import Email, EmailDelivery, EmailSuppression, NotificationPreference
 from models.operations import DeadLetter, IdempotencyKey, ReconciliationItem, ReconciliationRun
 from models.outbox import OutboxMessage
 from models.payment import Payment, PaymentStatusChange, Refund, WebhookEvent
@@ -30,8 +31,9 @@ from models.user import User
 __all__ = [
     "Affiliate", "AffiliateAttribution", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",
     "Booking", "BookingStatusChange", "Escalation", "ProviderBookingSettings", "ProviderService", "SubstitutionOffer",
-    "Ticket", "ChatMessage", "Conversation", "DeadLetter", "Dispute", "Email",
-    "IdempotencyKey", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "OutboxMessage", "Payment",
+    "Ticket", "ChatMessage", "ChatRead", "Conversation", "DeadLetter", "Dispute", "Email", "EmailDelivery",
+    "EmailSuppression", "NotificationPreference",
+    "IdempotencyKey", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "Notification", "OutboxMessage", "Payment",
     "PaymentStatusChange", "Payout", "PayoutDestination", "PayoutStatusChange", "Provider", "ProviderEarning",
     "ReconciliationItem", "ReconciliationRun", "Refund", "Service", "ServiceRequest", "ServiceRequestStatusChange",
     "ServiceTier", "TierPrice", "User", "WebhookEvent",

@@ -1,26 +1,105 @@
-"""Outgoing email, stored before it is sent so that none is ever dropped."""
+"""Outgoing email, stored before it is sent so that none is ever dropped; its delivery log; the
+email preferences of accounts and the addresses that opted out of non-transactional mail."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import DateTime, Integer, String, Text
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk
+from models.base import Base, created_at, pk, updated_at
+
+# queued: waiting for its first attempt; failed: an attempt failed, a retry is scheduled;
+# sent: the SMTP relay accepted it; dead: retries ran out (a dead letter holds the job);
+# suppressed: never sent because the recipient turned this kind of email off.
+EMAIL_STATUSES = ("queued", "sent", "failed", "dead", "suppressed")
+DELIVERY_OUTCOMES = ("sent", "failed", "dead_lettered", "suppressed")
+SUPPRESSION_SOURCES = ("one_click", "account")
 
 
 class Email(Base):
+    """One email: rendered once (subject, plain text, HTML), sent by the ``send_email`` actor."""
+
     __tablename__ = "emails"
+    __table_args__ = (
+        CheckConstraint(f"status IN {EMAIL_STATUSES}", name="status"),
+        # The admin list (newest first, optionally of one status) and the stalled-work sweeper.
+        Index("ix_emails_status_id", "status", "id"),
+    )
 
     id: Mapped[int] = pk()
     # e.g. "payment_confirmed:42": one email per business event, however often the event is processed.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     kind: Mapped[str] = mapped_column(String(60), nullable=False)
     to_address: Mapped[str] = mapped_column(String(320), nullable=False)
+    # The recipient's account when the address belongs to one (preferences apply), else NULL (a guest).
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     subject: Mapped[str] = mapped_column(String(300), nullable=False)
     body_text: Mapped[str] = mapped_column(Text, nullable=False)
+    body_html: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    # Signed one-click unsubscribe URL (RFC 8058) of non-transactional mail, NULL for transactional.
+    list_unsubscribe: Mapped[str | None] = mapped_column(String(1000))
+    status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="queued")
+    message_id: Mapped[str | None] = mapped_column(String(300))  # the Message-ID header of the accepted send
     created_at: Mapped[datetime] = created_at()
+    updated_at: Mapped[datetime] = updated_at()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class EmailDelivery(Base):
+    """The delivery log: one row per SMTP attempt of an email (``attempt`` 1, 2, ...), or one row
+    with ``attempt`` 0 when the email was suppressed instead of sent."""
+
+    __tablename__ = "email_deliveries"
+    __table_args__ = (
+        CheckConstraint(f"outcome IN {DELIVERY_OUTCOMES}", name="outcome"),
+        UniqueConstraint("email_id", "attempt"),
+    )
+
+    id: Mapped[int] = pk()
+    email_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("emails.id", ondelete="CASCADE"), nullable=False)
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    smtp_message_id: Mapped[str | None] = mapped_column(String(300))
+    smtp_response: Mapped[str | None] = mapped_column(Text)  # the relay's reply, e.g. "250 OK" or "421 ..."
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = created_at()
+
+
+class NotificationPreference(Base):
+    """An account's choice for one kind of email; no row means the default (on)."""
+
+    __tablename__ = "notification_preferences"
+    __table_args__ = (PrimaryKeyConstraint("user_id", "kind"),)
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="CASCADE"), nullable=False)
+    kind: Mapped[str] = mapped_column(String(60), nullable=False)
+    email: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    updated_at: Mapped[datetime] = updated_at()
+
+
+class EmailSuppression(Base):
+    """An address that opted out of all non-transactional email, by a one-click unsubscribe link
+    (guests included) or from its account. ``address`` is stored lower-cased."""
+
+    __tablename__ = "email_suppressions"
+    __table_args__ = (CheckConstraint(f"source IN {SUPPRESSION_SOURCES}", name="source"),)
+
+    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    source: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = created_at()

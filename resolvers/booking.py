@@ -11,7 +11,7 @@ and relay the outbox after commit; reads use the request's session and DataLoade
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import availability, escalation, live, outbox, pagination, substitution, ticket
+from domain import availability, escalation, outbox, pagination, substitution, ticket
 from domain import booking as booking_domain
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.provider import GeoPoint
@@ -30,7 +30,6 @@ from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
 from resolvers.provider import bad_input, page_size
-from resolvers.service_request import live_events
 
 T = TypeVar("T")
 
@@ -705,12 +704,4 @@ async def authorise_subscription(ctx: Context, booking_id: str) -> int:
     finally:
         await ctx.close()  # never keep a session open for the life of a WebSocket
     return ident
-
-
-async def status_events(ctx: Context, booking_id: str) -> AsyncIterator[dict]:
-    """Live status changes of a booking (``live.booking_channel``) for its customer, its provider
-    or an admin; UNAVAILABLE while the bus reconnects."""
-    ident = await authorise_subscription(ctx, booking_id)
-    async for event in live_events(live.booking_channel(ident)):
-        yield event
 

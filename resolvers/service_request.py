@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 
 from graphql import GraphQLError
 
-from domain import live, outbox
+from domain import outbox
 from domain import service_request as sr_domain
 from domain.errors import DomainError
 from models import ServiceRequest
@@ -150,26 +149,3 @@ def require_reference(reference: str) -> str:
     if not cleaned:
         raise GraphQLError("reference is required", extensions={"code": "INVALID", "field": "reference"})
     return cleaned
-
-
-async def status_events(ctx: Context, reference: str) -> AsyncIterator[dict]:
-    """Live status changes of request ``reference`` (public: no personal data in the events).
-    Raises NOT_FOUND for an unknown reference. Uses no session after the existence check."""
-    reference = require_reference(reference)
-    async with session_scope() as session:
-        exists = await sr_domain.get_by_reference(session, reference)
-    if exists is None:
-        raise GraphQLError("No service request with this reference", extensions={"code": "NOT_FOUND", "field": "reference"})
-    async for event in live_events(live.service_request_channel(reference)):
-        yield event
-
-
-async def live_events(channel: str) -> AsyncIterator[dict]:
-    """Events of ``channel`` until the pub/sub connection drops (the subscription then completes:
-    clients resubscribe and re-read by query). UNAVAILABLE while the bus reconnects."""
-    try:
-        async with live.bus.subscribe(channel) as events:
-            async for event in events:
-                yield event
-    except live.LiveUnavailable as exc:
-        raise GraphQLError(exc.message, extensions={"code": "UNAVAILABLE"}) from exc

@@ -11,7 +11,7 @@ strings with the offset of the zone named next to them; times of day are ``"HH:M
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from enum import Enum
 from typing import Annotated
@@ -29,11 +29,13 @@ from models import BookingStatusChange
 from models import Escalation as EscalationModel
 from models import Ticket as TicketModel
 from resolvers import booking as booking_resolvers
+from resolvers import chat as chat_resolvers
 from resolvers import loaders
 from resolvers.booking import AvailabilityResult, AvailabilityView, LocalSlot
 from resolvers.ids import encode_id
 from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service, ServiceTier
+from schema.chat import Conversation
 from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
 from schema.money import FeeQuote
 from schema.provider import Provider
@@ -53,11 +55,6 @@ def field(resolver: Callable):
 def mutation(resolver: Callable):
     """A root Mutation field for one of the resolvers below, described by its docstring."""
     return strawberry.mutation(resolver=resolver, description=_doc(resolver))
-
-
-def subscription(resolver: Callable):
-    """A root Subscription field for one of the resolvers below, described by its docstring."""
-    return strawberry.subscription(resolver=resolver, description=_doc(resolver))
 
 
 # --- enums ----------------------------------------------------------------------------------------
@@ -329,6 +326,8 @@ class BookingHistoryEntry:
 
 @strawberry.type(description="A status change pushed to `bookingStatusChanged` subscribers.")
 class BookingStatusEvent:
+    id: strawberry.ID = strawberry.field(description="This event's id: pass the last one you saw as `after` (or "
+                                         "`since`) to resume without gaps.")
     booking_id: strawberry.ID = strawberry.field(description="The booking's global id.")
     reference: str = strawberry.field(description="The booking's reference, e.g. BKG-7K3Q-9XPA.")
     status: BookingStatus = strawberry.field(description="The status it entered.")
@@ -341,6 +340,7 @@ class BookingStatusEvent:
     @classmethod
     def of(cls, e: dict) -> "BookingStatusEvent":
         return cls(
+            id=strawberry.ID(encode_id("BookingStatusEvent", e["id"])),
             booking_id=strawberry.ID(encode_id("Booking", e["bookingId"])), reference=e["reference"],
             status=BookingStatus(e["status"]),
             previous_status=BookingStatus(e["previousStatus"]) if e.get("previousStatus") else None,
@@ -424,6 +424,12 @@ class Booking(relay.Node):
         found = await loaders.service_requests(info.context).load(self._model.service_request_id)
         return ServiceRequest.of(ServiceRequestView(found, True)) if found else None
 
+    @strawberry.field(description="The visit's chat between its customer, its provider and admins (created on "
+                      "first access).")
+    async def conversation(self, info: strawberry.Info) -> Conversation | None:
+        found = await chat_resolvers.booking_conversation(info.context, self._model.id)
+        return Conversation.of(found) if found else None
+
     @strawberry.field(description="Every status change, oldest first.")
     async def history(self, info: strawberry.Info) -> list[BookingHistoryEntry]:
         rows = await loaders.booking_histories(info.context).load(self._model.id)
@@ -504,6 +510,12 @@ class Ticket(relay.Node):
     async def location(self, info: strawberry.Info) -> GeoPoint | None:
         point = await loaders.ticket_locations(info.context).load(self._model.id)
         return GeoPoint(latitude=point.latitude, longitude=point.longitude) if point else None
+
+    @strawberry.field(description="The ticket's chat between its customer, the providers of its paid or accepted "
+                      "visits and admins (created on first access); null if you are not one of them.")
+    async def conversation(self, info: strawberry.Info) -> Conversation | None:
+        found = await chat_resolvers.ticket_conversation(info.context, self._model.id)
+        return Conversation.of(found) if found else None
 
     @strawberry.field(description="Its visits you may see, by start time.")
     async def visits(self, info: strawberry.Info) -> list[Booking]:
@@ -1240,15 +1252,3 @@ async def add_appliance_model(info: strawberry.Info, input: AddApplianceModelInp
     model = ApplianceModel(id=strawberry.ID(encode_id("ApplianceModel", m.id)), category=m.category, brand=m.brand,
                            model=m.model) if m is not None else None
     return AddApplianceModelPayload(appliance_model=model, errors=ticket_errors(r.errors))
-
-
-# --- subscription ---------------------------------------------------------------------------------
-
-
-async def booking_status_changed(
-    info: strawberry.Info, booking_id: strawberry.ID
-) -> AsyncGenerator[BookingStatusEvent, None]:
-    """Each status change of a booking, live: its customer, its provider and admins only (FORBIDDEN for anyone
-    else, UNAUTHENTICATED without a token in `connection_init`)."""
-    async for e in booking_resolvers.status_events(info.context, booking_id):
-        yield BookingStatusEvent.of(e)

@@ -1,20 +1,35 @@
-"""Conversations and chat messages in GraphQL."""
+"""Conversations and chat messages in GraphQL.
+
+Root fields defined here and wired into schema/query.py and schema/mutation.py: ``myConversations``,
+``chatMessagesSince`` (Query) and ``markConversationRead`` (Mutation); ``sendChatMessage`` is wired
+in schema/mutation.py directly. Every message cursor is a ChatMessage global id.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from enum import Enum
 
 import strawberry
 from strawberry import relay
 
-from domain.chat import MessageView, encode_cursor
+from domain import chat as chat_domain
+from domain.chat import MessageView
+from models import Conversation as ConversationModel
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
-from schema.common import coded_errors, page_info
+from schema.common import page_info
+
+SUBJECT_TYPE_NAMES = {"service_request": "ServiceRequest", "booking": "Booking", "ticket": "Ticket"}
 
 
-@strawberry.type
+def message_gid(message_id: int) -> strawberry.ID:
+    return strawberry.ID(encode_id("ChatMessage", message_id))
+
+
+@strawberry.type(description="A message. Its `id` is the cursor everywhere: `messages(before/after)`, "
+                 "`chatMessagesSince(since)`, `markConversationRead(upTo)` and `chatMessageAdded(after)`.")
 class ChatMessage(relay.Node):
     id: relay.NodeID[int]
     conversation_id: strawberry.ID
@@ -38,7 +53,7 @@ class ChatMessage(relay.Node):
 
 @strawberry.type
 class ChatMessageEdge:
-    cursor: str
+    cursor: strawberry.ID = strawberry.field(description="The message's global id (ChatMessage `id`).")
     node: ChatMessage
 
 
@@ -48,19 +63,68 @@ class ChatMessageConnection:
     page_info: relay.PageInfo
 
 
-@strawberry.type
+@strawberry.enum(description="What a conversation is about.")
+class ConversationSubjectType(Enum):
+    SERVICE_REQUEST = "service_request"
+    BOOKING = "booking"
+    TICKET = "ticket"
+
+
+@strawberry.type(description="How far a participant has read a conversation (never moves backwards).")
+class ReadReceipt:
+    user_id: strawberry.ID = strawberry.field(description="Global id of the User.")
+    last_read_message_id: strawberry.ID = strawberry.field(description="Global id of the last ChatMessage read.")
+    read_at: datetime = strawberry.field(description="When it was marked read (UTC).")
+
+    @classmethod
+    def of(cls, r: chat_domain.ReadReceipt) -> "ReadReceipt":
+        return cls(user_id=strawberry.ID(encode_id("User", r.user_id)),
+                   last_read_message_id=message_gid(r.last_read_message_id), read_at=r.read_at)
+
+
+@strawberry.type(description="The chat about one service request, booking or ticket. Participants: its customer, "
+                 "its provider (a ticket: the providers of its paid or accepted visits) and admins; nobody else "
+                 "can read it, post in it or subscribe to it.")
 class Conversation(relay.Node):
     id: relay.NodeID[int]
+    subject_type: ConversationSubjectType
+    subject_id: strawberry.ID = strawberry.field(description="Global id of the ServiceRequest, Booking or Ticket.")
+    last_activity_at: datetime = strawberry.field(description="The last message's time, else the creation time (UTC).")
+    _last_message_id: strawberry.Private[int | None]
+
+    @classmethod
+    def of(cls, c: ConversationModel) -> "Conversation":
+        kind, subject_id = chat_domain.subject_of(c)
+        return cls(id=c.id, subject_type=ConversationSubjectType(kind),
+                   subject_id=strawberry.ID(encode_id(SUBJECT_TYPE_NAMES[kind], subject_id)),
+                   last_activity_at=c.last_activity_at, _last_message_id=c.last_message_id)
+
+    @strawberry.field(description="The latest message, if any.")
+    async def last_message(self, info: strawberry.Info) -> ChatMessage | None:
+        if self._last_message_id is None:
+            return None
+        view = await chat_resolvers.messages_by_id(info.context).load(self._last_message_id)
+        return ChatMessage.of(view) if view else None
+
+    @strawberry.field(description="Messages by others after the last one you marked read.")
+    async def unread_count(self, info: strawberry.Info) -> int:
+        return await chat_resolvers.unread_counts(info.context).load(int(self.id))
+
+    @strawberry.field(description="Each participant's read receipt (those who ever marked it read), by user.")
+    async def read_receipts(self, info: strawberry.Info) -> list[ReadReceipt]:
+        return [ReadReceipt.of(r) for r in await chat_resolvers.read_receipts(info.context).load(int(self.id))]
 
     @strawberry.field(description="Messages oldest first within the page. No cursor: the latest `first`; "
-                      "`before`: older messages; `after`: newer messages. `first` is at most 100.")
+                      "`before`: older messages; `after`: newer messages (cursors are ChatMessage ids). "
+                      "`first` is at most 100.")
     async def messages(
-        self, info: strawberry.Info, first: int | None = 50, after: str | None = None, before: str | None = None
+        self, info: strawberry.Info, first: int | None = 50, after: strawberry.ID | None = None,
+        before: strawberry.ID | None = None,
     ) -> ChatMessageConnection:
         views, has_next, has_previous = await chat_resolvers.messages(
             info.context, int(self.id), first=first, after=after, before=before
         )
-        edges = [ChatMessageEdge(cursor=encode_cursor(v.id), node=ChatMessage.of(v)) for v in views]
+        edges = [ChatMessageEdge(cursor=message_gid(v.id), node=ChatMessage.of(v)) for v in views]
         return ChatMessageConnection(
             edges=edges,
             page_info=page_info(edges, has_next=has_next, has_previous=has_previous),
@@ -69,13 +133,26 @@ class Conversation(relay.Node):
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
         found = await chat_resolvers.conversation_nodes(info.context, [int(i) for i in node_ids])
-        return [cls(id=c.id) if c else None for c in found]
+        return [cls.of(c) if c else None for c in found]
 
 
-@strawberry.enum
+@strawberry.type
+class ConversationEdge:
+    cursor: str
+    node: Conversation
+
+
+@strawberry.type
+class ConversationConnection:
+    edges: list[ConversationEdge]
+    page_info: relay.PageInfo
+
+
+@strawberry.enum(description="RATE_LIMITED: too many messages from your account; wait `retryAfterSeconds`.")
 class ChatErrorCode(Enum):
     EMPTY = "EMPTY"
     TOO_LONG = "TOO_LONG"
+    RATE_LIMITED = "RATE_LIMITED"
     NOT_FOUND = "NOT_FOUND"
     INVALID_ID = "INVALID_ID"
     INVALID = "INVALID"
@@ -86,10 +163,18 @@ class ChatError:
     field: str | None
     code: ChatErrorCode
     message: str
+    retry_after_seconds: int | None = strawberry.field(
+        default=None, description="RATE_LIMITED: seconds until a message is accepted again; null otherwise."
+    )
 
 
 def chat_errors(errors) -> list[ChatError]:
-    return coded_errors(ChatErrorCode, ChatError, errors)
+    """Payload errors; a code ChatErrorCode does not list becomes INVALID."""
+    return [
+        ChatError(field=e.field, code=ChatErrorCode[e.code] if e.code in ChatErrorCode.__members__ else ChatErrorCode.INVALID,
+                  message=e.message, retry_after_seconds=getattr(e, "retry_after_seconds", None))
+        for e in errors
+    ]
 
 
 @strawberry.input
@@ -102,3 +187,60 @@ class SendChatMessageInput:
 class SendChatMessagePayload:
     message: ChatMessage | None
     errors: list[ChatError]
+
+
+@strawberry.input
+class MarkConversationReadInput:
+    conversation_id: strawberry.ID
+    up_to: strawberry.ID | None = strawberry.field(
+        default=None, description="The last ChatMessage read; default: the conversation's latest message."
+    )
+
+
+@strawberry.type
+class MarkConversationReadPayload:
+    conversation: Conversation | None
+    read_receipt: ReadReceipt | None = strawberry.field(
+        description="Your receipt as it is now (null when the conversation has no message yet)."
+    )
+    errors: list[ChatError]
+
+
+# --- root fields --------------------------------------------------------------------------------------
+
+
+async def my_conversations(
+    info: strawberry.Info, first: int | None = 20, after: str | None = None
+) -> ConversationConnection:
+    rows, has_next = await chat_resolvers.my_conversations(info.context, first=first, after=after)
+    edges = [ConversationEdge(cursor=cursor, node=Conversation.of(c)) for c, cursor in rows]
+    return ConversationConnection(edges=edges, page_info=page_info(edges, has_next=has_next,
+                                                                   has_previous=after is not None))
+
+
+MY_CONVERSATIONS = ("The conversations you take part in (admins: all), most recent activity first, with your "
+                    "unread counts; `first` at most 100 (default 20).")
+
+
+async def chat_messages_since(
+    info: strawberry.Info, conversation_id: strawberry.ID, since: strawberry.ID | None = None, first: int | None = 100
+) -> list[ChatMessage]:
+    views = await chat_resolvers.messages_since(info.context, conversation_id=conversation_id, since=since, first=first)
+    return [ChatMessage.of(v) for v in views]
+
+
+CHAT_MESSAGES_SINCE = ("Polling fallback of `chatMessageAdded`: the conversation's messages after ChatMessage "
+                       "`since` (from the first when null), oldest first, at most `first` (at most 100). "
+                       "Participants only.")
+
+
+async def mark_conversation_read(info: strawberry.Info, input: MarkConversationReadInput) -> MarkConversationReadPayload:
+    r = await chat_resolvers.mark_read(info.context, conversation_id=input.conversation_id, up_to=input.up_to)
+    return MarkConversationReadPayload(
+        conversation=Conversation.of(r.conversation) if r.conversation else None,
+        read_receipt=ReadReceipt.of(r.receipt) if r.receipt else None, errors=chat_errors(r.errors),
+    )
+
+
+MARK_CONVERSATION_READ = ("Record that you read a conversation up to a message (default: its latest); a receipt "
+                          "never moves backwards. Participants only.")

@@ -45,6 +45,7 @@ from graphql import (
 )
 from graphql.execution import Executor, execute_subscription_event
 from graphql.execution.values import get_argument_values
+from prometheus_client import Counter, Gauge
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
 from domain import live
@@ -52,6 +53,10 @@ from resolvers.live import Opened, heartbeating
 from settings import get_settings
 
 log = structlog.get_logger("odim.fanout")
+
+EXECUTIONS = Counter("odim_fanout_executions_total", "GraphQL executions of shared subscription events")
+DELIVERIES = Counter("odim_fanout_deliveries_total", "Frames sent to sockets by shared fan-out")
+GROUPS = Gauge("odim_fanout_groups", "Shared fan-out groups (stream x selection) open in this process")
 
 RESYNC = object()  # queued to members when the group re-read PostgreSQL (nothing to do for them)
 RENDER_CACHE = 512  # rendered payloads kept per group, by event id (replays of recent events are free)
@@ -160,7 +165,7 @@ class Group:
         if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
             result = await result
         self.executions += 1
-        self.hub.executions += 1
+        EXECUTIONS.inc()
         text = _format(result)
         self.rendered[ident] = text
         if len(self.rendered) > RENDER_CACHE:
@@ -218,12 +223,12 @@ class Hub:
 
     def __init__(self) -> None:
         self.groups: dict[tuple, Group] = {}
-        self.executions = 0
 
     def join(self, key: tuple, stream: live.Stream, executor: Executor, to_root: Callable, member: Member) -> Group:
         group = self.groups.get(key)
         if group is None:
             group = self.groups[key] = Group(self, key, stream, executor, to_root)
+            GROUPS.set(len(self.groups))
         group.members.add(member)
         return group
 
@@ -231,6 +236,7 @@ class Hub:
         group.members.discard(member)
         if not group.members and self.groups.get(group.key) is group:
             del self.groups[group.key]
+            GROUPS.set(len(self.groups))
             group.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await group.task
@@ -284,6 +290,7 @@ async def serve(handler: BaseGraphQLTransportWSHandler, operation: Operation, pr
                     if int(row["id"]) <= member.last:
                         continue
                     await send(_frame(operation.id, await group.render(row)))
+                    DELIVERIES.inc()
                     member.last = int(row["id"])
             while True:
                 item = await member.queue.get()
@@ -293,6 +300,7 @@ async def serve(handler: BaseGraphQLTransportWSHandler, operation: Operation, pr
                 if ident <= member.last:
                     continue
                 await send(_frame(operation.id, payload))
+                DELIVERIES.inc()
                 member.last = ident
                 if member.queue.qsize() > limit:
                     log.warning("fanout.slow_consumer", channel=opened.stream.channel, queued=member.queue.qsize())

@@ -15,7 +15,16 @@ from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
 from schema import booking as bookings
-from schema.chat import ChatMessage, SendChatMessageInput, SendChatMessagePayload, chat_errors
+from schema import email as emails_schema
+from schema import feed as feeds
+from schema.chat import (
+    MARK_CONVERSATION_READ,
+    ChatMessage,
+    SendChatMessageInput,
+    SendChatMessagePayload,
+    chat_errors,
+    mark_conversation_read,
+)
 from schema.dispute import (
     Dispute,
     OpenDisputeInput,
@@ -118,6 +127,8 @@ class Mutation:
     async def send_chat_message(self, info: strawberry.Info, input: SendChatMessageInput) -> SendChatMessagePayload:
         r = await chat_resolvers.send_message(info.context, conversation_id=input.conversation_id, body=input.body)
         return SendChatMessagePayload(message=ChatMessage.of(r.message) if r.message else None, errors=chat_errors(r.errors))
+
+    mark_conversation_read = strawberry.mutation(resolver=mark_conversation_read, description=MARK_CONVERSATION_READ)
 
     @strawberry.mutation(description="Admin (or the assigned provider for IN_PROGRESS/COMPLETED): move a request "
                          "on along the allowed transitions.")
@@ -272,3 +283,12 @@ class Mutation:
     cancel_ticket = bookings.mutation(bookings.cancel_ticket)
     resolve_escalation = bookings.mutation(bookings.resolve_escalation)
     add_appliance_model = bookings.mutation(bookings.add_appliance_model)
+
+    # --- in-app notifications (issue 5) -----------------------------------------------------------
+
+    mark_notifications_read = feeds.mark_notifications_read_field
+
+    # --- email (issue 5) --------------------------------------------------------------------------
+
+    set_notification_preference = emails_schema.mutation(emails_schema.set_notification_preference)
+    set_email_opt_out = emails_schema.mutation(emails_schema.set_email_opt_out)

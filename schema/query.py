@@ -15,6 +15,9 @@ from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
 from schema import booking as bookings
+from schema import chat as chats
+from schema import email as emails_schema
+from schema import feed as feeds
 from schema.catalogue import Service
 from schema.common import GeoPointInput, page_info
 from schema.dispute import DisputeConnection, DisputeStatus, dispute_connection
@@ -27,6 +30,7 @@ from schema.operations import (
     dead_letter_connection,
 )
 from schema.payout import EarningsSummary, PayoutConnection, PayoutDestination, payout_connection
+from schema.polling import PollingQuery
 from schema.provider import NearbyProviderConnection, nearby_connection
 from schema.service_request import (
     ServiceRequest,
@@ -38,7 +42,7 @@ from schema.user import User
 
 
 @strawberry.type
-class Query:
+class Query(PollingQuery):
     node: relay.Node | None = relay.node(description="Any object by its global id (null when absent or not yours).")
 
     @strawberry.field(description="Verified, available providers within `radiusKm` (0 < r <= 100) of `near`, "
@@ -176,3 +180,19 @@ class Query:
     my_substitution_offers = bookings.field(bookings.my_substitution_offers)
     escalations = bookings.field(bookings.escalations)
     booking_state_machine = bookings.field(bookings.booking_state_machine)
+
+    # --- chat (issue 5) ---------------------------------------------------------------------------
+
+    my_conversations = strawberry.field(resolver=chats.my_conversations, description=chats.MY_CONVERSATIONS)
+    chat_messages_since = strawberry.field(resolver=chats.chat_messages_since, description=chats.CHAT_MESSAGES_SINCE)
+
+    # --- in-app notifications (issue 5) -----------------------------------------------------------
+
+    notifications = feeds.notifications_field
+    unread_notification_count = feeds.unread_notification_count_field
+    notifications_since = feeds.notifications_since_field
+
+    # --- email (issue 5) --------------------------------------------------------------------------
+
+    my_notification_preferences = emails_schema.field(emails_schema.my_notification_preferences)
+    emails = emails_schema.field(emails_schema.emails)

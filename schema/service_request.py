@@ -120,7 +120,7 @@ class ServiceRequest(relay.Node):
         if not self._private:
             return None
         found = await loaders.conversations_by_request(info.context).load(self._request_id)
-        return Conversation(id=found.id) if found else None
+        return Conversation.of(found) if found else None
 
     @strawberry.field(description="The customer's receipt once paid (lines, refunds, net paid); null before "
                       "payment and unless the caller may see the request's private view.")
@@ -175,6 +175,8 @@ class ServiceRequestFilter:
 
 @strawberry.type(description="A status change pushed to subscribers; carries no personal data.")
 class ServiceRequestStatusEvent:
+    id: strawberry.ID = strawberry.field(description="This event's id: pass the last one you saw as `after` (or "
+                                         "`since`) to resume without gaps.")
     reference: str
     status: ServiceRequestStatus
     previous_status: ServiceRequestStatus | None

@@ -168,7 +168,7 @@ async def test_customer_journey_over_http_and_websocket(live_stack, mailbox):
 
     await wait_for(lambda: any(reference in str(m["Subject"]) for m in mailbox()), what="confirmation email")
     confirmation = next(m for m in mailbox() if m["To"] == "awa@example.cm")
-    body = confirmation.get_content()
+    body = confirmation.get_body(("plain",)).get_content()
     assert reference in body and "Leak repair" in body and "15,000 FCFA" in body and "Next steps" in body
     assert any(m["To"] == get_settings().operator_email for m in mailbox())
 

@@ -211,3 +211,79 @@ async def test_non_participants_and_anonymous_sockets_are_refused_the_chat(mode)
             assert codes == (["UNAUTHENTICATED"] if token is None else ["FORBIDDEN"])
     finally:
         server.stop()
+
+
+async def fanout_counters(server: Server) -> tuple[float, float]:
+    import httpx
+
+    async with httpx.AsyncClient() as client:
+        text_ = (await client.get(f"{server.base}/metrics")).text
+    values = {line.split(" ")[0]: float(line.split(" ")[1]) for line in text_.splitlines()
+              if line.startswith(("odim_fanout_executions_total", "odim_fanout_deliveries_total"))}
+    return values["odim_fanout_executions_total"], values["odim_fanout_deliveries_total"]
+
+
+async def test_subscribers_with_the_same_selection_share_one_execution_per_event():
+    # given: 20 sockets with one selection and 5 with another on the same conversation, all caught up
+    server = Server(ODIM_LIVE_FANOUT="shared")
+    await server.start()
+    customer, provider, cid, _ = await a_conversation()
+    first = await send(customer, cid, "m1")
+    variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)}
+    other = "subscription($c: ID!, $after: ID){ chatMessageAdded(conversationId: $c, after: $after){ id senderName } }"
+    subs = [Subscriber(server, CHAT, variables, token=issue_token(provider)).start() for _ in range(20)]
+    subs += [Subscriber(server, other, variables, token=issue_token(customer)).start() for _ in range(5)]
+    try:
+        await send(customer, cid, "m2")
+        await wait_until(lambda: all(len(s.frames) == 1 for s in subs), 30, "every socket to get m2")
+        executions, deliveries = await fanout_counters(server)
+        # when: four more messages
+        for i in range(3, 7):
+            await send(customer, cid, f"m{i}")
+        await wait_until(lambda: all(len(s.frames) == 5 for s in subs), 30, "every socket to get m3..m6")
+        after_executions, after_deliveries = await fanout_counters(server)
+        # then: one execution per message and selection (4 x 2), one frame per message and socket (4 x 25)
+        assert (after_executions - executions, after_deliveries - deliveries) == (8, 100)
+        assert {tuple(d["body"] for d in s.data("chatMessageAdded")) for s in subs[:20]} == {
+            ("m2", "m3", "m4", "m5", "m6")}
+        assert {tuple(d["senderName"] for d in s.data("chatMessageAdded")) for s in subs[20:]} == {("Awa Ngono",) * 5}
+    finally:
+        for s in subs:
+            await s.stop()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_notifications_resume_after_the_last_one_seen_and_only_the_owner_gets_them(mode):
+    from domain import feed
+
+    # given: a user with three notifications, and another user with one
+    server = Server(ODIM_LIVE_FANOUT=mode)
+    await server.start()
+    ada = await make_user("ada@example.com")
+    bob = await make_user("bob@example.com")
+
+    async def notify(user, title: str) -> None:
+        async with session_scope() as s:
+            await feed.notify(s, user.id, kind="escalation", title=title, body="")
+        await outbox.relay_quietly()
+
+    for title in ("n1", "n2", "n3"):
+        await notify(ada, title)
+    await notify(bob, "not yours")
+    async with session_scope() as s:
+        first = (await feed.notifications_since(s, ada.id, 0, 10))[0]["id"]
+    query = "subscription($after: ID){ notificationAdded(after: $after){ id title } }"
+    sub = Subscriber(server, query, {"after": encode_id("Notification", first)}, token=issue_token(ada)).start()
+    try:
+        # when: Ada resumes after n1, and one more notification comes for each user
+        await wait_until(lambda: len(sub.frames) == 2, 20, "the replay")
+        await notify(bob, "still not yours")
+        await notify(ada, "n4")
+        await wait_until(lambda: len(sub.frames) == 3, 20, "the live notification")
+        await asyncio.sleep(0.5)
+        # then: n2, n3 (replayed) and n4 (live), nothing of Bob's
+        assert [d["title"] for d in sub.data("notificationAdded")] == ["n2", "n3", "n4"]
+    finally:
+        await sub.stop()
+        server.stop()

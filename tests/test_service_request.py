@@ -683,7 +683,9 @@ async def test_an_admin_moves_a_request_along_the_allowed_path(api_client, paid)
         undispatched = await s.scalar(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.dispatched_at.is_(None)))
     assert "Note from our team: Team on site" in body
-    assert jobs == 5  # payment confirmation, operator notice, and the 3 status emails
+    # payment confirmation, operator notice, the 3 status emails, and the assignment notices to the
+    # customer and to the provider's account
+    assert jobs == 7
     assert undispatched == 0  # the resolvers relayed the outbox after commit
 
 

@@ -1,0 +1,239 @@
+"""Email in GraphQL: an account's email preferences and opt-out, and the admins' email log with
+each email's delivery attempts. Root fields are declared here and mounted in schema/query.py and
+schema/mutation.py (``field(...)`` / ``mutation(...)``)."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from strawberry import relay
+
+from domain import notification as notification_domain
+from models import Email as EmailModel
+from models import EmailDelivery as EmailDeliveryModel
+from resolvers import email as email_resolvers
+from schema.common import coded_errors, page_info
+
+
+def _doc(resolver: Callable) -> str:
+    return " ".join(inspect.cleandoc(resolver.__doc__ or "").split())
+
+
+def field(resolver: Callable):
+    """A root Query field for one of the resolvers below, described by its docstring."""
+    return strawberry.field(resolver=resolver, description=_doc(resolver))
+
+
+def mutation(resolver: Callable):
+    """A root Mutation field for one of the resolvers below, described by its docstring."""
+    return strawberry.mutation(resolver=resolver, description=_doc(resolver))
+
+
+# --- enums ----------------------------------------------------------------------------------------
+
+EmailKind = strawberry.enum(
+    Enum("EmailKind", {k.upper(): k for k in notification_domain.USER_KINDS}),
+    description="A kind of email an account can receive. Transactional kinds (payment confirmations, failed "
+    "payments, refunds, payouts, disputes) are always sent; the others can be turned off.",
+)
+
+
+@strawberry.enum(description="Where an email is: QUEUED (first attempt pending), FAILED (a retry is scheduled), "
+                 "SENT, DEAD (retries ran out: a dead letter holds the job), SUPPRESSED (the recipient opted out; "
+                 "never sent).")
+class EmailStatus(Enum):
+    QUEUED = "queued"
+    FAILED = "failed"
+    SENT = "sent"
+    DEAD = "dead"
+    SUPPRESSED = "suppressed"
+
+
+@strawberry.enum(description="What one delivery attempt did.")
+class EmailDeliveryOutcome(Enum):
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD_LETTERED = "dead_lettered"
+    SUPPRESSED = "suppressed"
+
+
+# --- preferences ----------------------------------------------------------------------------------
+
+
+@strawberry.type(description="One kind of email in your preferences.")
+class EmailKindPreference:
+    kind: EmailKind  # type: ignore[valid-type]
+    description: str
+    transactional: bool = strawberry.field(description="Always sent: cannot be turned off.")
+    email: bool = strawberry.field(description="Your choice (always true for transactional kinds). A "
+                                   "non-transactional kind is mailed when this is true and `emailOptOut` is false.")
+
+    @classmethod
+    def of(cls, p: notification_domain.KindPreference) -> "EmailKindPreference":
+        return cls(kind=EmailKind(p.kind), description=p.description, transactional=p.transactional, email=p.email)
+
+
+@strawberry.type(description="Your email preferences.")
+class EmailPreferences:
+    email_opt_out: bool = strawberry.field(description="You opted out of all non-transactional email (here or "
+                                           "with an unsubscribe link).")
+    kinds: list[EmailKindPreference]
+
+    @classmethod
+    def of(cls, p: notification_domain.EmailPreferences) -> "EmailPreferences":
+        return cls(email_opt_out=p.opted_out, kinds=[EmailKindPreference.of(k) for k in p.kinds])
+
+
+@strawberry.enum
+class EmailPreferenceErrorCode(Enum):
+    TRANSACTIONAL_KIND = "TRANSACTIONAL_KIND"
+    UNKNOWN_KIND = "UNKNOWN_KIND"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class EmailPreferenceError:
+    field: str | None
+    code: EmailPreferenceErrorCode
+    message: str
+
+
+@strawberry.input
+class SetNotificationPreferenceInput:
+    kind: EmailKind  # type: ignore[valid-type]
+    email: bool = strawberry.field(description="Whether to receive this kind by email.")
+
+
+@strawberry.type
+class SetNotificationPreferencePayload:
+    preferences: EmailPreferences | None
+    errors: list[EmailPreferenceError]
+
+
+@strawberry.input
+class SetEmailOptOutInput:
+    opt_out: bool = strawberry.field(description="True: no non-transactional email at all; false: back to your "
+                                     "per-kind choices.")
+
+
+@strawberry.type
+class SetEmailOptOutPayload:
+    preferences: EmailPreferences | None
+    errors: list[EmailPreferenceError]
+
+
+def _payload_preferences(found: notification_domain.EmailPreferences | None) -> EmailPreferences | None:
+    return EmailPreferences.of(found) if found else None
+
+
+# --- the email log (admins) -----------------------------------------------------------------------
+
+
+@strawberry.type(description="One delivery attempt of an email (attempt 0: suppressed, never handed to SMTP).")
+class EmailDelivery:
+    attempt: int
+    outcome: EmailDeliveryOutcome
+    smtp_message_id: str | None = strawberry.field(description="The Message-ID header of the accepted message.")
+    smtp_response: str | None = strawberry.field(description="The relay's reply, e.g. `250 OK` or `421 ...`.")
+    error: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, d: EmailDeliveryModel) -> "EmailDelivery":
+        return cls(attempt=d.attempt, outcome=EmailDeliveryOutcome(d.outcome), smtp_message_id=d.smtp_message_id,
+                   smtp_response=d.smtp_response, error=d.error, created_at=d.created_at)
+
+
+@strawberry.type(description="An email Odim sent or tried to send (admins only).")
+class Email(relay.Node):
+    id: relay.NodeID[int]
+    kind: str = strawberry.field(description="e.g. payment_confirmed, status_changed, operator_alert.")
+    transactional: bool
+    to: str
+    subject: str
+    status: EmailStatus
+    attempts: int = strawberry.field(description="SMTP attempts made so far.")
+    message_id: str | None = strawberry.field(description="Message-ID of the accepted message.")
+    last_error: str | None
+    created_at: datetime
+    sent_at: datetime | None
+    body_text: str
+    body_html: str
+
+    @classmethod
+    def of(cls, e: EmailModel) -> "Email":
+        kind = notification_domain.KINDS.get(e.kind)
+        return cls(
+            id=e.id, kind=e.kind, transactional=kind.transactional if kind else True, to=e.to_address,
+            subject=e.subject, status=EmailStatus(e.status), attempts=e.attempts, message_id=e.message_id,
+            last_error=e.last_error, created_at=e.created_at, sent_at=e.sent_at, body_text=e.body_text,
+            body_html=e.body_html,
+        )
+
+    @strawberry.field(description="Its delivery log, oldest first.")
+    async def deliveries(self, info: strawberry.Info) -> list[EmailDelivery]:
+        return [EmailDelivery.of(d) for d in await email_resolvers.deliveries(info.context).load(int(self.id))]
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        found = await email_resolvers.email_nodes(info.context, [int(i) for i in node_ids])
+        return [cls.of(e) if e else None for e in found]
+
+
+@strawberry.type
+class EmailEdge:
+    cursor: str
+    node: Email
+
+
+@strawberry.type
+class EmailConnection:
+    edges: list[EmailEdge]
+    page_info: relay.PageInfo
+
+
+# --- root fields ----------------------------------------------------------------------------------
+
+
+async def my_notification_preferences(info: strawberry.Info) -> EmailPreferences:
+    """Your email preferences: every kind with its description, whether it is transactional (always sent) and
+    whether you receive it, and whether you opted out of all non-transactional email. Log in first."""
+    return EmailPreferences.of(await email_resolvers.my_preferences(info.context))
+
+
+async def emails(
+    info: strawberry.Info, status: EmailStatus | None = None, first: int | None = 20, after: str | None = None
+) -> EmailConnection:
+    """Admin: emails newest first, optionally of one status (e.g. DEAD), each with its delivery attempts; `first`
+    at most 100."""
+    rows, has_next = await email_resolvers.emails(
+        info.context, status=status.value if status else None, first=first, after=after
+    )
+    edges = [EmailEdge(cursor=c, node=Email.of(e)) for e, c in rows]
+    return EmailConnection(edges=edges, page_info=page_info(edges, has_next=has_next, has_previous=after is not None))
+
+
+async def set_notification_preference(
+    info: strawberry.Info, input: SetNotificationPreferenceInput
+) -> SetNotificationPreferencePayload:
+    """Turn one kind of email on or off for your account. Transactional kinds cannot be turned off
+    (TRANSACTIONAL_KIND). Log in first."""
+    r = await email_resolvers.set_preference(info.context, kind=input.kind.value, email=input.email)
+    return SetNotificationPreferencePayload(
+        preferences=_payload_preferences(r.preferences),
+        errors=coded_errors(EmailPreferenceErrorCode, EmailPreferenceError, r.errors),
+    )
+
+
+async def set_email_opt_out(info: strawberry.Info, input: SetEmailOptOutInput) -> SetEmailOptOutPayload:
+    """Opt out of (or back into) all non-transactional email at once; receipts, refunds, payouts and disputes are
+    still sent. Log in first."""
+    r = await email_resolvers.set_opt_out(info.context, opt_out=input.opt_out)
+    return SetEmailOptOutPayload(
+        preferences=_payload_preferences(r.preferences),
+        errors=coded_errors(EmailPreferenceErrorCode, EmailPreferenceError, r.errors),
+    )

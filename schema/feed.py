@@ -1,0 +1,171 @@
+"""In-app notifications in GraphQL: the feed (`notifications`), `unreadNotificationCount`,
+`notificationsSince` (polling) and `markNotificationsRead`. The live side is the
+`notificationAdded(after)` subscription (schema/subscription.py), built with ``Notification.from_payload``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry import relay
+
+from models import Notification as NotificationModel
+from resolvers import feed as feed_resolvers
+from resolvers.ids import encode_id
+from schema.common import coded_errors, page_info
+
+
+@strawberry.enum(description="What a notification is about.")
+class NotificationKind(Enum):
+    SERVICE_REQUEST_STATUS = "service_request_status"
+    BOOKING_STATUS = "booking_status"
+    CHAT_MESSAGE = "chat_message"
+    PAYOUT = "payout"
+    DISPUTE = "dispute"
+    ESCALATION = "escalation"
+
+
+@strawberry.type(description="An entry of your in-app notification feed. Ids increase in the order notifications "
+                 "were made: the newest id you have seen is your cursor for `notificationsSince` and "
+                 "`notificationAdded(after)`.")
+class Notification(relay.Node):
+    id: relay.NodeID[int]
+    kind: NotificationKind
+    title: str = strawberry.field(description="Plain text; render it as text, never as markup.")
+    body: str = strawberry.field(description="Plain text; render it as text, never as markup.")
+    subject: strawberry.ID | None = strawberry.field(
+        description="Global id of the related object (a ServiceRequest, Booking, Payout, Dispute, Escalation or "
+        "Conversation): open it with `node(id:)` or the type's own query. Null when there is none."
+    )
+    subject_type: str | None = strawberry.field(description="The type name of `subject`, for routing in apps.")
+    created_at: datetime
+    read_at: datetime | None = strawberry.field(description="When you marked it read; null while unread.")
+
+    @classmethod
+    def of(cls, n: NotificationModel) -> "Notification":
+        return cls(
+            id=n.id, kind=NotificationKind(n.kind), title=n.title, body=n.body,
+            subject=strawberry.ID(encode_id(n.subject_type, n.subject_id)) if n.subject_type and n.subject_id else None,
+            subject_type=n.subject_type, created_at=n.created_at, read_at=n.read_at,
+        )
+
+    @classmethod
+    def from_payload(cls, p: dict) -> "Notification":
+        """From a stream payload (domain/feed.py: published events and ``notifications_since``)."""
+        subject_type, subject_id = p.get("subjectType"), p.get("subjectId")
+        return cls(
+            id=int(p["id"]), kind=NotificationKind(p["kind"]), title=p["title"], body=p["body"],
+            subject=strawberry.ID(encode_id(subject_type, int(subject_id))) if subject_type and subject_id else None,
+            subject_type=subject_type, created_at=datetime.fromisoformat(p["createdAt"]),
+            read_at=datetime.fromisoformat(p["readAt"]) if p.get("readAt") else None,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        found = await feed_resolvers.notification_nodes(info.context, [int(i) for i in node_ids])
+        return [cls.of(n) if n else None for n in found]
+
+
+@strawberry.type
+class NotificationEdge:
+    cursor: str
+    node: Notification
+
+
+@strawberry.type
+class NotificationConnection:
+    edges: list[NotificationEdge]
+    page_info: relay.PageInfo
+
+
+@strawberry.enum
+class NotificationErrorCode(Enum):
+    REQUIRED = "REQUIRED"
+    TOO_MANY = "TOO_MANY"
+    INVALID_ID = "INVALID_ID"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class NotificationError:
+    field: str | None
+    code: NotificationErrorCode
+    message: str
+
+
+@strawberry.input
+class MarkNotificationsReadInput:
+    ids: list[strawberry.ID] | None = strawberry.field(
+        default=None, description="Notification ids to mark read (at most 100). Ids that are not yours are ignored."
+    )
+    up_to: strawberry.ID | None = strawberry.field(
+        default=None, description="Also mark read every one of your notifications up to this one (inclusive)."
+    )
+
+
+@strawberry.type
+class MarkNotificationsReadPayload:
+    marked_count: int = strawberry.field(description="How many unread notifications of yours were marked read.")
+    unread_count: int = strawberry.field(description="Your unread notifications afterwards.")
+    errors: list[NotificationError]
+
+
+# --- root fields (added to Query and Mutation in schema/query.py and schema/mutation.py) -----------------
+
+
+async def notifications(
+    info: strawberry.Info,
+    first: Annotated[int | None, strawberry.argument(description="At most 100.")] = 20,
+    after: str | None = None,
+    unread_only: bool = False,
+) -> NotificationConnection:
+    """Your in-app notifications, newest first (keyset pagination: pass `pageInfo.endCursor` as `after`),
+    optionally unread only. Log in first (UNAUTHENTICATED otherwise)."""
+    rows, has_next = await feed_resolvers.notifications(info.context, first=first, after=after, unread_only=unread_only)
+    edges = [NotificationEdge(cursor=c, node=Notification.of(n)) for n, c in rows]
+    return NotificationConnection(edges=edges, page_info=page_info(edges, has_next=has_next, has_previous=after is not None))
+
+
+async def unread_notification_count(info: strawberry.Info) -> int:
+    """How many of your notifications are unread. Log in first."""
+    return await feed_resolvers.unread_count(info.context)
+
+
+async def notifications_since(
+    info: strawberry.Info,
+    since: Annotated[strawberry.ID | None, strawberry.argument(
+        description="The newest Notification id you have; null: from your first notification.")] = None,
+    first: Annotated[int | None, strawberry.argument(description="At most 100.")] = 100,
+) -> list[Notification]:
+    """Your notifications after `since`, oldest first, at most `first`: for clients that poll instead of
+    subscribing to `notificationAdded`. Ask again with the last id while a full page comes back."""
+    return [Notification.from_payload(p) for p in await feed_resolvers.since(info.context, since=since, first=first)]
+
+
+async def mark_notifications_read(info: strawberry.Info, input: MarkNotificationsReadInput) -> MarkNotificationsReadPayload:
+    """Mark your notifications read: those in `ids`, and/or all up to `upTo`. Only your own are changed; ids
+    of others' notifications are ignored like unknown ids. Errors (nothing changed): REQUIRED, TOO_MANY,
+    INVALID_ID."""
+    r = await feed_resolvers.mark_read(info.context, ids=[str(i) for i in input.ids] if input.ids else None,
+                                       up_to=str(input.up_to) if input.up_to is not None else None)
+    return MarkNotificationsReadPayload(
+        marked_count=r.marked_count, unread_count=r.unread_count,
+        errors=coded_errors(NotificationErrorCode, NotificationError, r.errors),
+    )
+
+
+def _doc(resolver) -> str:
+    return " ".join((resolver.__doc__ or "").split())
+
+
+notifications_field = strawberry.field(resolver=notifications, description=_doc(notifications))
+unread_notification_count_field = strawberry.field(
+    resolver=unread_notification_count, description=_doc(unread_notification_count)
+)
+notifications_since_field = strawberry.field(resolver=notifications_since, description=_doc(notifications_since))
+mark_notifications_read_field = strawberry.mutation(
+    resolver=mark_notifications_read, description=_doc(mark_notifications_read)
+)
