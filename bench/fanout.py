@@ -77,7 +77,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 if str(PROJECT_ROOT) not in sys.path:
     sys.path.insert(0, str(PROJECT_ROOT))
 
+import asyncpg
 import httpx
+import redis.asyncio as aioredis
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select, text
@@ -230,6 +232,8 @@ class _Subscribers:
                               cmd["deflate"], cmd["timeout"])
                 for i in batch))
             errors += [r for r in results if r]
+            if cmd["pause"]:
+                await asyncio.sleep(cmd["pause"])
         return {"subscribed": sum(s.subscribed for s in self.sockets), "failed": len(errors),
                 "first_errors": errors[:3], "seconds": time.perf_counter() - started}
 
@@ -480,6 +484,65 @@ def start_api(port: int, mode: str, log_path: Path, workers: int, extra_env: dic
                                 stdin=subprocess.DEVNULL, start_new_session=True)
 
 
+async def publish(publisher: Publisher, seqs: list[int], args: argparse.Namespace) -> list[int]:
+    """Send the messages ``seqs``: with ``--interval-ms`` one at a time that far apart, otherwise
+    ``--publish-concurrency`` at once (0: all of them). Returns the seqs sent successfully."""
+    ok: list[int] = []
+    if args.interval_ms:
+        for seq in seqs:
+            if await publisher.send(seq):
+                ok.append(seq)
+            await asyncio.sleep(args.interval_ms / 1000)
+        return ok
+    gate = asyncio.Semaphore(args.publish_concurrency or len(seqs))
+
+    async def one(seq: int) -> None:
+        async with gate:
+            if await publisher.send(seq):
+                ok.append(seq)
+
+    await asyncio.gather(*(one(seq) for seq in seqs))
+    return sorted(ok)
+
+
+async def send_cost(publisher: Publisher, server_pid: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Server CPU of one ``sendChatMessage`` while nobody subscribes: ``--messages`` warm-up-bodied
+    messages sent exactly as the measured ones are (after 3 unmeasured ones to warm the path). The
+    measured phase subtracts it to give the fan-out's own CPU per delivery."""
+    for _ in range(3):
+        await publisher.send(0)
+    before = tree_cpu_seconds(server_pid)
+    started = time.perf_counter()
+    sent = await publish(publisher, [0] * args.messages, args)
+    cpu = tree_cpu_seconds(server_pid) - before
+    errors = list(publisher.errors)
+    publisher.errors.clear()
+    publisher.call_seconds.clear()
+    return {"messages": len(sent), "seconds": time.perf_counter() - started, "server_cpu_seconds": cpu,
+            "server_ms_per_message": cpu / len(sent) * 1000 if sent else math.nan, "send_errors": errors[:3]}
+
+
+async def backend_counters() -> dict[str, int]:
+    """PostgreSQL transactions of the bench database (``pg_stat_database``) and Redis commands
+    (``INFO stats``) so far: read before and after the measured phase, a hint of what each message
+    costs the backends (the sends, the fan-out's reads if any, this probe's own transaction)."""
+    from devstack.seed import asyncpg_dsn
+    from settings import get_settings
+
+    conn = await asyncpg.connect(asyncpg_dsn())
+    try:
+        xacts = await conn.fetchval("SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                                    "WHERE datname = current_database()")
+    finally:
+        await conn.close()
+    client = aioredis.from_url(get_settings().redis_url)
+    try:
+        commands = (await client.info("stats"))["total_commands_processed"]
+    finally:
+        await client.aclose()
+    return {"pg_transactions": int(xacts), "redis_commands": int(commands)}
+
+
 def share(n: int, parts: int) -> list[int]:
     return [n // parts + (1 if i < n % parts else 0) for i in range(parts)]
 
@@ -512,10 +575,17 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
         cmds = [{"op": "connect", "n": c, "first_index": f, "url": base.replace("http", "ws", 1) + "/graphql",
                  "origin": base, "token": data.customer_token, "queries": queries,
                  "variables": {"c": data.conversation_gid}, "messages": args.messages, "batch": args.connect_batch,
-                 "deflate": args.deflate, "timeout": args.connect_timeout} for c, f in zip(counts, firsts, strict=True)]
+                 "deflate": args.deflate, "timeout": args.connect_timeout,
+                 "pause": args.connect_pause_ms / 1000} for c, f in zip(counts, firsts, strict=True)]
+        if args.publish == "http":
+            run["send_cost"] = await send_cost(publisher, api.pid, args)
+            console.print(f"  [{mode}] server CPU per sendChatMessage with no subscriber: "
+                          f"{run['send_cost']['server_ms_per_message']:.1f} ms ({run['send_cost']['messages']} "
+                          f"messages)")
         console.print(f"  [{mode}] server ready in {run['ready_seconds']:.1f} s; connecting {n:,} sockets over "
                       f"{len(pool.conns)} subscriber processes ...")
         t0 = time.perf_counter()
+        server_before = tree_cpu_seconds(api.pid)
         answers = await pool.ask_all(cmds)
         run["connect_seconds"] = time.perf_counter() - t0
         run["subscribed"] = sum(a["subscribed"] for a in answers)
@@ -545,6 +615,10 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
             await asyncio.sleep(0.1)
         run["warmup"] = {"messages": warmups, "seconds": time.perf_counter() - t0, "sockets_warm": warm,
                          "sockets_gone": dead}
+        # Every subscription is registered now: the server's CPU for opening them (handshake,
+        # connection_init, subscribe: authorisation and bus registration) and the warm-up messages.
+        run["server_ms_per_subscribe"] = ((tree_cpu_seconds(api.pid) - server_before) / run["subscribed"] * 1000
+                                          if run["subscribed"] else math.nan)
         console.print(f"  [{mode}] {warm:,} of {run['subscribed']:,} sockets got a warm-up message "
                       f"({warmups} sent, {run['warmup']['seconds']:.1f} s)")
         if warm < run["subscribed"]:
@@ -554,15 +628,11 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
         publisher.call_seconds.clear()
 
         # Measured phase.
+        counters0 = await backend_counters()
         cpu0 = {"server": tree_cpu_seconds(api.pid), "subscribers": pool.cpu_seconds(),
                 "publisher": time.process_time(), "machine": machine_cpu(), "t": time.perf_counter()}
         first_send_ns = time.time_ns()
-        sent: list[int] = []
-        for seq in range(1, args.messages + 1):
-            if await publisher.send(seq):
-                sent.append(seq)
-            if args.interval_ms:
-                await asyncio.sleep(args.interval_ms / 1000)
+        sent = await publish(publisher, list(range(1, args.messages + 1)), args)
         publish_done = time.perf_counter()
         expected = run["subscribed"] * len(sent)
         measured, last_progress, last_count = 0, time.perf_counter(), -1
@@ -578,6 +648,10 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
                 "publisher": time.process_time(), "machine": machine_cpu(), "t": time.perf_counter()}
 
         results = await pool.ask({"op": "results", "sent": sent})
+        await asyncio.sleep(1.0)  # PostgreSQL backends flush their statistics within a second
+        counters1 = await backend_counters()
+        run["backend_per_message"] = {k: (counters1[k] - counters0[k]) / len(sent) if sent else math.nan
+                                      for k in counters0}
         latencies = [x for r in results for x in r.pop("latencies_ns")]
         last_ns = max((r["last_ns"] for r in results), default=0)
         received = sum(r["measured"] for r in results)
@@ -601,6 +675,10 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
             "send_call": ms_stats([int(x * 1e9) for x in publisher.call_seconds]),
             "cpu_seconds": {"server": server_cpu, "subscribers": sub_cpu, "publisher": pub_cpu},
             "server_us_per_delivery": server_cpu / received * 1e6 if received else math.nan,
+            # The same minus what the sends themselves cost the server (measured with no subscriber).
+            "server_us_per_delivery_net": (
+                (server_cpu - len(sent) * run["send_cost"]["server_ms_per_message"] / 1000) / received * 1e6
+                if received and "send_cost" in run else server_cpu / received * 1e6 if received else math.nan),
             "subscribers_us_per_delivery": sub_cpu / received * 1e6 if received else math.nan,
             "cores": {"server": server_cpu / wall, "subscribers": sub_cpu / wall, "publisher": pub_cpu / wall,
                       "machine_busy": busy, "steal": steal,
@@ -618,6 +696,12 @@ async def one_run(mode: str, n: int, args: argparse.Namespace, data: BenchData, 
         stop_server(api)
         run["run_seconds"] = time.perf_counter() - wall_started
     return run
+
+
+def burst(args: argparse.Namespace) -> str:
+    if args.interval_ms:
+        return f"one at a time, every {args.interval_ms:g} ms"
+    return f"a burst, {args.publish_concurrency or args.messages} in flight at once"
 
 
 def run_ok(r: dict[str, Any]) -> bool:
@@ -691,31 +775,38 @@ async def main(args: argparse.Namespace) -> int:
     console.rule("[bold]Results")
     table = Table(title="deliveries")
     for col in ("N", "mode", "messages", "delivered / expected", "lost", "dup", "errors", "deliveries/s",
-                "server CPU µs / delivery", "p50 ms", "p99 ms", "max ms"):
+                "server CPU µs / delivery", "net of sends", "p50 ms", "p99 ms", "max ms"):
         table.add_column(col, justify="left" if col == "mode" else "right")
     for r in runs:
         errors = r["connect_failed"] + r["closed"] + r["unexpected_frames"] + r["send_error_count"]
         table.add_row(
             f"{r['subscribers']:,}", r["mode"], str(r["messages_sent"]), f"{r['received']:,} / {r['expected']:,}",
             str(r["lost"]), str(r["duplicated"]), str(errors), fmt(r["deliveries_per_second"], ",.0f"),
-            fmt(r["server_us_per_delivery"]), fmt(r["latency"]["p50_ms"], ",.0f"),
+            fmt(r["server_us_per_delivery"]), fmt(r["server_us_per_delivery_net"]), fmt(r["latency"]["p50_ms"], ",.0f"),
             fmt(r["latency"]["p99_ms"], ",.0f"), fmt(r["latency"]["max_ms"], ",.0f"))
     console.print(table)
     cpu = Table(title="CPU (cores over the window first send -> last delivery) and phases")
-    for col in ("N", "mode", "server", "subscribers", "subscr. µs / delivery", "publisher", "other", "machine busy",
-                "steal", "window s", "connect s", "run s"):
+    for col in ("N", "mode", "server", "subscr.", "subscr. µs/dlv", "pub.", "other", "busy", "steal", "window s",
+                "connect s", "srv ms/sub", "PG xact/msg", "Redis cmd/msg", "run s"):
         cpu.add_column(col, justify="left" if col == "mode" else "right")
     for r in runs:
         c = r["cores"]
         cpu.add_row(f"{r['subscribers']:,}", r["mode"], fmt(c["server"], ".2f"), fmt(c["subscribers"], ".2f"),
                     fmt(r["subscribers_us_per_delivery"]), fmt(c["publisher"], ".2f"), fmt(c["other"], ".2f"),
                     fmt(c["machine_busy"], ".2f"), fmt(c["steal"], ".2f"), fmt(r["window_seconds"], ".2f"),
-                    fmt(r["connect_seconds"]), fmt(r["run_seconds"]))
+                    fmt(r["connect_seconds"]), fmt(r.get("server_ms_per_subscribe"), ".2f"),
+                    fmt(r.get("backend_per_message", {}).get("pg_transactions")),
+                    fmt(r.get("backend_per_message", {}).get("redis_commands")), fmt(r["run_seconds"]))
     console.print(cpu)
     console.print("deliveries/s: deliveries / (last delivery - first send); server CPU: uv + uvicorn utime + stime "
                   "from the first send to the last delivery (the mutations and keep-alive pings included) / "
-                  "deliveries; latency: receive time - send time in the body (the mutation's HTTP round, commit "
-                  "and relay included); cores over that window; busy/steal: the whole machine.")
+                  "deliveries; net of sends: minus messages x the server CPU of one send with no subscriber "
+                  "(measured on the same server before the sockets connect); latency: receive time - send time "
+                  "in the body (the mutation's HTTP round, commit and relay included); cores over that window; "
+                  "busy/steal: the whole machine; subscr.: the subscriber processes; pub.: this process (the "
+                  "sends); srv ms/sub: server CPU from the first connect to the end of the warm-up / sockets; "
+                  "PG xact/msg, Redis cmd/msg: transactions and commands from the first send to the last delivery "
+                  "/ messages.")
 
     ratios: dict[str, dict[str, float]] = {}
     for n in args.subscribers:
@@ -729,6 +820,8 @@ async def main(args: argparse.Namespace) -> int:
             ratios[str(n)] = {
                 "server_cpu_per_delivery_shared_over_naive": ratio(sh["server_us_per_delivery"],
                                                                    nv["server_us_per_delivery"]),
+                "server_cpu_per_delivery_net_shared_over_naive": ratio(sh["server_us_per_delivery_net"],
+                                                                       nv["server_us_per_delivery_net"]),
                 "deliveries_per_second_shared_over_naive": ratio(sh["deliveries_per_second"],
                                                                  nv["deliveries_per_second"]),
                 "p50_shared_over_naive": ratio(sh["latency"]["p50_ms"], nv["latency"]["p50_ms"]),
@@ -736,7 +829,8 @@ async def main(args: argparse.Namespace) -> int:
             }
             q = ratios[str(n)]
             console.print(f"[bold]{n:,} subscribers, shared / naive[/bold]: server CPU per delivery "
-                          f"[bold]{fmt(q['server_cpu_per_delivery_shared_over_naive'], '.2f')}[/bold], deliveries/s "
+                          f"[bold]{fmt(q['server_cpu_per_delivery_shared_over_naive'], '.2f')}[/bold] (net of sends "
+                          f"{fmt(q['server_cpu_per_delivery_net_shared_over_naive'], '.2f')}), deliveries/s "
                           f"[bold]{fmt(q['deliveries_per_second_shared_over_naive'], '.2f')}[/bold], p50 "
                           f"{fmt(q['p50_shared_over_naive'], '.2f')}, p99 {fmt(q['p99_shared_over_naive'], '.2f')}")
 
@@ -753,7 +847,7 @@ async def main(args: argparse.Namespace) -> int:
 
     console.rule("[bold]Setup")
     console.print(f"{args.messages} messages per run, published with --publish {args.publish} "
-                  f"({'back to back' if not args.interval_ms else f'every {args.interval_ms:g} ms'}) as an admin; "
+                  f"({burst(args)}) as an admin; "
                   f"subscription {'mixed (half select { id body })' if args.mixed else SUBSCRIPTION_FULL}; "
                   f"permessage-deflate {'on' if args.deflate else 'off'}; uvicorn --workers {args.server_workers}; "
                   f"{args.client_procs} subscriber processes (websockets asyncio client on uvloop); "
@@ -795,11 +889,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--publish", choices=["http", "domain"], default="http",
                         help="http: the sendChatMessage mutation; domain: chat.send_message + outbox.relay() here")
     parser.add_argument("--interval-ms", type=float, default=0.0,
-                        help="pause between two messages (0: back to back, each after the previous send returned)")
+                        help="send one message at a time, this far apart (0: a burst, see --publish-concurrency)")
+    parser.add_argument("--publish-concurrency", type=int, default=0,
+                        help="messages in flight at once in a burst (0: all --messages at once)")
     parser.add_argument("--mixed", action="store_true", help="every second socket selects only { id body }")
     parser.add_argument("--deflate", action="store_true", help="offer permessage-deflate (browsers do)")
     parser.add_argument("--client-procs", type=int, default=2, help="subscriber processes")
-    parser.add_argument("--connect-batch", type=int, default=200, help="sockets opened at once per subscriber process")
+    parser.add_argument("--connect-batch", type=int, default=20, help="sockets opened at once per subscriber process")
+    parser.add_argument("--connect-pause-ms", type=float, default=200.0,
+                        help="pause after each batch, so the server authorises a few subscriptions at a time")
     parser.add_argument("--connect-timeout", type=float, default=60.0, help="seconds per socket handshake")
     parser.add_argument("--warmup-timeout", type=float, default=120.0,
                         help="seconds to wait for every socket to get a warm-up message")
@@ -811,10 +909,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8097, help="port for the API server this script starts")
     args = parser.parse_args(argv)
     if (min(args.subscribers) < 1 or args.messages < 1 or args.messages > 100_000 or args.client_procs < 1
-            or args.connect_batch < 1 or args.server_workers < 1 or args.interval_ms < 0 or args.settle <= 0
+            or args.connect_batch < 1 or args.server_workers < 1 or args.interval_ms < 0
+            or args.publish_concurrency < 0 or args.connect_pause_ms < 0 or args.settle <= 0
             or any("=" not in kv for kv in args.server_env)):
         parser.error("--subscribers, --messages, --client-procs, --connect-batch, --server-workers >= 1; "
-                     "--interval-ms >= 0; --settle > 0; --server-env KEY=VALUE")
+                     "--interval-ms, --publish-concurrency, --connect-pause-ms >= 0; --settle > 0; "
+                     "--server-env KEY=VALUE")
     return args
 
 

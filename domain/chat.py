@@ -288,7 +288,8 @@ async def send_message(session: AsyncSession, user: User, conversation_id: int, 
     session.add(message)
     await session.flush()
     conversation.last_message_id = message.id
-    conversation.last_activity_at = message.created_at
+    # Transaction start times (now()) of concurrent senders may be out of commit order: never go back.
+    conversation.last_activity_at = max(conversation.last_activity_at, message.created_at)
     view = _view(message, user.full_name)
     outbox.publish_event(session, live.conversation_channel(conversation_id), view.payload())
     await _notify_offline(session, conversation_id, user, participants, text)
@@ -324,6 +325,13 @@ async def messages_since(session: AsyncSession, conversation_id: int, after: int
     ``get_conversation``). One statement."""
     views = await _messages(session, conversation_id, after=after, limit=limit)
     return [v.payload() for v in views]
+
+
+async def latest_message_id(session: AsyncSession, conversation_id: int) -> int:
+    """The id of the conversation's newest committed message, 0 when it has none (or does not
+    exist): the stream's ``latest``. One statement."""
+    found = await session.scalar(select(Conversation.last_message_id).where(Conversation.id == conversation_id))
+    return found or 0
 
 
 async def _messages(session: AsyncSession, conversation_id: int, *, after: int, limit: int) -> list[MessageView]:
@@ -504,10 +512,3 @@ async def my_conversations(
     )).all()
     return [(c, encode_conversation_cursor(c)) for c in rows[:first]], len(rows) > first
 
-
-async def latest_message_id(session: AsyncSession, conversation_id: int) -> int:
-    """The id of the conversation's newest message (0 when it has none): where a subscription
-    without a cursor starts (the live stream contract of domain/live.py)."""
-    return await session.scalar(
-        select(func.coalesce(func.max(ChatMessage.id), 0)).where(ChatMessage.conversation_id == conversation_id)
-    )

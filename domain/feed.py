@@ -207,7 +207,7 @@ def _write_pending(session: Session) -> None:
     ).all()
     for row in sorted(inserted, key=lambda n: n.id):
         prev = newest[row.user_id]
-        outbox.publish_event(session, live.notification_channel(row.user_id), payload(row, prev))  # type: ignore[arg-type]
+        outbox.publish_event(session, live.notification_channel(row.user_id), payload(row, prev))
         newest[row.user_id] = row.id
 
 
@@ -359,12 +359,12 @@ PAYOUT_TEXT = {
 async def payout_status_changed(session: AsyncSession, payout: Payout) -> None:
     """Tell the provider's account that ``payout`` is now sent, paid or failed (other statuses:
     nothing)."""
-    text_ = PAYOUT_TEXT.get(payout.status)
-    user_id = await _provider_user(session, payout.provider_id) if text_ else None
-    if text_ is None or user_id is None:
+    wording = PAYOUT_TEXT.get(payout.status)
+    user_id = await _provider_user(session, payout.provider_id) if wording else None
+    if wording is None or user_id is None:
         return
     values = {"ref": payout.reference, "amount": Money(payout.amount_minor, payout.currency).formatted()}
-    await notify(session, user_id, kind="payout", title=text_[0].format(**values), body=text_[1].format(**values),
+    await notify(session, user_id, kind="payout", title=wording[0].format(**values), body=wording[1].format(**values),
                  subject_type="Payout", subject_id=payout.id)
 
 
@@ -379,7 +379,7 @@ async def dispute_changed(
     told: set[int | None] = {None, actor_user_id}
     customer = request.customer_user_id
     if customer not in told:
-        await notify(session, customer, kind="dispute", title=title,  # type: ignore[arg-type]
+        await notify(session, customer, kind="dispute", title=title,
                      body=f"The dispute on your request {ref} is {state}. {customer_detail}".strip(),
                      subject_type="Dispute", subject_id=dispute.id)
         told.add(customer)
@@ -389,7 +389,7 @@ async def dispute_changed(
             f"A dispute was opened on request {ref}. Its payment to you is held until it is settled."
             if state == "opened" else f"The dispute on request {ref} was settled ({_resolution(dispute)})."
         )
-        await notify(session, provider_user, kind="dispute", title=title, body=provider_text,  # type: ignore[arg-type]
+        await notify(session, provider_user, kind="dispute", title=title, body=provider_text,
                      subject_type="Dispute", subject_id=dispute.id)
         told.add(provider_user)
     admin_text = (

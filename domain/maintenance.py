@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, exists, select
 
-from domain import outbox
+from domain import notification, outbox
 from models import DeadLetter, Email, OutboxMessage, Refund, WebhookEvent
 from models.db import session_scope
 
@@ -39,7 +39,7 @@ async def requeue_stalled_work(*, older_than_seconds: int = 120, limit: int = 50
         email_ids = (
             await session.scalars(
                 select(Email.id)
-                .where(Email.sent_at.is_(None), Email.created_at < cutoff, ~_dead_lettered("email", Email.id))
+                .where(notification.stalled(cutoff), ~_dead_lettered("email", Email.id))
                 .limit(limit)
             )
         ).all()

@@ -46,6 +46,9 @@ class SendResult:
 
 
 async def send_message(ctx: Context, *, conversation_id: str, body: str) -> SendResult:
+    """sendChatMessage: UNAUTHENTICATED when anonymous, FORBIDDEN for non-participants; the domain's
+    other errors (EMPTY, TOO_LONG, RATE_LIMITED with its seconds, NOT_FOUND, INVALID_ID) as payload
+    errors. Relays the outbox after commit (the event reaches subscribers at once)."""
     user = await ctx.require_user()
     try:
         cid = decode_id(conversation_id, "Conversation", field="conversationId")
@@ -60,6 +63,8 @@ async def send_message(ctx: Context, *, conversation_id: str, body: str) -> Send
 async def messages(
     ctx: Context, conversation_id: int, *, first: int | None, after: str | None, before: str | None
 ) -> tuple[list[chat.MessageView], bool, bool]:
+    """A page of history (``chat.list_messages``); ``after``/``before`` are ChatMessage ids. Top-level
+    errors: UNAUTHENTICATED, FORBIDDEN, INVALID_ID, INVALID_PAGE_SIZE."""
     viewer = await ctx.require_user()  # anonymous: UNAUTHENTICATED (only participants may read)
     try:
         size = page_size(first, 50)
@@ -101,6 +106,8 @@ class MarkReadResult:
 
 
 async def mark_read(ctx: Context, *, conversation_id: str, up_to: str | None) -> MarkReadResult:
+    """markConversationRead: ``up_to`` a ChatMessage id (None: the latest). UNAUTHENTICATED /
+    FORBIDDEN top-level; NOT_FOUND and INVALID_ID (conversationId, upTo) as payload errors."""
     user = await ctx.require_user()
     try:
         cid = decode_id(conversation_id, "Conversation", field="conversationId")
@@ -118,6 +125,8 @@ async def mark_read(ctx: Context, *, conversation_id: str, up_to: str | None) ->
 async def my_conversations(
     ctx: Context, *, first: int | None, after: str | None
 ) -> tuple[list[tuple[Conversation, str]], bool]:
+    """myConversations for the logged-in viewer (UNAUTHENTICATED otherwise); INVALID_CURSOR,
+    INVALID_PAGE_SIZE as top-level errors."""
     viewer = await ctx.require_user()
     try:
         size = page_size(first, 20)
@@ -128,6 +137,7 @@ async def my_conversations(
 
 
 async def conversation_nodes(ctx: Context, ids: list[int]) -> list[Conversation | None]:
+    """``node(id:)``: each conversation if the viewer may access it, else None."""
     viewer = await ctx.viewer()
     out: list[Conversation | None] = []
     async with ctx.db() as session:

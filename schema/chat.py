@@ -19,7 +19,7 @@ from domain.chat import MessageView
 from models import Conversation as ConversationModel
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
-from schema.common import page_info
+from schema.common import coded_errors, page_info
 
 SUBJECT_TYPE_NAMES = {"service_request": "ServiceRequest", "booking": "Booking", "ticket": "Ticket"}
 
@@ -53,7 +53,7 @@ class ChatMessage(relay.Node):
 
 @strawberry.type
 class ChatMessageEdge:
-    cursor: strawberry.ID = strawberry.field(description="The message's global id (ChatMessage `id`).")
+    cursor: str = strawberry.field(description="The message's global id (the same value as ChatMessage `id`).")
     node: ChatMessage
 
 
@@ -115,11 +115,11 @@ class Conversation(relay.Node):
         return [ReadReceipt.of(r) for r in await chat_resolvers.read_receipts(info.context).load(int(self.id))]
 
     @strawberry.field(description="Messages oldest first within the page. No cursor: the latest `first`; "
-                      "`before`: older messages; `after`: newer messages (cursors are ChatMessage ids). "
+                      "`before`: older messages; `after`: newer messages. Cursors are ChatMessage ids "
+                      "(edges' `cursor` = the message's `id`), as in `chatMessagesSince` and `chatMessageAdded`. "
                       "`first` is at most 100.")
     async def messages(
-        self, info: strawberry.Info, first: int | None = 50, after: strawberry.ID | None = None,
-        before: strawberry.ID | None = None,
+        self, info: strawberry.Info, first: int | None = 50, after: str | None = None, before: str | None = None,
     ) -> ChatMessageConnection:
         views, has_next, has_previous = await chat_resolvers.messages(
             info.context, int(self.id), first=first, after=after, before=before
@@ -148,7 +148,8 @@ class ConversationConnection:
     page_info: relay.PageInfo
 
 
-@strawberry.enum(description="RATE_LIMITED: too many messages from your account; wait `retryAfterSeconds`.")
+@strawberry.enum(description="RATE_LIMITED: too many messages from your account; wait the payload's "
+                 "`retryAfterSeconds`.")
 class ChatErrorCode(Enum):
     EMPTY = "EMPTY"
     TOO_LONG = "TOO_LONG"
@@ -163,18 +164,15 @@ class ChatError:
     field: str | None
     code: ChatErrorCode
     message: str
-    retry_after_seconds: int | None = strawberry.field(
-        default=None, description="RATE_LIMITED: seconds until a message is accepted again; null otherwise."
-    )
 
 
 def chat_errors(errors) -> list[ChatError]:
-    """Payload errors; a code ChatErrorCode does not list becomes INVALID."""
-    return [
-        ChatError(field=e.field, code=ChatErrorCode[e.code] if e.code in ChatErrorCode.__members__ else ChatErrorCode.INVALID,
-                  message=e.message, retry_after_seconds=getattr(e, "retry_after_seconds", None))
-        for e in errors
-    ]
+    return coded_errors(ChatErrorCode, ChatError, errors)
+
+
+def retry_after(errors) -> int | None:
+    """The seconds to wait of a RATE_LIMITED error among ``errors`` (None without one)."""
+    return next((e.retry_after_seconds for e in errors if getattr(e, "retry_after_seconds", None)), None)
 
 
 @strawberry.input
@@ -187,6 +185,9 @@ class SendChatMessageInput:
 class SendChatMessagePayload:
     message: ChatMessage | None
     errors: list[ChatError]
+    retry_after_seconds: int | None = strawberry.field(
+        default=None, description="With a RATE_LIMITED error: seconds until a message is accepted again; else null."
+    )
 
 
 @strawberry.input
@@ -212,6 +213,7 @@ class MarkConversationReadPayload:
 async def my_conversations(
     info: strawberry.Info, first: int | None = 20, after: str | None = None
 ) -> ConversationConnection:
+    """Root field ``myConversations`` (description: ``MY_CONVERSATIONS``)."""
     rows, has_next = await chat_resolvers.my_conversations(info.context, first=first, after=after)
     edges = [ConversationEdge(cursor=cursor, node=Conversation.of(c)) for c, cursor in rows]
     return ConversationConnection(edges=edges, page_info=page_info(edges, has_next=has_next,
@@ -225,6 +227,7 @@ MY_CONVERSATIONS = ("The conversations you take part in (admins: all), most rece
 async def chat_messages_since(
     info: strawberry.Info, conversation_id: strawberry.ID, since: strawberry.ID | None = None, first: int | None = 100
 ) -> list[ChatMessage]:
+    """Root field ``chatMessagesSince`` (description: ``CHAT_MESSAGES_SINCE``)."""
     views = await chat_resolvers.messages_since(info.context, conversation_id=conversation_id, since=since, first=first)
     return [ChatMessage.of(v) for v in views]
 
@@ -235,6 +238,7 @@ CHAT_MESSAGES_SINCE = ("Polling fallback of `chatMessageAdded`: the conversation
 
 
 async def mark_conversation_read(info: strawberry.Info, input: MarkConversationReadInput) -> MarkConversationReadPayload:
+    """Root mutation ``markConversationRead`` (description: ``MARK_CONVERSATION_READ``)."""
     r = await chat_resolvers.mark_read(info.context, conversation_id=input.conversation_id, up_to=input.up_to)
     return MarkConversationReadPayload(
         conversation=Conversation.of(r.conversation) if r.conversation else None,

@@ -24,6 +24,7 @@ from schema.chat import (
     SendChatMessagePayload,
     chat_errors,
     mark_conversation_read,
+    retry_after,
 )
 from schema.dispute import (
     Dispute,
@@ -126,7 +127,8 @@ class Mutation:
     @strawberry.mutation(description="Post a message in a conversation you take part in.")
     async def send_chat_message(self, info: strawberry.Info, input: SendChatMessageInput) -> SendChatMessagePayload:
         r = await chat_resolvers.send_message(info.context, conversation_id=input.conversation_id, body=input.body)
-        return SendChatMessagePayload(message=ChatMessage.of(r.message) if r.message else None, errors=chat_errors(r.errors))
+        return SendChatMessagePayload(message=ChatMessage.of(r.message) if r.message else None, errors=chat_errors(r.errors),
+                                      retry_after_seconds=retry_after(r.errors))
 
     mark_conversation_read = strawberry.mutation(resolver=mark_conversation_read, description=MARK_CONVERSATION_READ)
 

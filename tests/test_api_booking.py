@@ -529,7 +529,7 @@ def test_the_booking_api_names_clients_rely_on():
     assert args("Query", "myBookings") == {"status": "BookingStatus", "first": "Int", "after": "String"}
     assert args("Query", "escalations") == {"openOnly": "Boolean!", "kind": "EscalationKind", "first": "Int",
                                             "after": "String"}
-    assert args("Subscription", "bookingStatusChanged") == {"bookingId": "ID!"}
+    assert args("Subscription", "bookingStatusChanged") == {"bookingId": "ID!", "after": "ID"}
     assert str(gql_schema.subscription_type.fields["bookingStatusChanged"].type) == "BookingStatusEvent!"
     for name in ("holdSlot", "checkoutBooking", "changeBookingStatus", "bookFollowUp", "openBookingDispute",
                  "reviewBooking", "takeOverBooking", "setWeeklyPlan", "setDateException", "clearDateException",

@@ -92,8 +92,8 @@ async def test_over_the_limit_a_message_is_refused_with_the_seconds_to_wait_and_
                         token=token)
     # then
     assert refused["data"]["sendChatMessage"] == {"message": None, "errors": [{
-        "field": None, "code": "RATE_LIMITED", "message": "You are sending messages too fast: wait 40 s and send again",
-        "retryAfterSeconds": 40}]}
+        "field": None, "code": "RATE_LIMITED", "message": "You are sending messages too fast: wait 40 s and send again"}],
+        "retryAfterSeconds": 40}
     assert (await stored_messages(), await chat_events(room.conversation_id), await notifications()) == before
 
 

@@ -63,7 +63,7 @@ class Relay:
     mail_commands: int = 0
     received: list[EmailMessage] = field(default_factory=list)
 
-    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # noqa: N802 (aiosmtpd hook)
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # aiosmtpd hook
         self.mail_commands += 1
         if self.mail_commands <= self.refuse_first:
             return "421 4.3.2 Service not available, try again later"
@@ -71,7 +71,7 @@ class Relay:
         envelope.mail_options.extend(mail_options)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd hook)
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd hook
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))
         return "250 2.0.0 Ok: queued"
 

@@ -5,6 +5,7 @@ mark-read; and the hooks in the service request, booking, payout, dispute and es
 from __future__ import annotations
 
 import asyncio
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -17,11 +18,11 @@ from domain import feed
 from domain import payment as payment_domain
 from domain import payout as payout_domain
 from domain import service_request as sr_domain
-from models import Booking, Notification, OutboxMessage, Payment, ServiceRequest, User
+from models import Booking, Notification, OutboxMessage, Payment, Provider, ServiceRequest, User
 from models.db import session_scope
 from resolvers.ids import encode_id
 from tests import booking_fixtures as bf
-from tests.factories import make_provider, make_user
+from tests.factories import make_provider, make_service, make_user
 from tests.graphql_client import error_codes, gql, login
 from tests.test_service_request import count_statements
 
@@ -394,27 +395,38 @@ async def newest() -> int:
         return await s.scalar(select(func.coalesce(func.max(Notification.id), 0)))
 
 
-async def paid_purchase(customer: User | None, provider_user_email: str = "eko@example.com"):
-    """A catalogue order bought by ``customer`` (None: a guest) and paid; and a verified provider with
-    an account. Returns ``(request, provider, provider_user)``."""
-    from domain.service_request import CustomerDetails, purchase_service
-    from tests.factories import make_service
-
-    provider_user = await make_user(provider_user_email, role="provider", full_name="Eko Mbappe")
-    provider = await make_provider(user_id=provider_user.id)
-    service, tiers = await make_service(name="Leak repair", prices={"XAF": 10000})
+async def bought_and_paid(customer: User | None) -> ServiceRequest:
+    """A new 10,000 FCFA catalogue order bought by ``customer`` (None: a guest), paid through the
+    payment path a webhook takes."""
+    service, tiers = await make_service(name=f"Leak repair {secrets.token_hex(3)}", prices={"XAF": 10000})
     async with session_scope() as s:
-        bought = await purchase_service(
+        bought = await sr_domain.purchase_service(
             s, service_id=service.id, tier_id=tiers[0].id, user=customer,
-            customer=None if customer else CustomerDetails("Bob Guest", "bob@example.com", "+237671234567"),
+            customer=None if customer else sr_domain.CustomerDetails("Bob Guest", "bob@example.com", "+237671234567"),
         )
     async with session_scope() as s:
         payment = await s.scalar(select(Payment).where(Payment.id == bought.payment.id).with_for_update())
         await payment_domain.apply_payment_status(s, payment, "succeeded", amount_minor=payment.amount_minor,
                                                   currency=payment.currency, event_id=f"evt_{payment.reference}")
     async with session_scope() as s:
-        request = await s.get(ServiceRequest, bought.service_request.id)
-    return request, provider, provider_user
+        return await s.get(ServiceRequest, bought.service_request.id)
+
+
+async def paid_purchase(customer: User | None) -> tuple[ServiceRequest, Provider, User]:
+    """``(order, provider, provider's account)``: a paid order and a verified provider with an account."""
+    provider_user = await make_user("eko@example.com", role="provider", full_name="Eko Mbappe")
+    provider = await make_provider(user_id=provider_user.id)
+    return await bought_and_paid(customer), provider, provider_user
+
+
+async def completed_order(provider_id: int, admin: User, customer: User | None = None) -> int:
+    """A paid order (by ``customer``, a guest when None), assigned to ``provider_id`` and completed by ``admin``."""
+    order = await bought_and_paid(customer)
+    async with session_scope() as s:
+        await sr_domain.assign_provider(s, order.id, provider_id, actor=admin)
+        await sr_domain.update_status(s, order.id, "in_progress", actor=admin)
+        await sr_domain.update_status(s, order.id, "completed", actor=admin)
+    return order.id
 
 
 async def test_service_request_status_changes_notify_customer_and_provider_but_not_the_actor():
@@ -502,11 +514,9 @@ async def test_payouts_sent_paid_and_failed_notify_the_provider():
                                                  holder_name="Eko Mbappe", phone="+237671234567", operator="mtn")
     payouts = []
     for _ in range(2):
-        order = await completed_order(provider.id, admin)
+        await completed_order(provider.id, admin)
         async with session_scope() as s:
-            made = await payout_domain.create_payout_for_provider(s, provider.id, "XAF")
-        payouts.append(made)
-        assert order is not None
+            payouts.append(await payout_domain.create_payout_for_provider(s, provider.id, "XAF"))
     mark = await newest()
     # when the gateway accepts the first and pays it, and refuses the second
     async with session_scope() as s:
@@ -525,29 +535,6 @@ async def test_payouts_sent_paid_and_failed_notify_the_provider():
          "the next payout; check your payout destination.", "Payout", payouts[1].id),
     ]
     assert await notifications_of(admin, mark) == []
-
-
-async def completed_order(provider_id: int, admin: User, customer: User | None = None) -> int:
-    """A paid order (by ``customer``, a guest when None), assigned to ``provider_id`` and completed by ``admin``."""
-    from domain.service_request import CustomerDetails, purchase_service
-    from tests.factories import make_service
-
-    service, tiers = await make_service(name=f"Leak repair {await newest()}-{datetime.now(UTC).timestamp()}",
-                                        prices={"XAF": 10000})
-    async with session_scope() as s:
-        bought = await purchase_service(
-            s, service_id=service.id, tier_id=tiers[0].id, user=customer,
-            customer=None if customer else CustomerDetails("Bob Guest", "bob@example.com", "+237671234567"),
-        )
-    async with session_scope() as s:
-        payment = await s.scalar(select(Payment).where(Payment.id == bought.payment.id).with_for_update())
-        await payment_domain.apply_payment_status(s, payment, "succeeded", amount_minor=payment.amount_minor,
-                                                  currency=payment.currency, event_id=f"evt_{payment.reference}")
-    async with session_scope() as s:
-        await sr_domain.assign_provider(s, bought.service_request.id, provider_id, actor=admin)
-        await sr_domain.update_status(s, bought.service_request.id, "in_progress", actor=admin)
-        await sr_domain.update_status(s, bought.service_request.id, "completed", actor=admin)
-    return bought.service_request.id
 
 
 async def test_disputes_opened_and_resolved_notify_customer_provider_and_admins_but_not_the_actor():

@@ -287,3 +287,41 @@ async def test_notifications_resume_after_the_last_one_seen_and_only_the_owner_g
     finally:
         await sub.stop()
         server.stop()
+
+
+async def test_a_participant_watching_the_chat_is_not_notified_and_one_away_is():
+    from domain import feed
+
+    # given: the provider has the conversation open (subscribed), the customer does not
+    server = Server(ODIM_LIVE_FANOUT="shared")
+    await server.start()
+    customer, provider, cid, _ = await a_conversation()
+    first = await send(customer, cid, "m1")
+    sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)},
+                     token=issue_token(provider)).start()
+    try:
+        from domain import presence
+
+        for _ in range(200):  # the subscription marks the provider present once it is running
+            if await presence.present(cid, {provider.id}):
+                break
+            await asyncio.sleep(0.05)
+        await send(customer, cid, "are you there?")
+        await wait_until(lambda: len(sub.frames) == 1, 20, "the message to reach the provider")
+
+        async def chat_notifications(user) -> list[str]:
+            async with session_scope() as s:
+                return [n["body"] for n in await feed.notifications_since(s, user.id, 0, 50) if n["kind"] == "chat_message"]
+
+        before = await chat_notifications(provider)
+        # when: the customer writes again while the provider watches, and the provider answers
+        await send(customer, cid, "the gate is open")
+        await send(provider, cid, "on my way")
+        await wait_until(lambda: len(sub.frames) == 3, 20, "both messages")
+        # then: only m1 (sent before the provider subscribed) notified the provider; the customer, away, is notified
+        assert before == ["m1"]
+        assert await chat_notifications(provider) == ["m1"]
+        assert await chat_notifications(customer) == ["on my way"]
+    finally:
+        await sub.stop()
+        server.stop()

@@ -74,13 +74,26 @@ def test_every_mutation_takes_one_input_and_returns_a_payload_with_typed_errors(
 
 def test_subscriptions_are_past_tense_events_with_their_arguments():
     subscription = graphql_schema().subscription_type
-    assert set(subscription.fields) == {"serviceRequestStatusChanged", "chatMessageAdded", "bookingStatusChanged"}
-    assert args_of("Subscription", "serviceRequestStatusChanged") == {"reference": "String!"}
+    assert set(subscription.fields) == {
+        "serviceRequestStatusChanged", "chatMessageAdded", "bookingStatusChanged", "notificationAdded"}
+    assert args_of("Subscription", "serviceRequestStatusChanged") == {"reference": "String!", "after": "ID"}
     assert str(subscription.fields["serviceRequestStatusChanged"].type) == "ServiceRequestStatusEvent!"
-    assert args_of("Subscription", "chatMessageAdded") == {"conversationId": "ID!"}
+    assert args_of("Subscription", "chatMessageAdded") == {"conversationId": "ID!", "after": "ID"}
     assert str(subscription.fields["chatMessageAdded"].type) == "ChatMessage!"
-    assert args_of("Subscription", "bookingStatusChanged") == {"bookingId": "ID!"}
+    assert args_of("Subscription", "bookingStatusChanged") == {"bookingId": "ID!", "after": "ID"}
     assert str(subscription.fields["bookingStatusChanged"].type) == "BookingStatusEvent!"
+    assert args_of("Subscription", "notificationAdded") == {"after": "ID"}
+    assert str(subscription.fields["notificationAdded"].type) == "Notification!"
+
+
+def test_every_subscription_has_a_polling_query_and_shared_fan_out():
+    from schema.fanout import SHARED
+
+    query = graphql_schema().query_type
+    assert args_of("Query", "serviceRequestStatusEventsSince") == {"reference": "String!", "since": "ID", "first": "Int"}
+    assert args_of("Query", "bookingStatusEventsSince") == {"bookingId": "ID!", "since": "ID", "first": "Int"}
+    assert {"chatMessagesSince", "notificationsSince"} <= set(query.fields)
+    assert set(SHARED) == set(graphql_schema().subscription_type.fields)
 
 
 def test_service_request_status_values():

@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage
 
@@ -24,6 +25,16 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 
+def _actor_max_retries(actor_name: str) -> int:
+    """The actor's own ``max_retries`` option (Dramatiq's Retries middleware reads it the same way),
+    else the broker-wide setting."""
+    try:
+        return int(dramatiq.get_broker().get_actor(actor_name).options.get("max_retries",
+                                                                           get_settings().actor_max_retries))
+    except Exception:  # an actor this process does not declare
+        return get_settings().actor_max_retries
+
+
 async def guarded(actor: str, queue: str, args: dict, body: Callable[[], Awaitable[T]]) -> T | None:
     """Await ``body()``; on failure record it, and dead-letter it when retries are exhausted."""
     try:
@@ -31,7 +42,7 @@ async def guarded(actor: str, queue: str, args: dict, body: Callable[[], Awaitab
     except Exception as exc:
         message = CurrentMessage.get_current_message()
         retries = int(message.options.get("retries", 0)) if message is not None else 0
-        max_retries = int(message.options.get("max_retries", get_settings().actor_max_retries)) if message else 0
+        max_retries = int(message.options.get("max_retries", _actor_max_retries(message.actor_name))) if message else 0
         refused = isinstance(exc, GatewayError) and not exc.retryable
         final = refused or retries >= max_retries
         letter_id = await dead_letter.record_failure(
