@@ -20,33 +20,46 @@ Redis :63790), started and migrated when it is down (``bench.geosearch.ensure_da
 3. For each ``--subscribers`` N and each ``--modes`` mode (``naive`` then ``shared``):
 
    * starts the API (``uv run uvicorn server:app --workers 1``, ``--server-workers``) on ``--port``
-     with ``ODIM_LIVE_FANOUT=<mode>`` and waits for ``/readyz``; RLIMIT_NOFILE is raised to its hard
-     limit in this process first, so the server and the subscriber processes inherit it;
-   * connects N sockets, ``--connect-batch`` (200) at a time, all as the customer: ``connection_init``
-     with ``{"token": ...}``, ``connection_ack``, then ``subscribe`` to
+     with ``ODIM_LIVE_FANOUT=<mode>`` and ``ODIM_CHAT_RATE_LIMIT=1000000/minute`` (one account sends
+     everything; ``--server-env KEY=VALUE`` adds or overrides), and waits for ``/readyz``.
+     RLIMIT_NOFILE is raised to its hard limit in this process first: the server and the subscriber
+     processes inherit it;
+   * send cost: with nobody subscribed yet, 3 unmeasured then ``--messages`` messages sent exactly as
+     the measured ones will be; the server's CPU for them / messages is what one send costs the
+     server, subtracted below to give the fan-out's own CPU ("net of sends");
+   * connects N sockets, all as the customer: ``connection_init`` with ``{"token": ...}``,
+     ``connection_ack``, then ``subscribe`` to
      ``subscription($c: ID!) { chatMessageAdded(conversationId: $c) { id body createdAt senderName } }``
-     (with ``--mixed``, every second socket selects only ``{ id body }``);
-   * warm-up: sends a warm-up message every 2 s until every socket has received one, so every
-     subscription is acknowledged and registered on the bus before anything is measured;
+     (with ``--mixed``, every second socket selects only ``{ id body }``). Each subscriber process
+     opens ``--connect-batch`` (20) sockets at once, then pauses ``--connect-pause-ms`` (200): the
+     server authorises every subscription with two pooled database sessions, one inside the other,
+     and 50 or more authorisations at once exhaust its pool of 50 connections (every one of them
+     then fails after the pool's 30 s timeout);
+   * warm-up: sends a warm-up message every 2 s until every socket has received one (or every
+     socket that has not is gone), so every subscription is acknowledged and registered on the bus
+     before anything is measured;
    * publishes ``--messages`` (20) messages as the operator through the real send path: the
      ``sendChatMessage`` mutation over HTTP (``--publish http``, the default: the API stores the
      message, commits, and relays the outbox to Redis pub/sub), or ``domain.chat.send_message`` in a
-     session here followed by ``domain.outbox.relay()`` (``--publish domain``). Back to back (the
-     next mutation is sent when the previous one has answered) unless ``--interval-ms``. Each body
-     is ``fanout-bench <seq> <time.time_ns() just before the send>``;
+     session here followed by ``domain.outbox.relay()`` (``--publish domain``). As a burst, all in
+     flight at once (``--publish-concurrency`` limits it), or one at a time every ``--interval-ms``.
+     Each body is ``fanout-bench <seq> <time.time_ns() just before the send>``;
    * waits until every socket has every message, or until nothing has arrived for ``--settle`` (15) s;
    * reads the CPU of the server process tree (uv + uvicorn, ``/proc/<pid>/stat`` utime + stime),
      of the subscriber processes and of this process just before the first message is sent and just
-     after the last delivery, and the machine's busy and steal time (``/proc/stat``);
+     after the last delivery, the machine's busy and steal time (``/proc/stat``), and PostgreSQL's
+     transactions (``pg_stat_database``) and Redis's commands (``INFO stats``) around the same phase;
    * stops the subscribers' sockets and the server.
 
 4. Prints, per run: deliveries (expected, received, lost, duplicated), deliveries per second (all
    deliveries / (last delivery - first send)), server CPU per delivery (the server tree's CPU over
-   that window / deliveries: it includes the M mutations and the keep-alive pings), subscriber CPU
-   per delivery, publish-to-receive latency p50/p99/max (receive time - the send time in the body:
-   it includes the mutation's HTTP round, commit and relay), the connect phase, and per subscriber
-   count the ratios shared / naive; writes the report to ``bench/results/fanout-<UTC timestamp>.txt``
-   and its figures to ``fanout-<UTC timestamp>.json``.
+   that window / deliveries: it includes the M sends and the keep-alive pings; and net of the sends),
+   subscriber CPU per delivery, publish-to-receive latency p50/p99/max (receive time - the send time
+   in the body: it includes the mutation's HTTP round, commit and relay, and in a burst the wait
+   behind the messages before it), the server's CPU per subscription opened, database transactions
+   and Redis commands per message, and per subscriber count the ratios shared / naive; writes the
+   report to ``bench/results/fanout-<UTC timestamp>.txt`` and its figures to
+   ``fanout-<UTC timestamp>.json``.
 
 Figures only: nothing here asserts a time (CONVENTIONS.md). The script exits with status 1 when any
 delivery is lost or duplicated, a socket fails to connect or subscribe, a socket is closed or gets a
@@ -274,11 +287,10 @@ class _Subscribers:
         return {"closed": n}
 
     async def serve(self) -> None:
-        loop = asyncio.get_running_loop()
-        commands: asyncio.Queue = asyncio.Queue()
-        loop.add_reader(self.conn.fileno(), lambda: commands.put_nowait(self.conn.recv()))
         while True:
-            cmd = await commands.get()
+            # A thread reads the pipe: loop.add_reader would make its descriptor non-blocking, and
+            # sending a large answer (the latencies) would then fail with EAGAIN.
+            cmd = await asyncio.to_thread(self.conn.recv)
             op = cmd["op"]
             if op == "connect":
                 self.conn.send(await self.connect(cmd))

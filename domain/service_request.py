@@ -310,15 +310,16 @@ async def open_order(
     session: AsyncSession, gateway: PaymentGateway, request: ServiceRequest, *, actor_user_id: int | None,
     description: str,
 ) -> tuple[Payment, str]:
-    """For an order just inserted (``awaiting_payment``): its first history row, its conversation,
-    a pending payment of ``amount_minor`` and a checkout session at ``gateway``. Returns
+    """For an order just inserted (``awaiting_payment``): its first history row, its conversation
+    (catalogue orders only: a booking's conversation is the booking's own, domain/chat.py), a pending payment of ``amount_minor`` and a checkout session at ``gateway``. Returns
     ``(payment, checkout_url)``. Raises ``GatewayUnavailableError``, ``GatewayRefused`` (the caller
     rolls back: nothing is written)."""
     session.add(ServiceRequestStatusChange(
         service_request_id=request.id, from_status=None, to_status="awaiting_payment",
         actor_type="customer", actor_user_id=actor_user_id, note="Request created",
     ))
-    session.add(Conversation(service_request_id=request.id))
+    if request.kind != "booking":
+        session.add(Conversation(service_request_id=request.id))
     payment = Payment(
         service_request_id=request.id, gateway=gateway.name, reference=f"pay_{secrets.token_hex(12)}",
         amount_minor=request.amount_minor, currency=request.currency, status="pending",

@@ -94,6 +94,10 @@ class Context:
         if not self._user_loaded:
             async with self.db() as session:
                 self._user = await session.get(User, self.claims.user_id)
+                # Give the connection back at once: a mutation or subscription that goes on to open
+                # its own session_scope() would otherwise hold two pooled connections, and 25-50 of
+                # them at once exhaust the pool and wait for each other until the pool times out.
+                await session.commit()
             self._user_loaded = True
             if self._user is None:
                 raise unauthenticated("This account no longer exists")

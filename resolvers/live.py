@@ -38,11 +38,13 @@ PRESENCE_SECONDS = 30  # a chat subscriber marks itself present this often (the 
 @dataclass(frozen=True)
 class Opened:
     """An authorised stream: ``after`` is the last id the client has (None: it has nothing yet);
-    ``heartbeat`` (if any) runs every PRESENCE_SECONDS while the subscription lives."""
+    ``heartbeat`` (if any) runs every PRESENCE_SECONDS while the subscription lives, ``farewell``
+    when it ends (chat: the participant stops counting as present at once)."""
 
     stream: live.Stream
     after: int | None
     heartbeat: Callable[[], Awaitable[None]] | None = None
+    farewell: Callable[[], Awaitable[None]] | None = None  # run once when the subscription ends
 
 
 def _stream(channel: str, reader: Callable, latest: Callable, key: object) -> live.Stream:
@@ -144,6 +146,9 @@ async def heartbeating(opened: Opened) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if opened.farewell is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(opened.farewell())
 
 
 async def events(opened: Opened) -> AsyncIterator[dict]:

@@ -137,7 +137,7 @@ async def test_booking_conversation_field_creates_and_returns_the_same_conversat
         "id": encode_id("Conversation", cid), "subjectType": "BOOKING", "subjectId": encode_id("Booking", booking_id)}}}}
     assert by_customer == expected
     assert by_provider == expected
-    assert await conversation_count() == 2  # the booking's, and its order's (created at checkout)
+    assert await conversation_count() == 1  # the booking's own; its order (created at checkout) has none
 
 
 # --- a booking's participants, every role ------------------------------------------------------------------

@@ -325,3 +325,24 @@ async def test_a_participant_watching_the_chat_is_not_notified_and_one_away_is()
     finally:
         await sub.stop()
         server.stop()
+
+
+async def test_eighty_sockets_subscribing_at_once_do_not_exhaust_the_connection_pool():
+    # given: 80 participants' sockets opening their subscriptions at the same moment (the pool holds 50)
+    server = Server(ODIM_LIVE_FANOUT="shared")
+    await server.start()
+    customer, provider, cid, _ = await a_conversation()
+    first = await send(customer, cid, "m1")
+    variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)}
+    subs = [Subscriber(server, CHAT, variables, token=issue_token(provider)).start() for _ in range(80)]
+    try:
+        # when: a message is sent
+        await send(customer, cid, "m2")
+        # then: every socket gets it (before the fix, each authorisation held two pooled connections
+        # and all of them waited on each other until the pool timed out)
+        await wait_until(lambda: all(len(s.frames) == 1 for s in subs), 60, "every socket to get m2")
+        assert {s.frames[0]["type"] for s in subs} == {"next"}
+    finally:
+        for s in subs:
+            await s.stop()
+        server.stop()
