@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import escrow, feed, notification, pagination, refund, service_request
 from domain.errors import DomainError, Forbidden, NotFound
-from models import Dispute, ServiceRequest, User
+from models import Dispute, ProviderEarning, ServiceRequest, User
 from settings import get_settings
 
 RESOLUTIONS = ("release", "refund_full", "refund_partial")
@@ -62,9 +62,17 @@ async def open_dispute(session: AsyncSession, request_id: int, *, actor: User, r
     window = timedelta(seconds=get_settings().dispute_window_seconds)
     if actor.role != "admin" and request.completed_at is not None and datetime.now(UTC) - request.completed_at > window:
         raise NotDisputable("The dispute window for this order has closed; contact support")
+    # Serialise with payout runs on this order's earning (domain/payout.py re-checks disputes after
+    # locking earnings): a run holding it finishes first; a run arriving later sees this dispute.
+    await session.execute(
+        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id)
+        .with_for_update(key_share=True)
+    )
     dispute = Dispute(
         service_request_id=request.id, opened_by_user_id=actor.id, opened_by_role=actor.role, reason=reason,
         status="open",
+        # The instant it opens, after any payout run ahead of it: not the transaction's start.
+        created_at=datetime.now(UTC),
     )
     try:
         async with session.begin_nested():

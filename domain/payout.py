@@ -440,6 +440,17 @@ async def _create_payout(
     # new row version, so this one then finds nothing. Nothing is ever paid twice.
     locked = _payable_earnings(provider_id, currency).order_by(ProviderEarning.id).with_for_update(of=ProviderEarning, key_share=True)
     earnings = list((await session.scalars(locked)).all())
+    if earnings:
+        # A dispute opened while this run waited for an earning's lock (dispute.open_dispute locks
+        # the order's earning before inserting) is not in the statement's snapshot: ask again, in a
+        # new snapshot, and leave those orders out.
+        disputed = set((await session.scalars(
+            select(Dispute.service_request_id).where(
+                Dispute.status == "open",
+                Dispute.service_request_id.in_([e.service_request_id for e in earnings]),
+            )
+        )).all())
+        earnings = [e for e in earnings if e.service_request_id not in disputed]
     total = sum(e.amount_minor for e in earnings)
     minimum = _minimum(currency)
     if total < minimum:

@@ -490,9 +490,11 @@ async def transition(
     actor_type: str,
     actor_user_id: int | None = None,
     note: str = "",
+    email_customer: bool = True,
 ) -> ServiceRequestStatusChange:
     """Move ``request`` (locked by the caller, ``SELECT ... FOR UPDATE``) to ``to_status``: writes the
-    history row, the live event and (for customer-visible statuses) the customer email, all in the
+    history row, the live event and (for customer-visible statuses, unless ``email_customer`` is
+    False because the caller sends a more specific email) the customer email, all in the
     caller's transaction. Raises ``InvalidTransition`` when TRANSITIONS does not allow it for
     ``actor_type`` or a guard fails (``team_assigned`` needs an assigned provider)."""
     if to_status not in STATUS_LABELS:
@@ -522,7 +524,7 @@ async def transition(
         session, live.service_request_channel(request.reference),
         status_event(change.id, prev, request.reference, to_status, previous, note, change.created_at),
     )
-    if to_status in EMAILED_STATUSES:
+    if to_status in EMAILED_STATUSES and email_customer:
         await notification.queue_email(
             session, dedupe_key=f"status:{change.id}", kind="status_changed", to=request.customer_email,
             template="status_changed",
@@ -619,12 +621,14 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
     previous_provider_id = request.assigned_provider_id
     request.assigned_provider_id = provider.id
     await session.flush()
+    changed = previous_provider_id != provider.id
     if request.status == "pending_contact":
+        # The "provider assigned" email below says it, with the provider's name: not two emails.
         await transition(
             session, request, "team_assigned", actor_type="admin", actor_user_id=actor.id,
-            note=f"Assigned to {provider.display_name}",
+            note=f"Assigned to {provider.display_name}", email_customer=not changed,
         )
-    if previous_provider_id != provider.id:
+    if changed:
         await _email_assignment(session, request, provider)
     return request
 
