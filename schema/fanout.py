@@ -58,7 +58,6 @@ EXECUTIONS = Counter("odim_fanout_executions_total", "GraphQL executions of shar
 DELIVERIES = Counter("odim_fanout_deliveries_total", "Frames sent to sockets by shared fan-out")
 GROUPS = Gauge("odim_fanout_groups", "Shared fan-out groups (stream x selection) open in this process")
 
-RESYNC = object()  # queued to members when the group re-read PostgreSQL (nothing to do for them)
 RENDER_CACHE = 512  # rendered payloads kept per group, by event id (replays of recent events are free)
 
 
@@ -142,8 +141,7 @@ class Member:
 class Group:
     """One stream x one selection: a single pub/sub subscription and execution per event."""
 
-    def __init__(self, hub: Hub, key: tuple, stream: live.Stream, executor: Executor, to_root: Callable) -> None:
-        self.hub = hub
+    def __init__(self, key: tuple, stream: live.Stream, executor: Executor, to_root: Callable) -> None:
         self.key = key
         self.stream = stream
         self.executor = executor
@@ -227,7 +225,7 @@ class Hub:
     def join(self, key: tuple, stream: live.Stream, executor: Executor, to_root: Callable, member: Member) -> Group:
         group = self.groups.get(key)
         if group is None:
-            group = self.groups[key] = Group(self, key, stream, executor, to_root)
+            group = self.groups[key] = Group(key, stream, executor, to_root)
             GROUPS.set(len(self.groups))
         group.members.add(member)
         return group
@@ -293,10 +291,7 @@ async def serve(handler: BaseGraphQLTransportWSHandler, operation: Operation, pr
                     DELIVERIES.inc()
                     member.last = int(row["id"])
             while True:
-                item = await member.queue.get()
-                if item is RESYNC:
-                    continue
-                ident, payload = item
+                ident, payload = await member.queue.get()
                 if ident <= member.last:
                     continue
                 await send(_frame(operation.id, payload))
