@@ -244,7 +244,7 @@ async def replay(stream: Stream, after: int, *, page: int = 200) -> AsyncIterato
             return
 
 
-async def follow(stream: Stream, after: int | None = None, *, poll_seconds: float = 5.0) -> AsyncIterator[dict]:
+async def follow(stream: Stream, after: int | None = None, *, poll_seconds: float | None = None) -> AsyncIterator[dict]:
     """Every payload of ``stream`` with id > ``after`` exactly once and in id order, then the live
     ones as they are published, forever (the caller stops iterating to end it). ``after=None``:
     from the moment of the call (the stream's latest id, read once subscribed).
@@ -253,7 +253,9 @@ async def follow(stream: Stream, after: int | None = None, *, poll_seconds: floa
     ``id > after`` from PostgreSQL, then drain the live events skipping ids already sent. A live
     event whose ``prev`` is after the last id sent reveals a lost publish: the stream is re-read
     from PostgreSQL. When the bus is down (Redis restarting), PostgreSQL is polled every
-    ``poll_seconds`` until the bus is back; then the stream resubscribes and resyncs."""
+    ``poll_seconds`` (default ``settings.live_poll_seconds``) until the bus is back; then the stream
+    resubscribes and resyncs."""
+    poll = get_settings().live_poll_seconds if poll_seconds is None else poll_seconds
     last = after
     while True:
         try:
@@ -281,4 +283,4 @@ async def follow(stream: Stream, after: int | None = None, *, poll_seconds: floa
             async for row in replay(stream, last):
                 yield row
                 last = int(row["id"])
-            await bus.wait_connected(poll_seconds)
+            await bus.wait_connected(poll)

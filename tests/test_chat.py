@@ -1,26 +1,24 @@
 """Chat over GraphQL in a service request's conversation: who may post, read, poll and mark read
 (every role), validation, plain-text bodies and history paging with ChatMessage ids as cursors.
 
-The other chat tests (tests/test_chat_*.py) import the fixtures and helpers of this module."""
+The fixtures (``room``, ``shop_for_chat``, ``unlimited``) are in tests/chat_fixtures.py, loaded for
+every test by tests/conftest.py; the other chat tests import this module's queries and helpers."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import pytest
 from sqlalchemy import select
 
 from domain import chat
-from domain import service_request as sr
 from domain.errors import Forbidden
 from models import ChatMessage, ChatRead, Conversation, OutboxMessage, User
 from models.db import session_scope
 from models.feed import Notification
 from resolvers.ids import encode_id
-from settings import get_settings
-from tests.factories import make_provider, make_service, make_user
+from tests.chat_fixtures import Chat
+from tests.factories import make_provider, make_user
 from tests.graphql_client import error_codes, gql, login
-from tests.test_service_request import Shop, domain_purchase, pay
+from tests.test_service_request import domain_purchase, pay
 
 SEND = """
 mutation Send($input: SendChatMessageInput!) {
@@ -66,65 +64,6 @@ query NodeMessages($id: ID!) {
   node(id: $id) { ... on Conversation { messages { edges { node { body } } } } }
 }
 """
-
-
-@dataclass
-class Chat:
-    reference: str
-    conversation_id: int
-    conversation_gid: str
-    customer: User
-    provider_user: User
-    admin: User
-    other_customer: User
-    other_provider_user: User
-
-
-async def make_shop() -> Shop:
-    service, tiers = await make_service(name="Leak repair", tiers=1, prices={"XAF": 10000})
-    return Shop(service.id, [tiers[0].id], service.id, tiers[0].id)
-
-
-async def make_room(shop_for_chat: Shop) -> Chat:
-    """Ada's paid request, assigned to pro@'s provider; its conversation has no messages yet. Also:
-    eve@ (another customer) and other@ (a provider not assigned to it)."""
-    customer = await make_user("ada@example.com", full_name="Ada Eko")
-    admin = await make_user("ops@example.com", role="admin", full_name="Odim Ops")
-    provider_user = await make_user("pro@example.com", role="provider", full_name="Paul Pro")
-    provider = await make_provider(user_id=provider_user.id)
-    eve = await make_user("eve@example.com", full_name="Eve Other")
-    other_provider_user = await make_user("other@example.com", role="provider", full_name="Olga Other")
-    await make_provider(user_id=other_provider_user.id, display_name="Other Plumbing")
-    request = await domain_purchase(shop_for_chat, customer)
-    await pay(request.id)
-    async with session_scope() as s:
-        await sr.assign_provider(s, request.id, provider.id, actor=admin)
-        conversation_id = await s.scalar(select(Conversation.id).where(Conversation.service_request_id == request.id))
-    return Chat(request.reference, conversation_id, encode_id("Conversation", conversation_id), customer,
-                provider_user, admin, eve, other_provider_user)
-
-
-def no_rate_limit(monkeypatch) -> None:
-    """No practical sending rate limit (for tests that send many messages from one account)."""
-    monkeypatch.setattr(get_settings(), "chat_rate_limit", "1000000/minute")
-
-
-# The fixtures of every chat test module (tests/test_chat_*.py declare the same three from these).
-
-
-@pytest.fixture
-async def shop_for_chat() -> Shop:
-    return await make_shop()
-
-
-@pytest.fixture
-async def room(shop_for_chat) -> Chat:
-    return await make_room(shop_for_chat)
-
-
-@pytest.fixture
-def unlimited(monkeypatch) -> None:
-    no_rate_limit(monkeypatch)
 
 
 async def stored_messages() -> list[tuple[int, str]]:

@@ -21,32 +21,15 @@ from tests.test_chat import (
     SEND,
     Chat,
     chat_events,
-    make_room,
-    make_shop,
-    no_rate_limit,
     notifications,
     say,
     stored_messages,
 )
 from tests.test_chat_subjects import conversation_of, ticket_world
-from tests.test_service_request import Shop
 
 T0 = 1_900_000_000.0  # a fixed instant for the limiter's clock (Unix seconds)
 
 
-@pytest.fixture
-async def shop_for_chat() -> Shop:
-    return await make_shop()
-
-
-@pytest.fixture
-async def room(shop_for_chat) -> Chat:
-    return await make_room(shop_for_chat)
-
-
-@pytest.fixture
-def unlimited(monkeypatch) -> None:
-    no_rate_limit(monkeypatch)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
 
 from domain import chat
@@ -14,8 +13,8 @@ from resolvers.ids import encode_id
 from tests.booking_fixtures import Cast, bookable_provider, customer, drive, hold, hold_clock, slot
 from tests.factories import make_service
 from tests.graphql_client import error_codes, gql, login
-from tests.test_chat import MARK, Chat, make_room, make_shop, mid, no_rate_limit, receipts, say
-from tests.test_service_request import Shop, count_statements, domain_purchase, pay
+from tests.test_chat import MARK, mid, receipts, say
+from tests.test_service_request import count_statements, domain_purchase, pay
 from tests.test_ticket import open_ticket
 
 CONVERSATION = """
@@ -47,19 +46,6 @@ query Mine($first: Int) {
 """
 
 
-@pytest.fixture
-async def shop_for_chat() -> Shop:
-    return await make_shop()
-
-
-@pytest.fixture
-async def room(shop_for_chat) -> Chat:
-    return await make_room(shop_for_chat)
-
-
-@pytest.fixture
-def unlimited(monkeypatch) -> None:
-    no_rate_limit(monkeypatch)
 
 
 async def mark(client, room, token: str, up_to: str | None = None) -> dict:

@@ -6,29 +6,13 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 from sqlalchemy import select, text
 
 from domain import chat
 from models import ChatMessage, Conversation
 from models.db import session_scope
-from tests.test_chat import Chat, event_payloads, make_room, make_shop, no_rate_limit, say
-from tests.test_service_request import Shop, domain_purchase, pay
-
-
-@pytest.fixture
-async def shop_for_chat() -> Shop:
-    return await make_shop()
-
-
-@pytest.fixture
-async def room(shop_for_chat) -> Chat:
-    return await make_room(shop_for_chat)
-
-
-@pytest.fixture
-def unlimited(monkeypatch) -> None:
-    no_rate_limit(monkeypatch)
+from tests.test_chat import event_payloads, say
+from tests.test_service_request import domain_purchase, pay
 
 
 async def second_conversation(room, shop) -> int:
