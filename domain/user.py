@@ -97,6 +97,16 @@ def normalise_name(name: str) -> str:
     return cleaned
 
 
+def email_matches(email: str):
+    """SQL clause: ``users`` row whose email is ``email`` (case-insensitive, exact match)."""
+    return func.lower(User.email) == email.strip().lower()
+
+
+async def find_by_email(session: AsyncSession, email: str) -> User | None:
+    """The account whose email is ``email`` (case-insensitive), or None."""
+    return await session.scalar(select(User).where(email_matches(email)))
+
+
 async def register(
     session: AsyncSession, *, email: str, password: str, full_name: str, phone: str | None, role: str = "customer"
 ) -> User:
@@ -107,7 +117,7 @@ async def register(
     phone_n = normalise_phone(phone) if phone else None
     if len(password) < MIN_PASSWORD_LENGTH:
         raise WeakPassword(f"Password must have at least {MIN_PASSWORD_LENGTH} characters")
-    existing = await session.scalar(select(User.id).where(func.lower(User.email) == email_n.lower()))
+    existing = await session.scalar(select(User.id).where(email_matches(email_n)))
     if existing is not None:
         raise EmailTaken("An account with this email already exists")
     user = User(email=email_n, password_hash=hash_password(password), full_name=name_n, phone=phone_n, role=role)
@@ -123,7 +133,7 @@ async def register(
 async def authenticate(session: AsyncSession, *, email: str, password: str) -> User:
     """The account for ``email`` when ``password`` matches. Raises ``InvalidCredentials`` (same
     error for unknown email and wrong password, so accounts cannot be enumerated)."""
-    user = await session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    user = await find_by_email(session, email)
     if user is None:
         _hasher.hash(password)  # spend the same time as a real check
         raise InvalidCredentials("Email or password is incorrect")
