@@ -26,7 +26,7 @@ from models.payment import Payment, PaymentStatusChange, Refund, WebhookEvent
 from models.payout import Payout, PayoutDestination, PayoutStatusChange, ProviderEarning
 from models.provider import Provider
 from models.service_request import ServiceRequest, ServiceRequestStatusChange
-from models.user import User
+from models.user import AccountToken, AuthSession, RefreshToken, User
 
 __all__ = [
     "Affiliate", "AffiliateAttribution", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",
@@ -36,5 +36,5 @@ __all__ = [
     "IdempotencyKey", "LedgerAccount", "LedgerEntry", "LedgerTransaction", "Notification", "OutboxMessage", "Payment",
     "PaymentStatusChange", "Payout", "PayoutDestination", "PayoutStatusChange", "Provider", "ProviderEarning",
     "ReconciliationItem", "ReconciliationRun", "Refund", "Service", "ServiceRequest", "ServiceRequestStatusChange",
-    "ServiceTier", "TierPrice", "User", "WebhookEvent",
+    "ServiceTier", "TierPrice", "User", "WebhookEvent", "AccountToken", "AuthSession", "RefreshToken",
 ]
