@@ -8,10 +8,9 @@ import time
 from datetime import timedelta
 from typing import Any
 
-import redis.asyncio as aioredis
 import structlog
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
-from sqlalchemy import text
+from graphql import GraphQLError
+from prometheus_client import Counter
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -23,16 +22,18 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 import workers  # noqa: F401  (configures the Dramatiq broker the outbox dispatches to)
-from domain import live, outbox
+from domain import health, live, outbox
 from domain import payment as payment_domain
 from domain import service_request as sr_domain
 from domain.money import Money
 from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
+from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
 from resolvers.email import unsubscribe_endpoint
-from schema import schema
+from schema import http as http_hardening
+from schema import observability, schema
 from schema.fanout import FanoutTransportWSHandler
 from settings import configure_logging, get_settings
 
@@ -46,6 +47,7 @@ class OdimGraphQL(GraphQL):
 
     async def get_context(self, request: Any, response: Any = None) -> Context:
         ctx = Context(request=request, response=response)
+        ctx.request_id = request.scope.get("state", {}).get("request_id") or ctx.request_id  # schema/http.py
         if request.scope["type"] == "http":
             ctx.authenticate(bearer_token(request.headers.get("authorization")))
         return ctx
@@ -60,6 +62,13 @@ class OdimGraphQL(GraphQL):
         context.authenticate(token)
         if context.auth_error:
             raise ConnectionRejectionError({"message": context.auth_error})
+        if context.claims is not None:
+            try:  # a signed-out or revoked sign-in is refused here too (one statement)
+                await context.viewer(allow_without_mfa=True)
+            except GraphQLError as exc:
+                raise ConnectionRejectionError({"message": exc.message}) from None
+            finally:
+                await context.close()
 
 
 def graphql_app() -> OdimGraphQL:
@@ -184,33 +193,22 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """200 when PostgreSQL and Redis answer and the live bus is connected; 503 (saying which is not) otherwise."""
-    checks: dict[str, str] = {}
-    try:
-        async with session_scope() as session:
-            await session.execute(text("SELECT 1"))
-        checks["postgresql"] = "ok"
-    except Exception as exc:
-        checks["postgresql"] = type(exc).__name__
-    try:
-        client = aioredis.from_url(get_settings().redis_url, socket_timeout=2)
-        await client.ping()
-        await client.aclose()
-        checks["redis"] = "ok"
-    except Exception as exc:
-        checks["redis"] = type(exc).__name__
-    checks["live"] = "ok" if live.bus.connected else "reconnecting"
-    ok = all(v == "ok" for v in checks.values())
-    return JSONResponse(checks, status_code=200 if ok else 503)
+    """200 when PostgreSQL and Redis answer, migrations are at head and the live bus is connected;
+    503 otherwise. Body: ``{"postgresql": "ok", "migrations": "ok", "redis": "ok", "live": "ok"}``,
+    a failing check holding its reason instead of "ok" (domain/health.py)."""
+    found = await health.readiness()
+    return JSONResponse(found.checks, status_code=200 if found.ready else 503)
 
 
 async def metrics(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus text format; names and meanings in schema/observability.py."""
+    return await observability.metrics_endpoint(request)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: Starlette):
     started = time.monotonic()
+    health.migration_heads()  # read the migration head once, at startup (for /readyz)
     await live.bus.connect()
     log.info("server.started", seconds=round(time.monotonic() - started, 3))
     try:
@@ -225,10 +223,16 @@ def create_app() -> Starlette:
     settings = get_settings()
     return Starlette(
         middleware=[
+            # Outermost first (schema/http.py): headers and request id on every response, 429 and 413 too.
+            Middleware(http_hardening.SecurityHeadersMiddleware),
+            Middleware(http_hardening.RequestIdMiddleware),
             # Browser clients on other origins (React dev servers, admin consoles): same list as the
             # WebSocket origin check. Tokens travel in the Authorization header, never in cookies.
             Middleware(CORSMiddleware, allow_origins=settings.allowed_origins, allow_methods=["GET", "POST"],
-                       allow_headers=["Authorization", "Content-Type"], max_age=600),
+                       allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+                       expose_headers=["X-Request-ID", "Retry-After"], max_age=600),
+            Middleware(http_hardening.PublicRateLimitMiddleware),
+            Middleware(http_hardening.BodySizeLimitMiddleware),
         ],
         routes=[
             Route("/graphql", gql, methods=["GET", "POST"]),
@@ -238,6 +242,7 @@ def create_app() -> Starlette:
             Route("/track/{reference}", track_page),
             Route("/payments/{reference}/return", payment_return),
             Route("/email/unsubscribe", unsubscribe_endpoint, methods=["GET", "POST"]),
+            Route("/admin/audit.csv", export_audit_csv, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),
@@ -247,4 +252,4 @@ def create_app() -> Starlette:
 
 
 configure_logging()
-app = create_app()
+app = observability.instrument(create_app())  # HTTP latency per route; 503 when PostgreSQL is down

@@ -14,6 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent
+_DEV_ENCRYPTION_KEY = "ZGV2LW9ubHkgZW5jcnlwdGlvbiBrZXkgMzIgYnl0ZXM="  # base64 of 32 ASCII bytes: development only
 
 
 class Settings(BaseSettings):
@@ -42,10 +43,17 @@ class Settings(BaseSettings):
     port: int = 8000
     public_base_url: str = "http://127.0.0.1:8000"
     allowed_origins: list[str] = ["http://127.0.0.1:8000", "http://localhost:8000", "http://localhost:3000"]
-    graphql_ide: bool = True
+    # GraphiQL at GET /graphql (HTML). Unset: on in development only. Introspection follows the
+    # environment and the caller instead (schema/security.py: development, or admins).
+    graphql_ide: bool | None = None
     # --- security -------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789abcdef")
-    jwt_ttl_seconds: int = 3600
+    jwt_ttl_seconds: int = 900  # access tokens live 15 minutes (issue 6); refresh them with refreshToken
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600  # a sign-in (refresh-token family) lasts at most 30 days
+    password_reset_ttl_seconds: int = 3600  # an emailed password-reset link works once, for 1 hour
+    email_verification_ttl_seconds: int = 7 * 24 * 3600  # an emailed verification link works once, for 7 days
+    mfa_issuer: str = "Odim"  # the issuer shown by authenticator apps (otpauth:// URI)
+    mfa_valid_window: int = 1  # TOTP codes of this many 30-second steps before/after now are accepted (clock skew)
     guest_link_secret: SecretStr = SecretStr("dev-only-guest-link-secret-change-me-0123456789")
     guest_link_ttl_seconds: int = 60 * 60 * 24 * 90
     # --- payments -------------------------------------------------------------------------------
@@ -143,21 +151,102 @@ class Settings(BaseSettings):
     ws_keep_alive_seconds: float = 15.0  # the server pings each socket this often
     ws_idle_seconds: float = 300.0  # a socket with no subscription and no client message this long is closed (4408)
     ws_max_messages_per_10s: int = 100  # client messages per socket per 10 s; more closes it (4429)
+    # --- audit log (issue 6) ----------------------------------------------------------------------
+    audit_export_batch_rows: int = 500  # rows: the CSV export fetches (server-side cursor) and sends this many at a time
+    # --- abuse limits and HTTP hardening (issue 6) ------------------------------------------------
+    # Rate limits are "<count>/<period>" in the `limits` library's notation ("100/minute", "5/hour"),
+    # counted in a moving window on Redis (domain/ratelimit.py). Over one: HTTP 429 + Retry-After,
+    # and a RATE_LIMITED error in the GraphQL payload.
+    rate_limit_public: str = "100/minute"  # HTTP requests to /graphql per client IP (seed requirement); fails open
+    rate_limit_login: str = "10/minute"  # login attempts per email address; fails closed when Redis is down
+    rate_limit_login_ip: str = "30/minute"  # login attempts per client IP, all email addresses together
+    rate_limit_register: str = "5/hour"  # sign-ups per email address; fails closed
+    rate_limit_register_ip: str = "20/hour"  # sign-ups per client IP
+    rate_limit_password_reset: str = "5/hour"  # password-reset requests per email address; fails closed
+    rate_limit_password_reset_ip: str = "20/hour"  # password-reset requests per client IP
+    rate_limit_purchase: str = "20/minute"  # purchases and slot holds per account (guests: per email); fails open
+    rate_limit_closed_retry_seconds: int = 30  # seconds: "retry in" given when a fail-closed limit cannot reach Redis
+    # Peers (reverse proxies, IPs or CIDR networks) whose left-most X-Forwarded-For entry is taken as
+    # the client IP; from anyone else the header is ignored. JSON list: '["10.0.0.0/8"]'.
+    trusted_proxies: list[str] = []
+    max_request_body_bytes: int = 1_048_576  # bytes: larger HTTP request bodies are refused with 413
+    max_query_depth: int = 10  # nesting levels of fields in one GraphQL operation
+    max_query_tokens: int = 2000  # lexical tokens in one GraphQL document
+    max_query_aliases: int = 30  # aliased fields in one GraphQL document
+    # true: only GraphQL documents listed in persisted_queries_file run (by APQ sha256Hash or full
+    # text); anything else gets PERSISTED_QUERY_NOT_ALLOWED. Production can switch it on.
+    persisted_queries_only: bool = False
+    persisted_queries_file: Path | None = None  # JSON {"<sha256 hex of the query>": "<query>"}; relative: to the project
+    hsts_max_age_seconds: int = 63_072_000  # seconds: Strict-Transport-Security max-age (sent in production only)
+    # --- resilience and observability (issue 6) ---------------------------------------------------
+    # Log lines: "json" (one JSON object per line, for log shippers) or "console" (readable);
+    # unset: json in production, console elsewhere.
+    log_format: Literal["json", "console"] | None = None
+    health_timeout_seconds: float = 2.0  # seconds: /readyz gives up on PostgreSQL or Redis after this (503)
+    metrics_sample_timeout_seconds: float = 0.5  # seconds: /metrics leaves out queue depths a source did not give by then
+    # Distinct GraphQL operation names kept as metric labels per process; later new names count as "other".
+    metrics_max_operation_names: int = 200
+    # Seconds a client is told to wait (Retry-After, extensions.retryAfter) when PostgreSQL is unreachable.
+    unavailable_retry_after_seconds: int = 5
+    # --- encryption at rest (issue 6) ------------------------------------------------------------
+    # AES-256-GCM keys of personal data at rest (models/crypto.py): key id -> base64 of 32 random bytes
+    # (`odim keys generate`), as JSON in ODIM_ENCRYPTION_KEYS. Each stored value names its key id, so a
+    # retired key stays listed until `odim keys rotate` has re-encrypted every value under the current one.
+    # Key ids: letters, digits, "_" and "-". The "dev-only" key is refused in production.
+    encryption_keys: dict[str, SecretStr] = {"dev-only": SecretStr(_DEV_ENCRYPTION_KEY)}
+    encryption_key_id: str = "dev-only"  # the key id new values are encrypted with (must be in encryption_keys)
+    # HMAC-SHA256 key of the blind indexes (*_bidx columns: exact lookups of encrypted emails and phones).
+    # Changing it orphans every stored index: it is not rotated by `odim keys rotate`.
+    blind_index_key: SecretStr = SecretStr("dev-only-blind-index-key-change-me-0123456789")
     # --- pagination -----------------------------------------------------------------------------
     max_page_size: int = 100
+
+    @model_validator(mode="after")
+    def _graphql_ide_default(self) -> "Settings":
+        """GraphiQL defaults to on in development and off elsewhere (issue 6)."""
+        if self.graphql_ide is None:
+            self.graphql_ide = self.environment == "development"
+        return self
+
+    @model_validator(mode="after")
+    def _encryption_keys_usable(self) -> "Settings":
+        """Every encryption key is base64 of 32 bytes under a plain key id, and the current one is listed."""
+        import base64
+        import binascii
+        import re
+
+        for kid, key in self.encryption_keys.items():
+            if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", kid):
+                raise ValueError(f"encryption key id {kid!r}: use 1-32 letters, digits, '_' or '-'")
+            try:
+                size = len(base64.b64decode(key.get_secret_value(), validate=True))
+            except (binascii.Error, ValueError):
+                size = -1
+            if size != 32:
+                raise ValueError(f"encryption key {kid!r} must be base64 of 32 random bytes (`odim keys generate`)")
+        if self.encryption_key_id not in self.encryption_keys:
+            raise ValueError(f"ODIM_ENCRYPTION_KEY_ID {self.encryption_key_id!r} is not in ODIM_ENCRYPTION_KEYS")
+        return self
 
     @model_validator(mode="after")
     def _no_development_secrets_in_production(self) -> "Settings":
         """Production refuses to start with the development secrets that ship in the code."""
         if self.environment == "production":
             weak = [
-                name for name in ("jwt_secret", "guest_link_secret", "sandbox_webhook_secret")
+                name for name in ("jwt_secret", "guest_link_secret", "sandbox_webhook_secret", "blind_index_key")
                 if "dev_only" in getattr(self, name).get_secret_value().replace("-", "_")
                 or len(getattr(self, name).get_secret_value()) < 32
             ]
             if weak:
                 raise ValueError(
                     f"set strong values (32+ characters) for {', '.join('ODIM_' + w.upper() for w in weak)} in production"
+                )
+            dev_keys = [kid for kid, key in self.encryption_keys.items()
+                        if "dev-only" in kid or key.get_secret_value() == _DEV_ENCRYPTION_KEY]
+            if dev_keys:
+                raise ValueError(
+                    f"ODIM_ENCRYPTION_KEYS holds the development key {', '.join(dev_keys)}: generate one with "
+                    "`odim keys generate`, set ODIM_ENCRYPTION_KEY_ID to it, then run `odim keys rotate`"
                 )
             sandboxed = sorted(c for c, g in self.gateway_routes.items() if g == "sandbox")
             if sandboxed and not self.sandbox_in_production:
@@ -176,16 +265,18 @@ def get_settings() -> Settings:
 
 
 def configure_logging() -> None:
-    """structlog: JSON lines in production, readable lines in development; tracebacks without
-    local variables (they could hold personal data)."""
+    """structlog: one JSON object per line when ``log_format`` is "json" (the default in
+    production), readable lines when "console"; tracebacks without local variables (they could hold
+    personal data). Values bound with ``structlog.contextvars`` (the request id) join every line."""
     import logging
 
     import structlog
 
-    production = get_settings().environment == "production"
+    settings = get_settings()
+    as_json = (settings.log_format or ("json" if settings.environment == "production" else "console")) == "json"
     renderer = (
         structlog.processors.JSONRenderer()
-        if production
+        if as_json
         else structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
     )
     structlog.configure(
@@ -193,7 +284,7 @@ def configure_logging() -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.dict_tracebacks if production else structlog.processors.StackInfoRenderer(),
+            structlog.processors.dict_tracebacks if as_json else structlog.processors.StackInfoRenderer(),
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),

@@ -11,7 +11,7 @@ Redis :63790), started and migrated when it is down (``bench.geosearch.ensure_da
 1. Setup (kept between runs, created when missing): a ``bench-fanout`` service (one tier, 5,000 XAF),
    a customer account ``bench-fanout-customer@example.com`` with one purchase of it (which opens
    the request's conversation), and an operator account ``bench-fanout-operator@example.com``
-   (role admin, so a participant of every conversation). Tokens come from ``domain.user.issue_token``.
+   (role admin, so a participant of every conversation). Tokens come from ``domain.user.open_session``.
 2. ``--client-procs`` (2) subscriber processes are spawned once and reused by every run: each one
    an asyncio loop (uvloop) holding its share of the sockets with the ``websockets`` client
    (no permessage-deflate unless ``--deflate``, no protocol-level pings, no proxy) and doing as
@@ -372,7 +372,7 @@ async def ensure_bench_data() -> BenchData:
     """The bench service, the customer with one purchase (and so one conversation) and the operator:
     reused when an earlier run made them, created when missing."""
     from domain.service_request import purchase_service
-    from domain.user import hash_password, issue_token
+    from domain.user import find_by_email, hash_password, open_session
     from gateways.sandbox import SandboxGateway
     from models import Conversation, ServiceRequest, ServiceTier, TierPrice, User
     from models import Service as ServiceModel
@@ -397,7 +397,7 @@ async def ensure_bench_data() -> BenchData:
         users = {}
         for email, role, name in ((CUSTOMER_EMAIL, "customer", "Bench Fanout Customer"),
                                   (OPERATOR_EMAIL, "admin", "Bench Fanout Operator")):
-            user = await s.scalar(select(User).where(User.email == email))
+            user = await find_by_email(s, email)
             if user is None:
                 user = User(email=email, password_hash=hash_password(os.urandom(16).hex()), full_name=name,
                             phone=PHONE, role=role)
@@ -423,9 +423,13 @@ async def ensure_bench_data() -> BenchData:
     async with session_scope() as s:
         before = await s.scalar(text("SELECT count(*) FROM chat_messages WHERE conversation_id = :c"),
                                 {"c": conversation_id})
+        # Sign-ins made directly (the operator's as if it had presented a TOTP code): the bench measures
+        # fan-out, not login.
+        customer_token = (await open_session(s, customer)).access_token
+        operator_token = (await open_session(s, operator, mfa=True)).access_token
     await dispose_engine()
     return BenchData(conversation_id, encode_id("Conversation", conversation_id), customer.id, operator.id,
-                     issue_token(customer), issue_token(operator), before, created)
+                     customer_token, operator_token, before, created)
 
 
 # --------------------------------------------------------------------------------------------

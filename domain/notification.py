@@ -46,6 +46,7 @@ from domain import outbox, pagination
 from domain.errors import DomainError
 from gateways.email import MailDeliveryError, Mailer, OutgoingEmail
 from models import Email, EmailDelivery, EmailSuppression, NotificationPreference, User
+from models.crypto import blind_index
 from models.db import session_scope
 from models.notification import EMAIL_STATUSES
 from settings import get_settings
@@ -78,6 +79,8 @@ KINDS: dict[str, EmailKind] = {k.name: k for k in (
     EmailKind("request_assigned", "Providers: when a request is assigned to you", transactional=False),
     EmailKind("booking_update", "When a booking of yours changes status", transactional=False),
     EmailKind("substitution_offer", "Providers: visits nearby you could take over", transactional=False),
+    EmailKind("account", "Account security: email verification, password resets, sign-in links for guests",
+              transactional=True),
     EmailKind("operator_new_request", "Operators: a new paid request", transactional=True, internal=True),
     EmailKind("operator_alert", "Operators: something needs a human", transactional=True, internal=True),
 )}
@@ -233,6 +236,37 @@ Accept it in the app (your substitution offers) before {{ due }}.
 
 — The Odim team
 """,
+    "password_reset.subject": "Odim: reset your password",
+    "password_reset.txt": """Hello {{ name }},
+
+Someone (we hope you) asked to reset the password of your Odim account.
+Choose a new password here within {{ minutes }} minutes (the link works once):
+{{ url }}
+
+If it was not you, ignore this email: your password stays as it is.
+
+— The Odim team
+""",
+    "verify_email.subject": "Odim: confirm your email address",
+    "verify_email.txt": """Hello {{ name }},
+
+Please confirm that this is your email address (the link works once):
+{{ url }}
+
+— The Odim team
+""",
+    "guest_links.subject": "Odim: your requests",
+    "guest_links.txt": """Hello,
+
+Here are the links to the requests made with this email address without an account
+(keep them private: they show your details):
+{% for item in items %}
+- {{ item.reference }} ({{ item.service }}): {{ item.url }}
+{% endfor %}
+To keep them in one place, create an account with this email address, confirm it, and claim them.
+
+— The Odim team
+""",
     "operator_alert.subject": "[Odim operations] {{ subject }}",
     "operator_alert.txt": """{{ body }}
 """,
@@ -289,6 +323,28 @@ color:#ffffff;text-decoration:none;border-radius:6px;font-weight:bold">{{ label 
 <p><strong>Next steps:</strong> {{ next_step }}</p>
 {{ button(tracking_url, "Track your request") }}
 <p style="margin:0 0 16px;font-size:13px;COLOR">Keep this link private: it shows your details.</p>
+{% endblock %}""",
+    "password_reset.html": """{% extends "base.html" %}{% from "_macros.html" import button %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>Someone (we hope you) asked to reset the password of your Odim account. The link works once, within
+{{ minutes }} minutes.</p>
+{{ button(url, "Choose a new password") }}
+<p>If it was not you, ignore this email: your password stays as it is.</p>
+{% endblock %}""",
+    "verify_email.html": """{% extends "base.html" %}{% from "_macros.html" import button %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>Please confirm that this is your email address (the link works once).</p>
+{{ button(url, "Confirm my email") }}
+{% endblock %}""",
+    "guest_links.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello,</p>
+<p>Here are the links to the requests made with this email address without an account
+(keep them private: they show your details):</p>
+<ul>{% for item in items %}<li><a href="{{ item.url }}">{{ item.reference }}</a> ({{ item.service }})</li>{% endfor %}</ul>
+<p>To keep them in one place, create an account with this email address, confirm it, and claim them.</p>
 {% endblock %}""",
     "operator_new_request.html": """{% extends "base.html" %}{% from "_macros.html" import facts %}
 {% block content %}
@@ -474,6 +530,17 @@ async def unsubscribe(session: AsyncSession, token: str | None) -> str:
 # --- queueing ------------------------------------------------------------------------------------
 
 
+def _suppressed(address: str):
+    """SQL clause: the suppression row of ``address`` (keyed by its blind index; the address is encrypted)."""
+    return EmailSuppression.address_bidx == blind_index(address, "email")
+
+
+def _email_matches(address: str):
+    from domain.user import email_matches  # domain.user imports this module
+
+    return email_matches(address)
+
+
 async def _suppression(session: AsyncSession, kind: str, to: str, user_id: int | None) -> tuple[int | None, str | None]:
     """For non-transactional ``kind`` to ``to``: ``(account id or None, why it is suppressed or None)``.
     One statement: the account by address (unless ``user_id`` is given), the address's opt-out, the
@@ -481,11 +548,11 @@ async def _suppression(session: AsyncSession, kind: str, to: str, user_id: int |
     address = normalise_address(to)
     account = (
         literal(user_id) if user_id is not None
-        else select(User.id).where(func.lower(User.email) == address).scalar_subquery()
+        else select(User.id).where(_email_matches(address)).scalar_subquery()
     )
     row = (await session.execute(select(
         account.label("user_id"),
-        exists().where(EmailSuppression.address == address).label("opted_out"),
+        exists().where(_suppressed(address)).label("opted_out"),
         select(NotificationPreference.email)
         .where(NotificationPreference.user_id == account, NotificationPreference.kind == kind)
         .scalar_subquery().label("wanted"),
@@ -656,7 +723,7 @@ async def preferences(session: AsyncSession, user: User) -> EmailPreferences:
         .scalar_subquery()
     )
     row = (await session.execute(
-        select(exists().where(EmailSuppression.address == address).label("opted_out"), choices.label("choices"))
+        select(exists().where(_suppressed(address)).label("opted_out"), choices.label("choices"))
     )).one()
     chosen: dict = row.choices or {}
     return EmailPreferences(
@@ -698,7 +765,7 @@ async def set_opt_out(session: AsyncSession, user: User, opt_out: bool) -> Email
             insert(EmailSuppression).values(address=address, source="account").on_conflict_do_nothing()
         )
     else:
-        await session.execute(delete(EmailSuppression).where(EmailSuppression.address == address))
+        await session.execute(delete(EmailSuppression).where(_suppressed(address)))
     return await preferences(session, user)
 
 

@@ -30,11 +30,11 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import escrow, feed, fees, live, notification, outbox, refund
+from domain import audit, escrow, feed, fees, live, notification, outbox, refund
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.user import (
     InvalidEmail,
@@ -59,6 +59,7 @@ from models import (
     TierPrice,
     User,
 )
+from models.crypto import blind_index
 from settings import get_settings
 
 STATUS_LABELS = {
@@ -408,7 +409,8 @@ def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, 
     name = normalise_name(details.full_name or "")
     email = normalise_email(details.email or "")
     phone = normalise_phone(details.phone or "")
-    return name, email, phone, f"guest:{email.lower()}"
+    # The scope names the guest by the blind index of its address, never the address itself.
+    return name, email, phone, f"guest:{blind_index(email, 'email')}"
 
 
 def gateway_for(currency: str) -> PaymentGateway:
@@ -538,6 +540,53 @@ async def transition(
         session, request, status_label=STATUS_LABELS[to_status], actor_user_id=actor_user_id
     )
     return change
+
+
+class EmailNotVerified(DomainError):
+    code = "EMAIL_NOT_VERIFIED"
+    field = None
+
+
+def guest_requests_of(email: str):
+    """SQL clause: requests bought as a guest (no account) with ``email`` as the customer's address."""
+    return and_(ServiceRequest.customer_user_id.is_(None),
+                ServiceRequest.customer_email_bidx == blind_index(email, "email"))  # encrypted: its blind index
+
+
+async def send_guest_access_links(session: AsyncSession, email: str) -> int:
+    """Email the signed, expiring tracking links (settings.guest_link_ttl_seconds) of the newest 50 guest
+    requests bought with ``email``: the guest's "magic link" to its purchases. Returns how many (the
+    API never tells the caller: the answer would reveal who bought what). Raises ``InvalidEmail``."""
+    address = normalise_email(email)
+    rows = (await session.execute(
+        select(ServiceRequest.reference, Service.name).join(Service, Service.id == ServiceRequest.service_id)
+        .where(guest_requests_of(address)).order_by(ServiceRequest.id.desc()).limit(50)
+    )).all()
+    if not rows:
+        return 0
+    items = [{"reference": ref, "service": name, "url": tracking_url(ref)} for ref, name in rows]
+    await notification.queue_email(
+        session, dedupe_key=f"guest_links:{secrets.token_hex(16)}", kind="account", to=address,
+        template="guest_links", context={"items": items},
+    )
+    return len(items)
+
+
+async def claim_guest_purchases(session: AsyncSession, user: User) -> list[str]:
+    """Attach every guest request bought with the account's email to the account (they then show in
+    myServiceRequests and follow the account's rights). Only for a VERIFIED email, or anyone could
+    register a victim's address and take its orders. Returns the references claimed. Raises
+    ``EmailNotVerified``."""
+    if user.email_verified_at is None:
+        raise EmailNotVerified("Confirm your email address first (we sent you a link); then claim your purchases")
+    refs = (await session.scalars(
+        update(ServiceRequest).where(guest_requests_of(user.email)).values(customer_user_id=user.id)
+        .returning(ServiceRequest.reference)
+    )).all()
+    if refs:
+        await audit.record(session, action="account.guest_purchases.claimed", actor_id=user.id, actor_role=user.role,
+                           subject_type="User", subject_id=user.id, details={"references": sorted(refs)})
+    return sorted(refs)
 
 
 def tracking_url(reference: str) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.user import InvalidToken, TokenClaims, decode_token
+from domain.user import InvalidToken, TokenClaims, decode_token, load_viewer
 from models import User
 from models.db import get_sessionmaker
 
@@ -84,27 +84,35 @@ class Context:
                 self._session = None
             self.loaders.clear()
 
-    async def viewer(self) -> User | None:
+    async def viewer(self, *, allow_without_mfa: bool = False) -> User | None:
         """The calling account, or None for anonymous callers. Raises UNAUTHENTICATED when a token
-        was sent but is expired, invalid, or names a deleted account."""
+        was sent but is expired, invalid, names a deleted account, or its sign-in was signed out or
+        revoked (checked against the database on every operation: one statement). An admin whose
+        sign-in did not present a TOTP code gets FORBIDDEN (code MFA_REQUIRED in the message) for
+        everything but the MFA enrolment fields (``allow_without_mfa``)."""
         if self.auth_error:
             raise unauthenticated(self.auth_error)
         if self.claims is None:
             return None
         if not self._user_loaded:
-            async with self.db() as session:
-                self._user = await session.get(User, self.claims.user_id)
-                # Give the connection back at once: a mutation or subscription that goes on to open
-                # its own session_scope() would otherwise hold two pooled connections, and 25-50 of
-                # them at once exhaust the pool and wait for each other until the pool times out.
-                await session.commit()
+            try:
+                async with self.db() as session:
+                    self._user = await load_viewer(session, self.claims)
+                    # Give the connection back at once: a mutation or subscription that goes on to open
+                    # its own session_scope() would otherwise hold two pooled connections, and 25-50 of
+                    # them at once exhaust the pool and wait for each other until the pool times out.
+                    await session.commit()
+            except InvalidToken as exc:
+                self.auth_error = exc.message
+                raise unauthenticated(exc.message) from None
             self._user_loaded = True
-            if self._user is None:
-                raise unauthenticated("This account no longer exists")
+        if self._user.role == "admin" and not self.claims.mfa and not allow_without_mfa:
+            raise forbidden("Admins must sign in with two-factor authentication (MFA_REQUIRED): enrol with "
+                            "startMfaEnrolment and confirmMfaEnrolment, then log in with totpCode")
         return self._user
 
-    async def require_user(self) -> User:
-        user = await self.viewer()
+    async def require_user(self, *, allow_without_mfa: bool = False) -> User:
+        user = await self.viewer(allow_without_mfa=allow_without_mfa)
         if user is None:
             raise unauthenticated()
         return user

@@ -13,7 +13,6 @@ from resolvers import operations as ops_resolvers
 from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
-from resolvers import user as user_resolvers
 from schema import booking as bookings
 from schema import email as emails_schema
 from schema import feed as feeds
@@ -85,7 +84,7 @@ from schema.service_request import (
     purchase_errors,
     request_errors,
 )
-from schema.user import LoginInput, LoginPayload, RegisterInput, RegisterPayload, User, account_errors
+from schema.user import AccountMutation
 
 
 async def _provider(info: strawberry.Info, provider) -> Provider | None:
@@ -96,19 +95,7 @@ async def _provider(info: strawberry.Info, provider) -> Provider | None:
 
 
 @strawberry.type
-class Mutation:
-    @strawberry.mutation(description="Create a customer account; returns an access token.")
-    async def register(self, info: strawberry.Info, input: RegisterInput) -> RegisterPayload:
-        r = await user_resolvers.register(
-            info.context, email=input.email, password=input.password, full_name=input.full_name, phone=input.phone
-        )
-        return RegisterPayload(token=r.token, user=User.of(r.user) if r.user else None, errors=account_errors(r.errors))
-
-    @strawberry.mutation(description="Exchange email and password for an access token.")
-    async def login(self, info: strawberry.Info, input: LoginInput) -> LoginPayload:
-        r = await user_resolvers.login(info.context, email=input.email, password=input.password)
-        return LoginPayload(token=r.token, user=User.of(r.user) if r.user else None, errors=account_errors(r.errors))
-
+class Mutation(AccountMutation):
     @strawberry.mutation(description="Buy one tier of a service, logged in or as a guest; returns the request "
                          "and the checkout URL to pay it.")
     async def purchase_service(self, info: strawberry.Info, input: PurchaseServiceInput) -> PurchaseServicePayload:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from enum import Enum
 
 import strawberry
 from strawberry import relay
 
+from domain.user import TokenPair
 from models import User as UserModel
 from resolvers import user as user_resolvers
 from schema.common import coded_errors
@@ -27,10 +29,13 @@ class User(relay.Node):
     full_name: str
     phone: str | None
     role: UserRole
+    email_verified: bool = strawberry.field(description="The owner confirmed the address by an emailed link.")
+    mfa_enabled: bool = strawberry.field(description="Sign-in needs a TOTP code (required for admins).")
 
     @classmethod
     def of(cls, user: UserModel) -> "User":
-        return cls(id=user.id, email=user.email, full_name=user.full_name, phone=user.phone, role=UserRole(user.role))
+        return cls(id=user.id, email=user.email, full_name=user.full_name, phone=user.phone, role=UserRole(user.role),
+                   email_verified=user.email_verified_at is not None, mfa_enabled=user.mfa_enabled_at is not None)
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
@@ -46,6 +51,15 @@ class AccountErrorCode(Enum):
     WEAK_PASSWORD = "WEAK_PASSWORD"
     EMAIL_TAKEN = "EMAIL_TAKEN"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    MFA_REQUIRED = "MFA_REQUIRED"
+    INVALID_MFA_CODE = "INVALID_MFA_CODE"
+    MFA_ALREADY_ENABLED = "MFA_ALREADY_ENABLED"
+    MFA_NOT_STARTED = "MFA_NOT_STARTED"
+    INVALID_REFRESH_TOKEN = "INVALID_REFRESH_TOKEN"
+    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
+    INVALID_TOKEN = "INVALID_TOKEN"
+    EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
+    RATE_LIMITED = "RATE_LIMITED"
     INVALID = "INVALID"
 
 
@@ -68,21 +82,225 @@ class RegisterInput:
 class LoginInput:
     email: str
     password: str
+    totp_code: str | None = strawberry.field(
+        default=None, description="The 6-digit code of your authenticator app: required once MFA is on (admins).")
+
+
+@strawberry.type
+class AuthTokens:
+    """A sign-in's tokens. The access token lasts 15 minutes: send it as `Authorization: Bearer <token>`
+    (HTTP) or `{"token": ...}` in `connection_init` (WebSocket). Before it expires, trade the refresh token
+    for a new pair with `refreshToken`; each refresh token works ONCE (using one twice signs the whole
+    sign-in out, since it means someone copied it)."""
+
+    access_token: str
+    access_token_expires_at: datetime
+    refresh_token: str
+
+    @classmethod
+    def of(cls, pair: TokenPair | None) -> "AuthTokens | None":
+        if pair is None:
+            return None
+        return cls(access_token=pair.access_token, access_token_expires_at=pair.access_expires_at,
+                   refresh_token=pair.refresh_token)
 
 
 @strawberry.type
 class RegisterPayload:
-    token: str | None = strawberry.field(description="JWT access token: send as `Authorization: Bearer <token>`.")
+    token: str | None = strawberry.field(description="The access token (also in `tokens`).")
+    tokens: AuthTokens | None
     user: User | None
     errors: list[AccountError]
 
 
 @strawberry.type
 class LoginPayload:
-    token: str | None
+    token: str | None = strawberry.field(description="The access token (also in `tokens`).")
+    tokens: AuthTokens | None
     user: User | None
+    mfa_enrolment_required: bool = strawberry.field(
+        description="An admin without MFA: this sign-in can only enrol it (startMfaEnrolment, confirmMfaEnrolment).")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class RefreshTokenInput:
+    refresh_token: str
+
+
+@strawberry.type
+class RefreshTokenPayload:
+    tokens: AuthTokens | None
+    errors: list[AccountError]
+
+
+@strawberry.input
+class LogoutInput:
+    everywhere: bool = strawberry.field(default=False, description="Sign out every device, not just this one.")
+
+
+@strawberry.type
+class LogoutPayload:
+    sessions_ended: int
+    errors: list[AccountError]
+
+
+@strawberry.input
+class ChangePasswordInput:
+    current_password: str
+    new_password: str = strawberry.field(description="At least 10 characters.")
+
+
+@strawberry.type
+class ChangePasswordPayload:
+    tokens: AuthTokens | None = strawberry.field(description="A new sign-in: every other one was signed out.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class RequestPasswordResetInput:
+    email: str
+
+
+@strawberry.input
+class ResetPasswordInput:
+    token: str = strawberry.field(description="From the emailed link (works once, for 1 hour).")
+    new_password: str
+
+
+@strawberry.input
+class VerifyEmailInput:
+    token: str = strawberry.field(description="From the emailed link (works once).")
+
+
+@strawberry.type
+class VerifyEmailPayload:
+    user: User | None
+    errors: list[AccountError]
+
+
+@strawberry.type
+class AccountActionPayload:
+    ok: bool
+    errors: list[AccountError]
+
+
+@strawberry.type
+class StartMfaEnrolmentPayload:
+    secret: str | None = strawberry.field(description="Base32 TOTP secret, for typing into an authenticator app.")
+    otpauth_uri: str | None = strawberry.field(description="`otpauth://totp/...` URI: show it as a QR code.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class ConfirmMfaEnrolmentInput:
+    code: str = strawberry.field(description="The current 6-digit code of the authenticator app.")
+
+
+@strawberry.type
+class ConfirmMfaEnrolmentPayload:
+    tokens: AuthTokens | None = strawberry.field(description="A new sign-in WITH MFA; every other one was signed out.")
+    errors: list[AccountError]
+
+
+@strawberry.input
+class RequestGuestAccessLinksInput:
+    email: str
+
+
+@strawberry.type
+class ClaimGuestPurchasesPayload:
+    claimed_references: list[str]
     errors: list[AccountError]
 
 
 def account_errors(errors) -> list[AccountError]:
     return coded_errors(AccountErrorCode, AccountError, errors)
+
+
+@strawberry.type
+class AccountMutation:
+    """Identity: sign-up, sign-in, sessions, passwords, email verification, MFA, guest links."""
+
+    @strawberry.mutation(description="Create a customer account; returns a signed-in token pair and emails a link "
+                         "to confirm the address. Rate-limited (RATE_LIMITED).")
+    async def register(self, info: strawberry.Info, input: RegisterInput) -> RegisterPayload:
+        r = await user_resolvers.register(
+            info.context, email=input.email, password=input.password, full_name=input.full_name, phone=input.phone
+        )
+        return RegisterPayload(token=r.tokens.access_token if r.tokens else None, tokens=AuthTokens.of(r.tokens),
+                               user=User.of(r.user) if r.user else None, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Sign in with email and password (plus `totpCode` once MFA is on). Returns a "
+                         "15-minute access token and a single-use refresh token. Rate-limited per email (RATE_LIMITED).")
+    async def login(self, info: strawberry.Info, input: LoginInput) -> LoginPayload:
+        r = await user_resolvers.login(info.context, email=input.email, password=input.password,
+                                       totp_code=input.totp_code)
+        return LoginPayload(token=r.tokens.access_token if r.tokens else None, tokens=AuthTokens.of(r.tokens),
+                            user=User.of(r.user) if r.user else None, mfa_enrolment_required=r.mfa_enrolment_required,
+                            errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Trade a refresh token for a new token pair (rotation: the old refresh token is "
+                         "spent; presenting it again signs the whole sign-in out: REFRESH_TOKEN_REUSED).")
+    async def refresh_token(self, info: strawberry.Info, input: RefreshTokenInput) -> RefreshTokenPayload:
+        r = await user_resolvers.refresh(info.context, refresh_token=input.refresh_token)
+        return RefreshTokenPayload(tokens=AuthTokens.of(r.tokens), errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Sign out this device (or every device): its access and refresh tokens stop "
+                         "working at once.")
+    async def logout(self, info: strawberry.Info, input: LogoutInput | None = None) -> LogoutPayload:
+        r = await user_resolvers.logout(info.context, everywhere=bool(input and input.everywhere))
+        return LogoutPayload(sessions_ended=r.count, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Change your password: every sign-in is revoked and you get a new one.")
+    async def change_password(self, info: strawberry.Info, input: ChangePasswordInput) -> ChangePasswordPayload:
+        r = await user_resolvers.change_password(info.context, current_password=input.current_password,
+                                                 new_password=input.new_password)
+        return ChangePasswordPayload(tokens=AuthTokens.of(r.tokens), errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Email a single-use password-reset link (1 hour) if an account has this email. "
+                         "The answer is the same whether or not one does. Rate-limited.")
+    async def request_password_reset(self, info: strawberry.Info, input: RequestPasswordResetInput) -> AccountActionPayload:
+        r = await user_resolvers.request_password_reset(info.context, email=input.email)
+        return AccountActionPayload(ok=r.ok, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Set a new password with the emailed link's token; signs out every device.")
+    async def reset_password(self, info: strawberry.Info, input: ResetPasswordInput) -> AccountActionPayload:
+        r = await user_resolvers.reset_password(info.context, token=input.token, new_password=input.new_password)
+        return AccountActionPayload(ok=r.ok, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Confirm your email address with the emailed link's token.")
+    async def verify_email(self, info: strawberry.Info, input: VerifyEmailInput) -> VerifyEmailPayload:
+        user, errors = await user_resolvers.verify_email(info.context, token=input.token)
+        return VerifyEmailPayload(user=User.of(user) if user else None, errors=account_errors(errors))
+
+    @strawberry.mutation(description="Email a new verification link (ok is false when already verified).")
+    async def resend_verification_email(self, info: strawberry.Info) -> AccountActionPayload:
+        r = await user_resolvers.resend_verification(info.context)
+        return AccountActionPayload(ok=r.ok, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Start turning on two-factor authentication (TOTP, RFC 6238): returns the secret "
+                         "for an authenticator app. Admins must do this before any admin action.")
+    async def start_mfa_enrolment(self, info: strawberry.Info) -> StartMfaEnrolmentPayload:
+        enrolment, errors = await user_resolvers.start_mfa_enrolment(info.context)
+        return StartMfaEnrolmentPayload(secret=enrolment.secret if enrolment else None,
+                                        otpauth_uri=enrolment.otpauth_uri if enrolment else None,
+                                        errors=account_errors(errors))
+
+    @strawberry.mutation(description="Finish the MFA enrolment with a first code: MFA is on, every other sign-in is "
+                         "signed out, and you get a new sign-in with MFA.")
+    async def confirm_mfa_enrolment(self, info: strawberry.Info, input: ConfirmMfaEnrolmentInput) -> ConfirmMfaEnrolmentPayload:
+        r = await user_resolvers.confirm_mfa_enrolment(info.context, code=input.code)
+        return ConfirmMfaEnrolmentPayload(tokens=AuthTokens.of(r.tokens), errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Guests: email the signed, expiring links to every purchase made with this email "
+                         "address. The answer is the same whether or not there are any. Rate-limited.")
+    async def request_guest_access_links(self, info: strawberry.Info, input: RequestGuestAccessLinksInput) -> AccountActionPayload:
+        r = await user_resolvers.request_guest_access_links(info.context, email=input.email)
+        return AccountActionPayload(ok=r.ok, errors=account_errors(r.errors))
+
+    @strawberry.mutation(description="Move every guest purchase made with your (verified) email address into your "
+                         "account. EMAIL_NOT_VERIFIED until you confirm the address.")
+    async def claim_guest_purchases(self, info: strawberry.Info) -> ClaimGuestPurchasesPayload:
+        r = await user_resolvers.claim_guest_purchases(info.context)
+        return ClaimGuestPurchasesPayload(claimed_references=r.items, errors=account_errors(r.errors))

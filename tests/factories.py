@@ -24,6 +24,15 @@ async def make_user(email: str, *, role: str = "customer", password: str = "corr
     return user
 
 
+async def token_for(user: User, *, mfa: bool | None = None) -> str:
+    """An access token of a new sign-in of ``user``, made directly in the database (admins' as if they
+    had presented a TOTP code, unless ``mfa`` says otherwise). Tests of the login flow itself use the API."""
+    from domain.user import open_session
+
+    async with session_scope() as s:
+        return (await open_session(s, user, mfa=user.role == "admin" if mfa is None else mfa)).access_token
+
+
 async def make_provider(*, latitude: float = 4.0511, longitude: float = 9.7679, display_name: str = "Eko Plumbing",
                         categories: list[str] | None = None, verified: bool = True, available: bool = True,
                         suspended: bool = False, user_id: int | None = None, rating: float = 4.5) -> Provider:

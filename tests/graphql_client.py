@@ -8,7 +8,7 @@ import httpx
 
 LOGIN = """
 mutation Login($input: LoginInput!) {
-  login(input: $input) { token errors { field code message } }
+  login(input: $input) { token mfaEnrolmentRequired errors { field code message } }
 }
 """
 
@@ -23,10 +23,20 @@ async def gql(client: httpx.AsyncClient, query: str, variables: dict[str, Any] |
 
 
 async def login(client: httpx.AsyncClient, email: str, password: str = "correct-horse-battery") -> str:
-    """The access token of the account ``email`` (the factories' default password unless given)."""
+    """The access token of the account ``email`` (the factories' default password unless given). An
+    admin without MFA gets a sign-in made as if it had presented a TOTP code (tests/factories.token_for),
+    so admin tests need not run the TOTP flow, which tests/test_identity.py covers."""
     body = await gql(client, LOGIN, {"input": {"email": email, "password": password}})
     payload = body["data"]["login"]
     assert payload["errors"] == [], payload["errors"]
+    if payload["mfaEnrolmentRequired"]:
+        from domain.user import find_by_email
+        from models.db import session_scope
+        from tests.factories import token_for
+
+        async with session_scope() as s:
+            user = await find_by_email(s, email)
+        return await token_for(user)
     return payload["token"]
 
 

@@ -14,13 +14,12 @@ from sqlalchemy import select, text
 from devstack import services
 from domain import chat, outbox
 from domain import service_request as sr_domain
-from domain.user import issue_token
 from gateways.sandbox import SandboxGateway
 from models import Conversation
 from models.db import session_scope
 from resolvers.ids import decode_id, encode_id
 from settings import get_settings
-from tests.factories import make_provider, make_service, make_user
+from tests.factories import make_provider, make_service, make_user, token_for
 from tests.live_harness import Server, Subscriber, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,7 @@ async def test_a_subscriber_keeps_every_message_exactly_once_in_order_while_redi
     customer, provider, cid, _ = await a_conversation()
     sent = [await send(customer, cid, "m1")]
     sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", sent[0])},
-                     token=issue_token(provider)).start()
+                     token=await token_for(provider)).start()
     try:
         # when: messages keep coming before, during and after a real Redis restart
         for i in range(2, 8):
@@ -117,7 +116,7 @@ async def test_after_a_server_crash_the_client_resumes_with_after_and_loses_noth
     customer, provider, cid, _ = await a_conversation()
     sent = [await send(customer, cid, "m1")]
     variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", sent[0])}
-    first = Subscriber(server, CHAT, variables, token=issue_token(provider)).start()
+    first = Subscriber(server, CHAT, variables, token=await token_for(provider)).start()
     for i in range(2, 5):
         sent.append(await send(customer, cid, f"m{i}"))
     await wait_until(lambda: len(first.frames) == 3, 20, "messages 2..4")
@@ -128,7 +127,7 @@ async def test_after_a_server_crash_the_client_resumes_with_after_and_loses_noth
         sent.append(await send(customer, cid, f"m{i}"))
     await server.start()
     last_seen = first.data("chatMessageAdded")[-1]["id"]
-    second = Subscriber(server, CHAT, {**variables, "after": last_seen}, token=issue_token(provider)).start()
+    second = Subscriber(server, CHAT, {**variables, "after": last_seen}, token=await token_for(provider)).start()
     try:
         await wait_until(lambda: len(second.frames) == 4, 20, "the messages sent while the server was down")
         for i in range(9, 12):
@@ -201,7 +200,7 @@ async def test_non_participants_and_anonymous_sockets_are_refused_the_chat(mode)
     other_provider = await make_user("other@odim.test", role="provider")
     await make_provider(user_id=other_provider.id, display_name="Other")
     try:
-        for token in (issue_token(stranger), issue_token(other_provider), None):
+        for token in (await token_for(stranger), await token_for(other_provider), None):
             sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid)}, token=token).start()
             await asyncio.wait_for(sub.task, 10)
             # then: one frame with the typed error and no data, then the subscription completes
@@ -231,8 +230,8 @@ async def test_subscribers_with_the_same_selection_share_one_execution_per_event
     first = await send(customer, cid, "m1")
     variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)}
     other = "subscription($c: ID!, $after: ID){ chatMessageAdded(conversationId: $c, after: $after){ id senderName } }"
-    subs = [Subscriber(server, CHAT, variables, token=issue_token(provider)).start() for _ in range(20)]
-    subs += [Subscriber(server, other, variables, token=issue_token(customer)).start() for _ in range(5)]
+    subs = [Subscriber(server, CHAT, variables, token=await token_for(provider)).start() for _ in range(20)]
+    subs += [Subscriber(server, other, variables, token=await token_for(customer)).start() for _ in range(5)]
     try:
         await send(customer, cid, "m2")
         await wait_until(lambda: all(len(s.frames) == 1 for s in subs), 30, "every socket to get m2")
@@ -274,7 +273,7 @@ async def test_notifications_resume_after_the_last_one_seen_and_only_the_owner_g
     async with session_scope() as s:
         first = (await feed.notifications_since(s, ada.id, 0, 10))[0]["id"]
     query = "subscription($after: ID){ notificationAdded(after: $after){ id title } }"
-    sub = Subscriber(server, query, {"after": encode_id("Notification", first)}, token=issue_token(ada)).start()
+    sub = Subscriber(server, query, {"after": encode_id("Notification", first)}, token=await token_for(ada)).start()
     try:
         # when: Ada resumes after n1, and one more notification comes for each user
         await wait_until(lambda: len(sub.frames) == 2, 20, "the replay")
@@ -298,7 +297,7 @@ async def test_a_participant_watching_the_chat_is_not_notified_and_one_away_is()
     customer, provider, cid, _ = await a_conversation()
     first = await send(customer, cid, "m1")
     sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)},
-                     token=issue_token(provider)).start()
+                     token=await token_for(provider)).start()
     try:
         from domain import presence
 
@@ -334,7 +333,7 @@ async def test_eighty_sockets_subscribing_at_once_do_not_exhaust_the_connection_
     customer, provider, cid, _ = await a_conversation()
     first = await send(customer, cid, "m1")
     variables = {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)}
-    subs = [Subscriber(server, CHAT, variables, token=issue_token(provider)).start() for _ in range(80)]
+    subs = [Subscriber(server, CHAT, variables, token=await token_for(provider)).start() for _ in range(80)]
     try:
         # when: a message is sent
         await send(customer, cid, "m2")

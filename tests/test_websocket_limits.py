@@ -8,8 +8,7 @@ import json
 import pytest
 import websockets
 
-from domain.user import issue_token
-from tests.factories import make_user
+from tests.factories import make_user, token_for
 from tests.live_harness import Server
 
 pytestmark = pytest.mark.e2e
@@ -48,7 +47,7 @@ async def test_idle_flooding_and_too_many_subscriptions_are_refused():
         assert await close_code(flood) == 4429
 
         # the 4th subscription on one socket is refused; the first three keep running
-        ws = await connect(server, issue_token(user))
+        ws = await connect(server, await token_for(user))
         query = "subscription{ notificationAdded{ id } }"
         for n in range(1, 5):
             await ws.send(json.dumps({"id": str(n), "type": "subscribe", "payload": {"query": query}}))
