@@ -151,6 +151,9 @@ class Settings(BaseSettings):
     ws_keep_alive_seconds: float = 15.0  # the server pings each socket this often
     ws_idle_seconds: float = 300.0  # a socket with no subscription and no client message this long is closed (4408)
     ws_max_messages_per_10s: int = 100  # client messages per socket per 10 s; more closes it (4429)
+    # seconds: how often a socket re-checks that its sign-in was not signed out or revoked (closed with
+    # 4403 if it was; a socket is also closed with 4403 the moment its access token expires)
+    ws_session_check_seconds: float = 60.0
     # --- audit log (issue 6) ----------------------------------------------------------------------
     audit_export_batch_rows: int = 500  # rows: the CSV export fetches (server-side cursor) and sends this many at a time
     # --- abuse limits and HTTP hardening (issue 6) ------------------------------------------------
@@ -188,6 +191,9 @@ class Settings(BaseSettings):
     metrics_max_operation_names: int = 200
     # Seconds a client is told to wait (Retry-After, extensions.retryAfter) when PostgreSQL is unreachable.
     unavailable_retry_after_seconds: int = 5
+    # Where the sandbox gateway keeps its own payment records (it stands for a remote gateway, so an
+    # outage of Odim's Redis need not take it down); unset: redis_url.
+    sandbox_redis_url: str | None = None
     # --- encryption at rest (issue 6) ------------------------------------------------------------
     # AES-256-GCM keys of personal data at rest (models/crypto.py): key id -> base64 of 32 random bytes
     # (`odim keys generate`), as JSON in ODIM_ENCRYPTION_KEYS. Each stored value names its key id, so a

@@ -28,6 +28,7 @@ import json
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
@@ -49,6 +50,9 @@ from prometheus_client import Counter, Gauge
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
 from domain import live
+from domain.user import InvalidToken, load_viewer
+from models.db import session_scope
+from resolvers import audit
 from resolvers.live import Opened, heartbeating
 from settings import get_settings
 
@@ -268,6 +272,10 @@ async def serve(handler: BaseGraphQLTransportWSHandler, operation: Operation, pr
         # with the error and no data, then `complete`.
         payload = json.dumps({"data": None, "errors": [_masked(error)]}, separators=(",", ":"))
         await handler.websocket.ws.send_text(_frame(operation.id, payload))
+        code = audit.denial_code(error)
+        if code is not None:  # audited like Strawberry's path does (schema/audit.py)
+            await audit.record_denial(handler.context, code=code, operation=operation.operation_name or "subscription",
+                                      path=prepared.field_node.name.value, transport="ws")
         return True
     variables = {k: v for k, v in (operation.variables or {}).items() if k not in prepared.after_variables}
     key = (
@@ -320,10 +328,40 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def handle(self) -> None:
         self._idle_task = asyncio.create_task(self._close_when_idle(), name="ws-idle")
+        session_task = asyncio.create_task(self._close_when_signed_out(), name="ws-session")
         try:
             await super().handle()
         finally:
             self._idle_task.cancel()
+            session_task.cancel()
+
+    async def _close_when_signed_out(self) -> None:
+        """A socket lives no longer than its access token: closed with 4403 when the token expires,
+        or within ``ws_session_check_seconds`` of its sign-in being signed out or revoked (one
+        statement per socket per check). The client reconnects with a fresh token and ``after``."""
+        interval = get_settings().ws_session_check_seconds
+        while True:
+            claims = getattr(self.context, "claims", None)
+            if claims is None:
+                await asyncio.sleep(interval)  # not authenticated yet, or anonymous
+                continue
+            left = (claims.expires_at - datetime.now(UTC)).total_seconds()
+            await asyncio.sleep(max(0.0, min(left, interval)))
+            reason = None
+            if claims.expires_at <= datetime.now(UTC):
+                reason = "Access token expired; reconnect with a fresh token"
+            else:
+                try:
+                    async with session_scope() as session:
+                        await load_viewer(session, claims)
+                except InvalidToken as exc:
+                    reason = exc.message
+                except Exception:  # the database is unreachable: check again later, keep serving
+                    log.warning("ws.session_check_failed", exc_info=True)
+            if reason:
+                with contextlib.suppress(Exception):
+                    await self.websocket.close(4403, reason)
+                return
 
     async def _close_when_idle(self) -> None:
         idle = get_settings().ws_idle_seconds

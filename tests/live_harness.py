@@ -35,7 +35,7 @@ class Server:
              "--log-level", "warning"], cwd=ROOT, env=self.env, start_new_session=True,
         )
         async with httpx.AsyncClient() as client:
-            for _ in range(200):
+            for _ in range(600):  # up to a minute: importing the app takes 10+ s on a busy 2-core machine
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(f"{self.base}/healthz")).status_code == 200:
                         return

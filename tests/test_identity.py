@@ -21,6 +21,7 @@ from resolvers.ids import encode_id
 from settings import get_settings
 from tests.factories import make_service, make_user
 from tests.graphql_client import error_codes, gql
+from tests.live_harness import Server
 
 TOKENS = "tokens { accessToken accessTokenExpiresAt refreshToken }"
 LOGIN = f"""mutation($input: LoginInput!) {{ login(input: $input) {{
@@ -30,7 +31,7 @@ REGISTER = f"""mutation($input: RegisterInput!) {{ register(input: $input) {{
 REFRESH = f"""mutation($t: String!) {{ refreshToken(input: {{refreshToken: $t}}) {{ {TOKENS} errors {{ field code message }} }} }}"""
 LOGOUT = """mutation($e: Boolean!) { logout(input: {everywhere: $e}) { sessionsEnded errors { code } } }"""
 ME = "{ me { email role emailVerified mfaEnabled } }"
-ADMIN_QUERY = "{ escalations { totalCount } }"
+ADMIN_QUERY = "{ escalations { edges { cursor } } }"
 PASSWORD = "correct-horse-battery"
 
 
@@ -135,7 +136,6 @@ async def test_an_expired_access_token_is_unauthenticated_with_a_clear_message(a
 
 
 async def test_websocket_refuses_expired_and_revoked_tokens_with_4403(api_client):
-    from tests.live_harness import Server
 
     await make_user("ada@example.com")
     revoked = (await login(api_client, "ada@example.com"))["tokens"]["accessToken"]
@@ -249,7 +249,7 @@ async def test_admins_must_enrol_and_present_totp_before_any_admin_action(api_cl
     good = (await gql(api_client, confirm, {"c": totp.at(now)}, token=token))["data"]["confirmMfaEnrolment"]
     assert good["errors"] == []
     # Then the MFA sign-in may act as admin, and the enrolment sign-in is gone
-    assert (await gql(api_client, ADMIN_QUERY, token=good["tokens"]["accessToken"]))["data"]["escalations"] == {"totalCount": 0}
+    assert (await gql(api_client, ADMIN_QUERY, token=good["tokens"]["accessToken"]))["data"]["escalations"] == {"edges": []}
     assert error_codes(await gql(api_client, ME, token=token)) == ["UNAUTHENTICATED"]
     # And logging in now needs a code; a code is accepted once
     assert [e["code"] for e in (await login(api_client, "ops@example.com"))["errors"]] == ["MFA_REQUIRED"]
@@ -277,8 +277,8 @@ async def test_a_guest_gets_magic_links_and_claims_its_purchases_once_its_email_
         body = await s.scalar(select(Email.body_text).where(Email.dedupe_key.like("guest_links:%")))
     access = re.search(rf"/track/{reference}\?token=(\S+)", body).group(1)
     track = await gql(api_client, """query($r: String!, $t: String) { serviceRequest(reference: $r, accessToken: $t) {
-        customerEmail } }""", {"r": reference, "t": access})
-    assert track["data"]["serviceRequest"] == {"customerEmail": "grace@example.com"}
+        customer { email } } }""", {"r": reference, "t": access})
+    assert track["data"]["serviceRequest"] == {"customer": {"email": "grace@example.com"}}
     # When the guest registers with the same email, claiming waits for the verification
     reg = (await gql(api_client, REGISTER, {"input": {"email": "grace@example.com", "password": PASSWORD,
                                                      "fullName": "Grace Guest"}}))["data"]["register"]
@@ -299,3 +299,38 @@ async def test_unknown_guest_email_gets_the_same_answer_and_no_mail(api_client):
     body = await gql(api_client, """mutation { requestGuestAccessLinks(input: {email: "nobody@example.com"}) { ok errors { code } } }""")
     assert body["data"]["requestGuestAccessLinks"] == {"ok": True, "errors": []}
     assert await count(Email) == 0
+
+
+async def test_a_live_socket_is_closed_with_4403_when_its_token_expires_or_its_sign_in_is_revoked(api_client):
+    # Given two sockets of one account: one whose access token expires in 3 s, one on a sign-in that
+    # is then signed out
+    await make_user("ada@example.com")
+    short = (await login(api_client, "ada@example.com"))["token"]
+    claims = jwt.decode(short, options={"verify_signature": False})
+    claims["exp"] = int(time.time()) + 3
+    short = jwt.encode(claims, get_settings().jwt_secret.get_secret_value(), algorithm="HS256")
+    revoked = (await login(api_client, "ada@example.com"))["token"]
+    server = Server(ODIM_WS_SESSION_CHECK_SECONDS="1")
+    await server.start()
+    try:
+        sockets = []
+        for token in (short, revoked):
+            ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"], origin=server.base)
+            await ws.send(json.dumps({"type": "connection_init", "payload": {"token": token}}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] == "connection_ack"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe",
+                                      "payload": {"query": "subscription { notificationAdded { id } }"}}))
+            sockets.append(ws)
+        await gql(api_client, LOGOUT, {"e": False}, token=revoked)
+        # Then each is closed with 4403 and a reason saying why
+        reasons = []
+        for ws in sockets:
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 15)
+            except websockets.ConnectionClosed as closed:
+                reasons.append((closed.rcvd.code, closed.rcvd.reason))
+        assert reasons == [(4403, "Access token expired; reconnect with a fresh token"),
+                           (4403, "This sign-in was signed out or revoked; log in again")]
+    finally:
+        server.stop()
