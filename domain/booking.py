@@ -239,7 +239,8 @@ async def hold_slot(
     Raises ``ProviderNotBookable`` (unknown, unverified or suspended provider), the availability
     errors (``ServiceNotBookable``, ``SlotNotOffered``: not a slot of the plan, inside the minimum
     notice or beyond the horizon), the catalogue's ``TierRequired``/``TierNotFound``/``CurrencyNotOffered``,
-    ``NotFound``/``Forbidden`` for another customer's ticket, ``SlotUnavailable`` (another live booking
+    ``NotFound``/``Forbidden`` for another customer's ticket, ``Forbidden`` for a provider's account booking its
+    own time, ``SlotUnavailable`` (another live booking
     or hold overlaps it, buffers included: decided by the exclusion constraint). On error nothing is
     written (the caller rolls back)."""
     settings = get_settings()
@@ -258,6 +259,9 @@ async def hold_slot(
     provider = await lock_provider(session, provider_id)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
+    if provider.user_id is not None and provider.user_id == customer.id:
+        # A provider booking its own time would pay itself through escrow and could review itself.
+        raise Forbidden("You cannot book your own time", field="providerId")
     currency = (currency or settings.default_currency).upper()
     _, tier, _, _ = await service_request.offer(session, service_id, tier_id, currency, None)
     ticket = await _customer_ticket(session, ticket_id, customer) if ticket_id is not None else None

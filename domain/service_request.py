@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -780,6 +780,8 @@ async def list_requests(
         conditions.append(
             ServiceRequest.assigned_provider_id.in_(select(Provider.id).where(Provider.user_id == viewer.id))
         )
+    elif viewer.role != "admin":  # fail closed: a role this code does not know sees nothing
+        conditions.append(false())
     if flt.service_id is not None:
         conditions.append(ServiceRequest.service_id == flt.service_id)
     if flt.status is not None:
