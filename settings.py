@@ -189,7 +189,7 @@ class Settings(BaseSettings):
     metrics_sample_timeout_seconds: float = 0.5  # seconds: /metrics leaves out queue depths a source did not give by then
     # Distinct GraphQL operation names kept as metric labels per process; later new names count as "other".
     metrics_max_operation_names: int = 200
-    # Seconds a client is told to wait (Retry-After, extensions.retryAfter) when PostgreSQL is unreachable.
+    # Seconds a client is told to wait (Retry-After, extensions.retryAfterSeconds) when PostgreSQL is unreachable.
     unavailable_retry_after_seconds: int = 5
     # Where the sandbox gateway keeps its own payment records (it stands for a remote gateway, so an
     # outage of Odim's Redis need not take it down); unset: redis_url.

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import booking, escrow, notification, outbox, payout, refund, service_request
+from domain import booking, escrow, metrics, notification, outbox, payout, refund, service_request
 from domain.errors import DomainError
 from domain.money import Money
 from gateways.base import GatewayEvent, PaymentGateway
@@ -100,6 +100,7 @@ async def process_webhook(session: AsyncSession, inbox_id: int) -> str:
     result = await _apply(session, inbox)
     inbox.result = result
     inbox.processed_at = datetime.now(UTC)
+    metrics.webhook_processed(session, inbox.gateway, inbox.received_at)
     log.info("webhook.processed", inbox_id=inbox.id, event_id=inbox.event_id, result=result)
     return result
 
@@ -152,6 +153,7 @@ async def apply_payment_status(
         request = await service_request.lock_request(session, payment.service_request_id)
         _payment_transition(session, payment, "failed", event_id, "declined at the gateway")
         payment.failure_reason = "declined"
+        metrics.payment_outcome(session, payment.gateway, "failed")
         await notification.queue_email(
             session, dedupe_key=f"payment_failed:{event_id}", kind="payment_failed", to=request.customer_email,
             template="payment_failed",
@@ -171,9 +173,11 @@ async def apply_payment_status(
                      "body": f"Payment {payment.reference}: {payment.review_reason} (event {event_id}). "
                              "Nothing was captured; check it at the gateway."},
         )
+        metrics.payment_outcome(session, payment.gateway, "amount_mismatch")
         return "amount_mismatch"
     request = await service_request.lock_request(session, payment.service_request_id)
     await confirm_payment(session, payment, request, event_id)
+    metrics.payment_outcome(session, payment.gateway, "completed")
     return "completed"
 
 

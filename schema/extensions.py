@@ -8,6 +8,9 @@ import structlog
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
+from domain import health
+from settings import get_settings
+
 log = structlog.get_logger("odim.graphql")
 
 
@@ -29,6 +32,8 @@ class MaskUnexpectedErrors(MaskErrors):
         ctx = self.execution_context.context
         request_id = getattr(ctx, "request_id", None)
         claims = getattr(ctx, "claims", None)
+        if health.dependency_unavailable(error.original_error):
+            return unavailable_error(error, ctx, request_id)
         log.error(
             "graphql.unexpected_error", request_id=request_id, user_id=claims.user_id if claims else None,
             path=error.path, exc_info=error.original_error,
@@ -40,6 +45,26 @@ class MaskUnexpectedErrors(MaskErrors):
         )
 
 
+def unavailable_error(error: GraphQLError, ctx: object, request_id: str | None) -> GraphQLError:
+    """PostgreSQL unreachable or restarting (``health.dependency_unavailable``): a retryable, typed
+    error ``SERVICE_UNAVAILABLE`` (extensions ``retryable: true``, ``retryAfterSeconds``) instead
+    of a masked internal error, and over HTTP status 503 with ``Retry-After``. A mutation that gets
+    it wrote nothing, or all of it if the commit went through before the connection dropped:
+    retry it with the same ``idempotencyKey``."""
+    retry = get_settings().unavailable_retry_after_seconds
+    log.warning("graphql.dependency_unavailable", request_id=request_id, path=error.path,
+                error=type(error.original_error).__name__)
+    response = getattr(ctx, "response", None)
+    if response is not None and hasattr(response, "headers"):
+        response.status_code = 503
+        response.headers["Retry-After"] = str(retry)
+    return GraphQLError(
+        message=f"Service temporarily unavailable; retry in {retry} seconds (request id {request_id})",
+        nodes=error.nodes, source=error.source, positions=error.positions, path=error.path,
+        extensions={"code": "SERVICE_UNAVAILABLE", "retryable": True, "retryAfterSeconds": retry, "requestId": request_id},
+    )
+
+
 class DbSessionExtension(SchemaExtension):
     """Closes the context's lazy DB session when a query or mutation ends (subscriptions manage
     their own sessions per event)."""
@@ -48,4 +73,9 @@ class DbSessionExtension(SchemaExtension):
         yield
         close = getattr(self.execution_context.context, "close", None)
         if close is not None:
-            await close()
+            try:
+                await close()
+            except Exception as exc:  # a connection lost with PostgreSQL: the pool discards it
+                if not health.dependency_unavailable(exc):
+                    raise
+                log.warning("graphql.session_close_failed", error=type(exc).__name__)
