@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-fanout seed-large stop
+.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-fanout seed-large stop fuzz
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -37,6 +37,9 @@ bench-fanout:  ## fan-out benchmark: 1,000 WebSocket subscribers on one conversa
 	uv run odim services up
 	uv run odim migrate
 	uv run python bench/fanout.py $(BENCH_ARGS)
+
+fuzz: bootstrap  ## GraphQL fuzzing: >= 5,000 schemathesis cases as anonymous, customer, provider and admin on the test stack; 0 5xx, 0 unmasked errors (FUZZ_ARGS="--cases 20000 --seed 7")
+	bash scripts/fuzz.sh $(FUZZ_ARGS)
 
 stop:  ## stop the dev services if `make run` was killed hard
 	uv run odim services down

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -194,6 +195,138 @@ def bookings_sweep() -> None:
 
     counts = _run_with_workers(booking_worker.run_timers)
     console.print(", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in counts.items()))
+
+
+audit_app = typer.Typer(help="The append-only audit log (issue 6).")
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: str = typer.Option(..., "--out", help="CSV file to write (overwritten)."),
+    action: str | None = typer.Option(None, help="Exact action, e.g. admin.refundServiceRequest."),
+    action_prefix: str | None = typer.Option(None, "--action-prefix", help="Actions starting with this, e.g. money."),
+    actor_id: int | None = typer.Option(None, "--actor-id", help="users.id of the actor."),
+    subject_type: str | None = typer.Option(None, "--subject-type"),
+    subject_id: str | None = typer.Option(None, "--subject-id"),
+    outcome: str | None = typer.Option(None, help="ok, failed or denied."),
+    since: str | None = typer.Option(None, "--from", help="ISO 8601 with a zone, inclusive."),
+    until: str | None = typer.Option(None, "--to", help="ISO 8601 with a zone, exclusive."),
+) -> None:
+    """Export audit rows (newest first) as CSV, the same columns as GET /admin/audit.csv, streamed from
+    a server-side cursor. The export itself is audited (admin.exportAuditLog, actor role cli)."""
+    from datetime import datetime
+
+    from domain import audit
+    from models.db import dispose_engine, session_scope
+
+    try:
+        f = audit.AuditFilter(
+            action=action, action_prefix=action_prefix, actor_id=actor_id, subject_type=subject_type,
+            subject_id=subject_id, outcome=outcome,
+            occurred_from=datetime.fromisoformat(since) if since else None,
+            occurred_to=datetime.fromisoformat(until) if until else None,
+        )
+        f.validate()
+    except (ValueError, audit.InvalidAuditFilter) as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+    async def run(file) -> int:
+        try:
+            async with session_scope() as session:
+                total = await audit.count_entries(session, f)
+            await audit.record_detached(action="admin.exportAuditLog", actor_id=None, actor_role="cli",
+                                        details={"filter": {k: str(v) for k, v in vars(f).items() if v is not None},
+                                                 "transport": "cli"})
+            written = 0
+            with Progress(TextColumn("audit rows"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                          console=console) as progress:
+                task = progress.add_task("export", total=total)
+
+                def advance(n: int) -> None:
+                    nonlocal written
+                    written += n
+                    progress.advance(task, n)
+
+                async for chunk in audit.export_csv(f, batch_rows=get_settings().audit_export_batch_rows,
+                                                    on_rows=advance):
+                    file.write(chunk)
+            return written
+        finally:
+            await dispose_engine()
+
+    with open(out, "w", newline="", encoding="utf-8") as file:
+        written = asyncio.run(run(file))
+    console.print(f"[green]{written} row(s)[/green] written to {out}")
+
+
+keys_app = typer.Typer(help="Encryption keys of personal data at rest (models/crypto.py, domain/privacy.py).")
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("generate")
+def keys_generate() -> None:
+    """Print a new random AES-256 key (base64 of 32 bytes) and how to install it."""
+    from datetime import UTC, datetime
+
+    from models.crypto import generate_key
+
+    kid = datetime.now(UTC).strftime("k%Y%m%d%H%M")
+    print(generate_key())
+    console.print(f"[dim]add it to ODIM_ENCRYPTION_KEYS under a new id (e.g. {kid}), keep the old keys, set "
+                  f"ODIM_ENCRYPTION_KEY_ID={kid}, restart, then run `odim keys rotate`[/dim]", highlight=False)
+
+
+@keys_app.command("rotate")
+def keys_rotate(batch_size: int = typer.Option(500, min=1, help="Rows per transaction.")) -> None:
+    """Re-encrypt every value not under ODIM_ENCRYPTION_KEY_ID (batched, resumable), then show the key ids still in use."""
+    from domain import privacy
+    from models.db import dispose_engine
+
+    def progress(column: str, counts) -> None:
+        console.print(f"  {column}: {counts.rotated} re-encrypted, {counts.failed} failed", highlight=False)
+
+    async def run():
+        try:
+            report = await privacy.rotate_keys(batch_size=batch_size, on_batch=progress)
+            return report, await privacy.key_ids_in_use()
+        finally:
+            await dispose_engine()
+
+    report, in_use = asyncio.run(run())
+    for column, counts in report.columns.items():
+        console.print(f"{column}: {counts.rotated} re-encrypted, {counts.failed} failed", highlight=False)
+    rate = report.rotated / report.seconds if report.seconds else 0.0
+    console.print(f"total: {report.rotated} re-encrypted under {report.key_id}, {report.failed} failed, "
+                  f"{report.seconds:.2f} s ({rate:,.0f} values/s)", highlight=False)
+    others = sorted({kid for counts in in_use.values() for kid in counts if kid != report.key_id})
+    console.print(f"key ids still in use besides {report.key_id}: {', '.join(others) or 'none'}", highlight=False)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+persisted_app = typer.Typer(help="The persisted-query allow-list (ODIM_PERSISTED_QUERIES_ONLY, schema/security.py).")
+app.add_typer(persisted_app, name="persisted-queries")
+
+
+@persisted_app.command("build")
+def persisted_queries_build(
+    sources: list[Path] = typer.Argument(..., help="Directories (searched for .graphql/.gql) or files"),
+    output: Path = typer.Option(Path("persisted-queries.json"), "--output", "-o", help="The JSON file to write"),
+) -> None:
+    """Write {sha256: query} for every document (each validated against the schema); point
+    ODIM_PERSISTED_QUERIES_FILE at the output and set ODIM_PERSISTED_QUERIES_ONLY=true."""
+    import json
+
+    from schema.security import build_allow_list
+
+    try:
+        allowed = build_allow_list(sources)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    output.write_text(json.dumps(allowed, indent=2, sort_keys=True) + "\n")
+    typer.echo(f"{output}: {len(allowed)} persisted queries")
 
 
 @app.command("create-admin")

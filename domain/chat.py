@@ -28,26 +28,17 @@ service request conversations are created with the order (domain/service_request
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import math
-import time
-import weakref
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 
 import structlog
-from limits import parse
-from limits.aio.storage import RedisStorage
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.errors import StorageError
-from redis.exceptions import RedisError
 from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import live, outbox, presence
+from domain import live, outbox, pagination, presence, ratelimit
 from domain.errors import DomainError, Forbidden, NotFound
 from models import Booking, ChatMessage, ChatRead, Conversation, Provider, ServiceRequest, Ticket, User
 from settings import get_settings
@@ -217,37 +208,18 @@ async def conversations_for(session: AsyncSession, kind: str, subject_ids: list[
 
 # --- sending ---------------------------------------------------------------------------------------
 
-_limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _limiter() -> MovingWindowRateLimiter:
-    """A moving-window limiter on Redis (``limits``' async storage over redis-py, fail-fast options)
-    for this event loop and the configured Redis URL."""
-    url = get_settings().redis_url
-    per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
-    limiter = per_loop.get(url)
-    if limiter is None:
-        storage = RedisStorage(f"async+{url}", implementation="redispy", **presence.fail_fast_options())
-        limiter = MovingWindowRateLimiter(storage)
-        per_loop[url] = limiter
-    return limiter
-
-
 async def check_rate(user_id: int) -> None:
     """Count one message of ``user_id`` against ``chat_rate_limit`` (moving window, every
-    conversation together). Raises ``RateLimited`` when over it (the attempt is not counted). When
-    Redis is unreachable the message is let through (fail open) and a warning is logged: losing
-    Redis must not stop the chat (DESIGN.md)."""
-    item = parse(get_settings().chat_rate_limit)
+    conversation together; domain/ratelimit.py). Raises ``RateLimited`` when over it (the attempt is
+    not counted). When Redis is unreachable the message is let through (fail open) and a warning is
+    logged: losing Redis must not stop the chat (DESIGN.md)."""
     try:
-        limiter = _limiter()
-        if await limiter.hit(item, "chat_send", str(user_id)):
-            return
-        stats = await limiter.get_window_stats(item, "chat_send", str(user_id))
-    except (RedisError, OSError, StorageError) as exc:
-        log.warning("chat.rate_limit_unavailable", user_id=user_id, error=f"{type(exc).__name__}: {exc}")
+        wait = await ratelimit.hit(get_settings().chat_rate_limit, "chat_send", str(user_id))
+    except ratelimit.RateLimitUnavailable as exc:
+        log.warning("chat.rate_limit_unavailable", user_id=user_id, error=str(exc))
         return
-    raise RateLimited(max(1, math.ceil(stats.reset_time - time.time())))
+    if wait is not None:
+        raise RateLimited(wait)
 
 
 def _first_name(user: User) -> str:
@@ -475,7 +447,7 @@ def decode_conversation_cursor(cursor: str) -> tuple[datetime, int]:
         at, _, ident = rest.partition("|")
         if kind != "Conversation":
             raise ValueError(kind)
-        return datetime.fromisoformat(at), int(ident)
+        return pagination.timestamp(at), pagination.row_id(ident)  # bounded: both reach SQL
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise InvalidConversationCursor("Malformed cursor") from exc
 

@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain import audit
 from domain.errors import DomainError
 from models import LedgerAccount, LedgerEntry, LedgerTransaction
 
@@ -143,11 +144,29 @@ async def post(
         return None
     try:
         async with session.begin_nested():
-            return await _post(session, kind, idempotency_key, legs, service_request_id, memo)
+            txn = await _post(session, kind, idempotency_key, legs, service_request_id, memo)
+            if txn is not None:
+                await _audit(session, txn, legs)
+            return txn
     except IntegrityError as exc:
         if "ck_ledger_accounts_non_negative" in str(exc.orig):
             raise InsufficientFunds(f"posting {idempotency_key} would overdraw an account") from exc
         raise
+
+
+async def _audit(session: AsyncSession, txn: LedgerTransaction, legs: list[Leg]) -> None:
+    """One audit row per ledger transaction, in the same database transaction (issue 6: every money
+    movement is audited): ``money.<kind>``, subject the LedgerTransaction id, details the amount
+    moved per currency and each leg's account key and signed amount (ids only, no personal data)."""
+    moved: dict[str, int] = defaultdict(int)
+    for account, amount in legs:
+        if amount > 0:
+            moved[account.currency] += amount
+    await audit.record(
+        session, action=f"money.{txn.kind}", subject_type="LedgerTransaction", subject_id=txn.id,
+        details={"serviceRequestId": txn.service_request_id, "amountsMinor": dict(moved),
+                 "legs": [{"account": account.key, "amountMinor": amount} for account, amount in legs]},
+    )
 
 
 async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]:

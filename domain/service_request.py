@@ -34,7 +34,7 @@ from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, escrow, feed, fees, live, notification, outbox, refund
+from domain import audit, escrow, feed, fees, live, notification, outbox, pagination, refund
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.user import (
     InvalidEmail,
@@ -762,7 +762,7 @@ def _encode_list_cursor(request: ServiceRequest) -> str:
 def _decode_list_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return datetime.fromisoformat(at), int(rid)
+        return pagination.timestamp(at), pagination.row_id(rid)  # bounded: both reach SQL
     except (ValueError, UnicodeDecodeError) as exc:
         raise DomainError("Malformed cursor", field="after", code="INVALID_CURSOR") from exc
 

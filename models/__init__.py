@@ -1,6 +1,7 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
 from models.affiliate import Affiliate, AffiliateAttribution
+from models.audit import AuditEntry
 from models.base import Base
 from models.booking import (
     ApplianceModel,
@@ -29,7 +30,7 @@ from models.service_request import ServiceRequest, ServiceRequestStatusChange
 from models.user import AccountToken, AuthSession, RefreshToken, User
 
 __all__ = [
-    "Affiliate", "AffiliateAttribution", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",
+    "Affiliate", "AffiliateAttribution", "AuditEntry", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",
     "Booking", "BookingStatusChange", "Escalation", "ProviderBookingSettings", "ProviderService", "SubstitutionOffer",
     "Ticket", "ChatMessage", "ChatRead", "Conversation", "DeadLetter", "Dispute", "Email", "EmailDelivery",
     "EmailSuppression", "NotificationPreference",

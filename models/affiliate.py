@@ -8,6 +8,7 @@ from sqlalchemy import BigInteger, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk
+from models.crypto import EncryptedText
 
 
 class Affiliate(Base):
@@ -16,7 +17,7 @@ class Affiliate(Base):
     id: Mapped[int] = pk()
     code: Mapped[str] = mapped_column(String(40), unique=True, nullable=False)
     name: Mapped[str] = mapped_column(String(200), nullable=False)
-    email: Mapped[str | None] = mapped_column(String(320))
+    email: Mapped[str | None] = mapped_column(EncryptedText("affiliates.email"))  # encrypted at rest
     commission_bps: Mapped[int] = mapped_column(Integer, nullable=False, server_default="500")
     active: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     # The account that may read this affiliate's dashboard (admins always can).

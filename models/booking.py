@@ -32,6 +32,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk, updated_at
+from models.crypto import EncryptedText
 
 BOOKING_STATUSES = (
     "held",
@@ -180,7 +181,7 @@ class Ticket(Base):
     preferred_windows: Mapped[list] = mapped_column(JSONB, nullable=False, server_default="[]")
     urgent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     location = mapped_column(Geography("POINT", srid=4326, spatial_index=False), nullable=False)
-    address: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
+    address: Mapped[str] = mapped_column(EncryptedText("tickets.address"), nullable=False, default="")  # encrypted at rest
     status: Mapped[str] = mapped_column(String(16), nullable=False, server_default="open")
     flagged_reason: Mapped[str | None] = mapped_column(Text)
     escalated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk, updated_at
+from models.crypto import BIDX_LENGTH, EncryptedText, blind_index_column, blind_index_default, keep_blind_index
 
 # queued: waiting for its first attempt; failed: an attempt failed, a retry is scheduled;
 # sent: the SMTP relay accepted it; dead: retries ran out (a dead letter holds the job);
@@ -44,7 +45,9 @@ class Email(Base):
     # e.g. "payment_confirmed:42": one email per business event, however often the event is processed.
     dedupe_key: Mapped[str] = mapped_column(String(200), unique=True, nullable=False)
     kind: Mapped[str] = mapped_column(String(60), nullable=False)
-    to_address: Mapped[str] = mapped_column(String(320), nullable=False)
+    # Encrypted at rest (models/crypto.py); ``to_address_bidx`` finds a person's mail (data export).
+    to_address: Mapped[str] = mapped_column(EncryptedText("emails.to_address", blind_index="email"), nullable=False)
+    to_address_bidx: Mapped[str] = blind_index_column("to_address", "email")
     # The recipient's account when the address belongs to one (preferences apply), else NULL (a guest).
     user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id", ondelete="SET NULL"))
     subject: Mapped[str] = mapped_column(String(300), nullable=False)
@@ -95,11 +98,20 @@ class NotificationPreference(Base):
 
 class EmailSuppression(Base):
     """An address that opted out of all non-transactional email, by a one-click unsubscribe link
-    (guests included) or from its account. ``address`` is stored lower-cased."""
+    (guests included) or from its account. Keyed by the blind index of the lower-cased address
+    (``address_bidx``, models/crypto.py); ``address`` is kept encrypted for operators and is set to
+    NULL when its owner's account is deleted, the opt-out still holding by its blind index."""
 
     __tablename__ = "email_suppressions"
     __table_args__ = (CheckConstraint(f"source IN {SUPPRESSION_SOURCES}", name="source"),)
 
-    address: Mapped[str] = mapped_column(String(320), primary_key=True)
+    address_bidx: Mapped[str] = mapped_column(
+        String(BIDX_LENGTH), primary_key=True, default=blind_index_default("address", "email")
+    )
+    address: Mapped[str | None] = mapped_column(EncryptedText("email_suppressions.address", blind_index="email"))
     source: Mapped[str] = mapped_column(String(16), nullable=False)
     created_at: Mapped[datetime] = created_at()
+
+
+keep_blind_index(Email.to_address, "email")
+# EmailSuppression rows are written by Core inserts (blind_index_default fills the key).

@@ -16,10 +16,10 @@ from sqlalchemy import (
     Text,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk, updated_at
+from models.crypto import EncryptedJSON, EncryptedText
 
 DESTINATION_KINDS = ("mobile_money", "bank_account")
 EARNING_STATUSES = ("available", "in_payout", "paid")
@@ -40,10 +40,11 @@ class PayoutDestination(Base):
     currency: Mapped[str] = mapped_column(String(3), nullable=False)
     country_code: Mapped[str] = mapped_column(String(2), nullable=False)
     holder_name: Mapped[str] = mapped_column(String(200), nullable=False)
-    phone: Mapped[str | None] = mapped_column(String(32))
+    # Encrypted at rest (models/crypto.py): the mobile-money number and the bank account number.
+    phone: Mapped[str | None] = mapped_column(EncryptedText("payout_destinations.phone"))
     operator: Mapped[str | None] = mapped_column(String(32))
     bank_code: Mapped[str | None] = mapped_column(String(32))
-    account_number: Mapped[str | None] = mapped_column(String(64))
+    account_number: Mapped[str | None] = mapped_column(EncryptedText("payout_destinations.account_number"))
     is_default: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     disabled: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     created_at: Mapped[datetime] = created_at()
@@ -89,7 +90,8 @@ class Payout(Base):
     reference: Mapped[str] = mapped_column(String(64), unique=True, nullable=False)
     provider_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("providers.id"), nullable=False, index=True)
     destination_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("payout_destinations.id"), nullable=False)
-    destination: Mapped[dict] = mapped_column(JSONB, nullable=False)  # snapshot sent to the gateway
+    # Snapshot sent to the gateway (holds the account number): an encrypted JSON document.
+    destination: Mapped[dict] = mapped_column(EncryptedJSON("payouts.destination"), nullable=False)
     gateway: Mapped[str] = mapped_column(String(32), nullable=False)
     amount_minor: Mapped[int] = mapped_column(BigInteger, nullable=False)
     currency: Mapped[str] = mapped_column(String(3), nullable=False)

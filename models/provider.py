@@ -10,6 +10,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk, updated_at
+from models.crypto import EncryptedText
 
 
 class Provider(Base):
@@ -29,7 +30,7 @@ class Provider(Base):
         BigInteger, ForeignKey("users.id", ondelete="SET NULL"), unique=True
     )
     display_name: Mapped[str] = mapped_column(String(200), nullable=False)
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(EncryptedText("providers.phone"))  # encrypted at rest
     city: Mapped[str | None] = mapped_column(String(120))
     country_code: Mapped[str | None] = mapped_column(String(2))
     time_zone: Mapped[str] = mapped_column(String(64), nullable=False, server_default="UTC")

@@ -19,6 +19,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk, updated_at
+from models.crypto import EncryptedText, blind_index_column, keep_blind_index
 
 SERVICE_REQUEST_STATUSES = (
     "awaiting_payment",
@@ -53,8 +54,12 @@ class ServiceRequest(Base):
     tier_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("service_tiers.id"), nullable=False)
     customer_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
     customer_name: Mapped[str] = mapped_column(String(200), nullable=False)
-    customer_email: Mapped[str] = mapped_column(String(320), nullable=False)
-    customer_phone: Mapped[str | None] = mapped_column(String(32))
+    # Encrypted at rest (models/crypto.py); exact lookups by email go through customer_email_bidx.
+    customer_email: Mapped[str] = mapped_column(
+        EncryptedText("service_requests.customer_email", blind_index="email"), nullable=False
+    )
+    customer_email_bidx: Mapped[str] = blind_index_column("customer_email", "email")
+    customer_phone: Mapped[str | None] = mapped_column(EncryptedText("service_requests.customer_phone"))
     requirements: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     status: Mapped[str] = mapped_column(String(32), nullable=False, index=True)
     assigned_provider_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("providers.id"), index=True)
@@ -105,3 +110,6 @@ class ServiceRequestStatusChange(Base):
     actor_user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"))
     note: Mapped[str] = mapped_column(Text, nullable=False, server_default="")
     created_at: Mapped[datetime] = created_at()
+
+
+keep_blind_index(ServiceRequest.customer_email, "email")

@@ -9,6 +9,7 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKe
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk
+from models.crypto import EncryptedText, blind_index_column, keep_blind_index
 
 USER_ROLES = ("customer", "provider", "admin")
 
@@ -17,14 +18,17 @@ class User(Base):
     __tablename__ = "users"
     __table_args__ = (
         CheckConstraint(f"role IN {USER_ROLES}", name="role"),
-        Index("uq_users_email_lower", text("lower(email)"), unique=True),
+        # One account per address: the blind index of the lower-cased email (the email itself is encrypted).
+        Index("uq_users_email_bidx", "email_bidx", unique=True),
     )
 
     id: Mapped[int] = pk()
-    email: Mapped[str] = mapped_column(String(320), nullable=False)
+    email: Mapped[str] = mapped_column(EncryptedText("users.email", blind_index="email"), nullable=False)
+    email_bidx: Mapped[str] = blind_index_column("email", "email", index=False)
     password_hash: Mapped[str] = mapped_column(Text, nullable=False)
     full_name: Mapped[str] = mapped_column(String(200), nullable=False)
-    phone: Mapped[str | None] = mapped_column(String(32))
+    phone: Mapped[str | None] = mapped_column(EncryptedText("users.phone", blind_index="phone"))
+    phone_bidx: Mapped[str | None] = blind_index_column("phone", "phone")
     role: Mapped[str] = mapped_column(String(16), nullable=False, default="customer")
     created_at: Mapped[datetime] = created_at()
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -34,6 +38,8 @@ class User(Base):
     mfa_enabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The last accepted TOTP time step: a code is accepted once (RFC 6238 section 5.2).
     mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # Set when the account was erased (domain/privacy.py): personal fields anonymised, no sign-in.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 TOKEN_PURPOSES = ("password_reset", "email_verification")
@@ -87,3 +93,7 @@ class AccountToken(Base):
     created_at: Mapped[datetime] = created_at()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+keep_blind_index(User.email, "email")
+keep_blind_index(User.phone, "phone")

@@ -25,7 +25,7 @@ from domain.errors import DomainError, Forbidden, NotFound
 from domain.provider import GeoPoint
 from models import Booking, Escalation, Ticket
 from models.db import session_scope
-from resolvers import loaders
+from resolvers import loaders, ratelimit
 from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
@@ -231,6 +231,9 @@ async def hold_slot(
     user = await ctx.require_user()
     if user.role == "admin":
         raise forbidden("Operators do not book slots; log in as a customer")
+    wait = await ratelimit.limit(ctx, "purchase", f"user:{user.id}")  # rate_limit_purchase; nothing written over it
+    if wait is not None:
+        return BookingResult(None, [ratelimit.rate_limited_error(wait, "bookings")])
 
     async def op(session: AsyncSession) -> Booking:
         return await booking_domain.hold_slot(
@@ -596,10 +599,10 @@ async def ticket_slot_suggestions(
     """Free slots for a ticket (``ticket.suggest_slots``): inside its preferred windows, else the
     nearest free slots of matching providers (``matchedPreferred`` false). Its customer or an admin."""
     viewer = await ctx.require_user()
+    size = page_size(first, 5)
     try:
         zone = _zone(time_zone)
         ident = decode_id(ticket_id, "Ticket", field="ticketId")
-        size = page_size(first, 5)
         async with ctx.db() as session:
             found = await ticket.suggest_slots(session, ident, viewer=viewer, first=size)
     except Forbidden as exc:

@@ -12,6 +12,7 @@ from domain import service_request as sr_domain
 from domain.errors import DomainError
 from models import ServiceRequest
 from models.db import session_scope
+from resolvers import ratelimit
 from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
@@ -42,6 +43,12 @@ async def purchase_service(
     try:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 120:
             raise DomainError("Idempotency keys are 1 to 120 characters", field="idempotencyKey", code="INVALID")
+        # rate_limit_purchase per account, guests per email (no email: per IP); over it nothing is written.
+        guest_key = (f"email:{customer.email}" if customer is not None and customer.email
+                     else f"ip:{ratelimit.request_client_ip(ctx)}")
+        wait = await ratelimit.limit(ctx, "purchase", f"user:{user.id}" if user is not None else guest_key)
+        if wait is not None:
+            return PurchaseResult(None, None, None, [ratelimit.rate_limited_error(wait, "purchases")])
         sid = decode_id(service_id, "Service", field="serviceId")
         tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
         async with session_scope() as session:

@@ -33,7 +33,17 @@ LIMIT_RULES = [
 ]
 MAX_TOKENS = _settings.max_query_tokens
 
-schema = strawberry.Schema(
+class OdimSchema(strawberry.Schema):
+    """Strawberry's default ``process_errors`` logs every error, expected ones included, with its stack
+    and message as plain text outside the structured logs. Unexpected errors are logged (with the
+    request id, user id and stack) by ``MaskUnexpectedErrors`` and counted by ``OperationMetrics``;
+    expected ones (validation, FORBIDDEN, typed codes) need no log line."""
+
+    def process_errors(self, errors, execution_context=None) -> None:
+        return None
+
+
+schema = OdimSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,

@@ -139,7 +139,8 @@ class EscalationKind(Enum):
                  "horizon; HOLD_EXPIRED: hold the slot again; INVALID_TRANSITION: not allowed from the current "
                  "status for you (nothing changed); SUBSTITUTION_TAKEN: another provider took the visit first; "
                  "GATEWAY_UNAVAILABLE: retry in a little while (nothing written); PAYMENT_GATEWAY_ERROR: the "
-                 "gateway refused the checkout.")
+                 "gateway refused the checkout. RATE_LIMITED: too many holds from your account; retry after the HTTP "
+                 "Retry-After seconds (nothing written).")
 class BookingErrorCode(Enum):
     SLOT_UNAVAILABLE = "SLOT_UNAVAILABLE"
     SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
@@ -162,6 +163,7 @@ class BookingErrorCode(Enum):
     NOT_DISPUTABLE = "NOT_DISPUTABLE"
     DISPUTE_ALREADY_OPEN = "DISPUTE_ALREADY_OPEN"
     GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
     PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
     INVALID_ID = "INVALID_ID"
     INVALID = "INVALID"

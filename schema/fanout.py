@@ -114,7 +114,7 @@ def prepare(query: str, operation_name: str | None) -> Prepared | list[GraphQLEr
     if errors:
         return errors
     after_variables = frozenset(
-        arg.value.name.value for arg in selections[0].arguments
+        arg.value.name.value for arg in selections[0].arguments or ()  # None when the field has no arguments
         if arg.name.value == "after" and isinstance(arg.value, VariableNode)
     )
     return Prepared(document, operations[0], selections[0], field, after_variables)
@@ -274,8 +274,9 @@ async def serve(handler: BaseGraphQLTransportWSHandler, operation: Operation, pr
         await handler.websocket.ws.send_text(_frame(operation.id, payload))
         code = audit.denial_code(error)
         if code is not None:  # audited like Strawberry's path does (schema/audit.py)
-            await audit.record_denial(handler.context, code=code, operation=operation.operation_name or "subscription",
-                                      path=prepared.field_node.name.value, transport="ws")
+            name = prepared.operation.name.value if prepared.operation.name else "subscription"
+            await audit.record_denial(handler.context, code=code, operation=name, path=prepared.field_node.name.value,
+                                      transport="ws")
         return True
     variables = {k: v for k, v in (operation.variables or {}).items() if k not in prepared.after_variables}
     key = (

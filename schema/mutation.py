@@ -65,6 +65,7 @@ from schema.payout import (
     RunPayoutsPayload,
     payout_errors,
 )
+from schema.privacy import PrivacyMutation
 from schema.provider import (
     Provider,
     SetAvailabilityInput,
@@ -95,7 +96,7 @@ async def _provider(info: strawberry.Info, provider) -> Provider | None:
 
 
 @strawberry.type
-class Mutation(AccountMutation):
+class Mutation(AccountMutation, PrivacyMutation):
     @strawberry.mutation(description="Buy one tier of a service, logged in or as a guest; returns the request "
                          "and the checkout URL to pay it.")
     async def purchase_service(self, info: strawberry.Info, input: PurchaseServiceInput) -> PurchaseServicePayload:

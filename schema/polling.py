@@ -22,8 +22,9 @@ class PollingQuery:
     async def service_request_status_events_since(
         self, info: strawberry.Info, reference: str, since: strawberry.ID | None = None, first: int | None = 100
     ) -> list[ServiceRequestStatusEvent]:
+        size = page_size(first, 100)
         opened = await live_resolvers.open_service_request(info.context, reference, since, field="since")
-        return [service_request_event(e) for e in await live_resolvers.since(opened, page_size(first, 100))]
+        return [service_request_event(e) for e in await live_resolvers.since(opened, size)]
 
     @strawberry.field(description="Status changes of a booking after the event id `since` (from the hold when null), "
                       "oldest first, at most `first` (<= 100). Its customer, its provider and admins only.")
@@ -31,5 +32,6 @@ class PollingQuery:
         self, info: strawberry.Info, booking_id: strawberry.ID, since: strawberry.ID | None = None,
         first: int | None = 100,
     ) -> list[BookingStatusEvent]:
+        size = page_size(first, 100)
         opened = await live_resolvers.open_booking(info.context, booking_id, since, field="since")
-        return [BookingStatusEvent.of(e) for e in await live_resolvers.since(opened, page_size(first, 100))]
+        return [BookingStatusEvent.of(e) for e in await live_resolvers.since(opened, size)]

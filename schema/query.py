@@ -14,6 +14,7 @@ from resolvers import payout as payout_resolvers
 from resolvers import provider as provider_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers import user as user_resolvers
+from schema import audit as audits
 from schema import booking as bookings
 from schema import chat as chats
 from schema import email as emails_schema
@@ -22,6 +23,7 @@ from schema.catalogue import Service
 from schema.common import GeoPointInput, page_info
 from schema.dispute import DisputeConnection, DisputeStatus, dispute_connection
 from schema.money import AffiliateTotals, FeeQuoteInput, FeeQuoteResult, LedgerTrialBalance, fee_quote_result
+from schema.node import node_field
 from schema.operations import (
     DeadLetterConnection,
     DeadLetterStatus,
@@ -31,6 +33,7 @@ from schema.operations import (
 )
 from schema.payout import EarningsSummary, PayoutConnection, PayoutDestination, payout_connection
 from schema.polling import PollingQuery
+from schema.privacy import PrivacyQuery
 from schema.provider import NearbyProviderConnection, nearby_connection
 from schema.service_request import (
     ServiceRequest,
@@ -42,8 +45,8 @@ from schema.user import User
 
 
 @strawberry.type
-class Query(PollingQuery):
-    node: relay.Node | None = relay.node(description="Any object by its global id (null when absent or not yours).")
+class Query(PollingQuery, PrivacyQuery):
+    node: relay.Node | None = node_field  # typed INVALID_ID for malformed ids (schema/node.py)
 
     @strawberry.field(description="Verified, available providers within `radiusKm` (0 < r <= 100) of `near`, "
                       "nearest first; `first` at most 100 (default 20).")
@@ -196,3 +199,7 @@ class Query(PollingQuery):
 
     my_notification_preferences = emails_schema.field(emails_schema.my_notification_preferences)
     emails = emails_schema.field(emails_schema.emails)
+
+    # --- audit log (issue 6) ----------------------------------------------------------------------
+
+    audit_log = audits.audit_log_field

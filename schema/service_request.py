@@ -187,7 +187,9 @@ class ServiceRequestStatusEvent:
 
 
 @strawberry.enum(description="GATEWAY_UNAVAILABLE: the payment gateway is failing right now; retry in a little "
-                              "while (nothing was written). PAYMENT_GATEWAY_ERROR: the gateway refused the checkout.")
+                              "while (nothing was written). PAYMENT_GATEWAY_ERROR: the gateway refused the checkout. "
+                              "RATE_LIMITED: too many purchases from your account (or email); retry after the "
+                              "HTTP Retry-After seconds (nothing was written).")
 class PurchaseServiceErrorCode(Enum):
     SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
     TIER_NOT_FOUND = "TIER_NOT_FOUND"
@@ -201,6 +203,7 @@ class PurchaseServiceErrorCode(Enum):
     INVALID_AFFILIATE_CODE = "INVALID_AFFILIATE_CODE"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
+    RATE_LIMITED = "RATE_LIMITED"
     PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
     INVALID_ID = "INVALID_ID"
     INVALID = "INVALID"

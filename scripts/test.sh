@@ -15,6 +15,8 @@ echo "--- ruff"
 uv run ruff check .
 echo "--- import-linter (layers of DESIGN.md)"
 uv run lint-imports
+echo "--- detect-secrets: no new key-like strings (scripts/check_secrets.py, .secrets.baseline)"
+uv run python scripts/check_secrets.py
 echo "--- schema.graphql is up to date"
 uv run strawberry export-schema schema:schema --output /tmp/odim-schema-$$.graphql >/dev/null
 if ! diff -u schema.graphql /tmp/odim-schema-$$.graphql; then

@@ -1,0 +1,100 @@
+"""Data protection in GraphQL: data export and account erasure of customers (resolvers/privacy.py)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+from strawberry.scalars import JSON
+
+from resolvers import privacy as privacy_resolvers
+from schema.common import coded_errors
+
+
+@strawberry.enum
+class AccountDeletionErrorCode(Enum):
+    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    OPEN_ORDERS = "OPEN_ORDERS"
+    NOT_A_CUSTOMER = "NOT_A_CUSTOMER"
+    ACCOUNT_DELETED = "ACCOUNT_DELETED"
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_ID = "INVALID_ID"
+    INVALID = "INVALID"
+
+
+@strawberry.type
+class AccountDeletionError:
+    field: str | None
+    code: AccountDeletionErrorCode
+    message: str
+
+
+@strawberry.type(description="What an erasure anonymised (counts of rows).")
+class AccountDeletion:
+    service_requests: int = strawberry.field(description="Orders (of the account and guest orders with its email).")
+    bookings: int
+    tickets: int
+    messages: int = strawberry.field(description="Chat messages the customer sent, blanked.")
+    emails: int = strawberry.field(description="Stored emails to the customer, scrubbed.")
+    sessions_ended: int
+
+
+@strawberry.input
+class DeleteMyAccountInput:
+    password: str = strawberry.field(description="The account's current password, to confirm.")
+
+
+@strawberry.input
+class DeleteCustomerAccountInput:
+    user_id: strawberry.ID = strawberry.field(description="The customer's User id.")
+
+
+@strawberry.type
+class DeleteAccountPayload:
+    deletion: AccountDeletion | None
+    errors: list[AccountDeletionError]
+
+
+def deletion_payload(result: privacy_resolvers.DeletionResult) -> DeleteAccountPayload:
+    r = result.report
+    return DeleteAccountPayload(
+        deletion=AccountDeletion(service_requests=r.requests, bookings=r.bookings, tickets=r.tickets,
+                                 messages=r.messages, emails=r.emails, sessions_ended=r.sessions) if r else None,
+        errors=coded_errors(AccountDeletionErrorCode, AccountDeletionError, result.errors),
+    )
+
+
+EXPORT_DESCRIPTION = (
+    "Everything Odim holds about the customer, as one JSON document (format `odim.customer-data/1`): "
+    "account, serviceRequests (with statusHistory), bookings, tickets, payments, refunds, disputes, messages, "
+    "notifications, emails, emailPreferences, sessions. No password hash, MFA secret or token."
+)
+
+
+@strawberry.type
+class PrivacyQuery:
+    @strawberry.field(description="Customers: " + EXPORT_DESCRIPTION)
+    async def my_data_export(self, info: strawberry.Info) -> JSON:
+        return await privacy_resolvers.my_data_export(info.context)
+
+    @strawberry.field(description="Admins: the data export of one customer; null when `userId` is not a customer. "
+                      + EXPORT_DESCRIPTION)
+    async def customer_data_export(self, info: strawberry.Info, user_id: strawberry.ID) -> JSON | None:
+        return await privacy_resolvers.customer_data_export(info.context, str(user_id))
+
+
+@strawberry.type
+class PrivacyMutation:
+    @strawberry.mutation(description="Customers: erase your account (GDPR-style). Personal fields are anonymised, "
+                         "every sign-in ends, money records and the audit log are kept. Refused (OPEN_ORDERS) while "
+                         "an order, booking or ticket of yours is unfinished or disputed.")
+    async def delete_my_account(self, info: strawberry.Info, input: DeleteMyAccountInput) -> DeleteAccountPayload:
+        return deletion_payload(await privacy_resolvers.delete_my_account(info.context, password=input.password))
+
+    @strawberry.mutation(description="Admins: erase a customer's account (as deleteMyAccount, without its password).")
+    async def delete_customer_account(
+        self, info: strawberry.Info, input: DeleteCustomerAccountInput,
+    ) -> DeleteAccountPayload:
+        return deletion_payload(
+            await privacy_resolvers.delete_customer_account(info.context, user_id=str(input.user_id))
+        )
