@@ -46,6 +46,9 @@ The order follows its visits: paid -> payment_confirmed, accepted -> team_assign
 in_progress -> in_progress, completed -> completed (escrow released after the grace period, at once
 when an admin completes), declined/expired/cancelled -> cancelled with the refund above.
 Follow-up visits share their first visit's order; the order completes with its last visit.
+Closing a job from ``needs_follow_up`` (completed or cancelled_by_admin) first closes its whole chain
+of follow-ups (``_close_follow_ups``), so an order is never cancelled or completed while one of its
+visits is live (a follow-up under way refuses the move).
 """
 
 from __future__ import annotations
@@ -718,16 +721,24 @@ async def _on_cancelled(session, booking, previous, actor_type, actor_user_id, n
 
 
 async def _close_follow_ups(session: AsyncSession, booking: Booking, actor_user_id: int | None, now: datetime) -> None:
-    """The job is closed from ``needs_follow_up`` (abandoned, or no follow-up after all): its
-    booked follow-up visits are cancelled; one already under way refuses the move."""
+    """The job is closed from ``needs_follow_up`` (abandoned, or no follow-up after all; ``booking``
+    already has its new status, ``completed`` or ``cancelled_by_admin``): its whole chain of follow-ups
+    is closed, so no visit of the order stays live once the order is cancelled or completed.
+    A booked follow-up (``accepted``, ``cannot_make_it``) is cancelled (``cancelled_by_admin``); a
+    follow-up that itself waits for a follow-up (``needs_follow_up``) is closed the same way as
+    ``booking`` (its own table row, by an admin), which closes its follow-ups in turn; one already
+    under way (``paid``..``in_progress``) refuses the whole move (``InvalidTransition``)."""
     follow_ups = (await session.scalars(
-        select(Booking).where(Booking.parent_booking_id == booking.id, Booking.status.in_(LIVE_STATUSES + ("cannot_make_it",)))
-        .order_by(Booking.id).with_for_update(key_share=True)
+        select(Booking).where(
+            Booking.parent_booking_id == booking.id,
+            Booking.status.in_(LIVE_STATUSES + ("cannot_make_it", "needs_follow_up")),
+        ).order_by(Booking.id).with_for_update(key_share=True)
     )).all()
     for visit in follow_ups:
-        if visit.status not in ("accepted", "cannot_make_it"):
+        if visit.status not in ("accepted", "cannot_make_it", "needs_follow_up"):
             raise InvalidTransition(f"The follow-up visit {visit.reference} is under way ({visit.status}): finish or cancel it first")
-        await transition(session, visit, "cancelled_by_admin", actor_type="admin", actor_user_id=actor_user_id,
+        to_status = booking.status if visit.status == "needs_follow_up" else "cancelled_by_admin"
+        await transition(session, visit, to_status, actor_type="admin", actor_user_id=actor_user_id,
                          note=f"The job of {booking.reference} was closed", now=now)
 
 

@@ -572,16 +572,19 @@ async def send_guest_access_links(session: AsyncSession, email: str) -> int:
     return len(items)
 
 
-async def claim_guest_purchases(session: AsyncSession, user: User) -> list[str]:
+async def claim_guest_purchases(session: AsyncSession, user: User, *, references: list[str] | None = None) -> list[str]:
     """Attach every guest request bought with the account's email to the account (they then show in
     myServiceRequests and follow the account's rights). Only for a VERIFIED email, or anyone could
-    register a victim's address and take its orders. Returns the references claimed. Raises
+    register a victim's address and take its orders. ``references`` (at most 100) narrows the claim;
+    references that are not such purchases are skipped. Returns the references claimed. Raises
     ``EmailNotVerified``."""
     if user.email_verified_at is None:
         raise EmailNotVerified("Confirm your email address first (we sent you a link); then claim your purchases")
+    claim = update(ServiceRequest).where(guest_requests_of(user.email))
+    if references is not None:
+        claim = claim.where(ServiceRequest.reference.in_([r.strip().upper() for r in references[:100]]))
     refs = (await session.scalars(
-        update(ServiceRequest).where(guest_requests_of(user.email)).values(customer_user_id=user.id)
-        .returning(ServiceRequest.reference)
+        claim.values(customer_user_id=user.id).returning(ServiceRequest.reference)
     )).all()
     if refs:
         await audit.record(session, action="account.guest_purchases.claimed", actor_id=user.id, actor_role=user.role,

@@ -232,12 +232,14 @@ def decode_token(token: str) -> TokenClaims:
             token,
             get_settings().jwt_secret.get_secret_value(),
             algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "sid"]},
+            options={"require": ["sub", "exp", "iat"]},
         )
     except jwt.ExpiredSignatureError as exc:
         raise InvalidToken("Access token has expired; get a new one with refreshToken, or log in again") from exc
     except jwt.PyJWTError as exc:
         raise InvalidToken("Access token is invalid; log in again") from exc
+    if not isinstance(data.get("sid"), int):  # signed by us but not an access token of a sign-in
+        raise InvalidToken("Access token is invalid; log in again")
     return TokenClaims(
         user_id=int(data["sub"]), role=str(data.get("role", "customer")), session_id=int(data["sid"]),
         mfa=bool(data.get("mfa", False)), expires_at=datetime.fromtimestamp(data["exp"], UTC),
@@ -417,15 +419,25 @@ class MfaEnrolment:
     otpauth_uri: str
 
 
-async def start_mfa_enrolment(session: AsyncSession, user: User) -> MfaEnrolment:
-    """A new TOTP secret (base32, 160 bits) for ``user`` and its ``otpauth://`` URI for a QR code. Live
-    only after ``confirm_mfa_enrolment``. Raises ``MfaAlreadyEnabled``."""
+class InvalidAccountLabel(DomainError):
+    code = "INVALID"
+    field = "accountLabel"
+
+
+async def start_mfa_enrolment(session: AsyncSession, user: User, *, label: str | None = None) -> MfaEnrolment:
+    """A new TOTP secret (base32, 160 bits) for ``user`` and its ``otpauth://`` URI for a QR code, naming
+    the account ``label`` (1-64 characters; default its email). Live only after ``confirm_mfa_enrolment``.
+    Raises ``MfaAlreadyEnabled`` or ``InvalidAccountLabel``."""
     if user.mfa_enabled_at is not None:
         raise MfaAlreadyEnabled("Two-factor authentication is already on for this account")
+    if label is not None:
+        label = " ".join(label.split())
+        if not 1 <= len(label) <= 64 or ":" in label:
+            raise InvalidAccountLabel("The label must be 1 to 64 characters, without ':'")
     secret = pyotp.random_base32(32)
     user.mfa_secret = secret
     await session.flush()
-    return MfaEnrolment(secret, _totp(secret).provisioning_uri(name=user.email))
+    return MfaEnrolment(secret, _totp(secret).provisioning_uri(name=label or user.email))
 
 
 async def confirm_mfa_enrolment(session: AsyncSession, user: User, code: str, *, user_agent: str | None = None) -> TokenPair:

@@ -149,24 +149,26 @@ async def verify_email(ctx: Context, *, token: str) -> tuple[User | None, list[P
     return user, []
 
 
-async def resend_verification(ctx: Context) -> Done:
-    viewer = await ctx.require_user(allow_without_mfa=True)
-    if (wait := await ratelimit.limit(ctx, "password_reset", f"verify:{viewer.id}")) is not None:
+async def request_email_verification(ctx: Context, *, email: str) -> Done:
+    """Email a new verification link if an unverified account has ``email``; same answer either way."""
+    if (wait := await ratelimit.limit(ctx, "password_reset", "verify:" + email.strip().lower())) is not None:
         return Done(False, [_limited("email verification", wait)])
     async with session_scope() as session:
-        user = await session.get(User, viewer.id)
-        assert user is not None
-        sent = await user_domain.send_email_verification(session, user)
-    return Done(sent)
+        user = await user_domain.find_by_email(session, email)
+        if user is not None and user.deleted_at is None:
+            await user_domain.send_email_verification(session, user)
+    return Done(True)
 
 
-async def start_mfa_enrolment(ctx: Context) -> tuple[user_domain.MfaEnrolment | None, list[PayloadError]]:
+async def start_mfa_enrolment(
+    ctx: Context, *, label: str | None = None
+) -> tuple[user_domain.MfaEnrolment | None, list[PayloadError]]:
     viewer = await ctx.require_user(allow_without_mfa=True)
     try:
         async with session_scope() as session:
             user = await session.get(User, viewer.id)
             assert user is not None
-            enrolment = await user_domain.start_mfa_enrolment(session, user)
+            enrolment = await user_domain.start_mfa_enrolment(session, user, label=label)
     except DomainError as exc:
         return None, [to_payload_error(exc)]
     return enrolment, []
@@ -196,13 +198,13 @@ async def request_guest_access_links(ctx: Context, *, email: str) -> Done:
     return Done(True)
 
 
-async def claim_guest_purchases(ctx: Context) -> Done:
+async def claim_guest_purchases(ctx: Context, *, references: list[str] | None = None) -> Done:
     viewer = await ctx.require_user()
     try:
         async with session_scope() as session:
             user = await session.get(User, viewer.id)
             assert user is not None
-            refs = await sr_domain.claim_guest_purchases(session, user)
+            refs = await sr_domain.claim_guest_purchases(session, user, references=references)
     except DomainError as exc:
         return Done(False, [to_payload_error(exc)])
     return Done(True, count=len(refs), items=refs)

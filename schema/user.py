@@ -185,6 +185,23 @@ class AccountActionPayload:
     errors: list[AccountError]
 
 
+@strawberry.input
+class RequestEmailVerificationInput:
+    email: str
+
+
+@strawberry.input
+class StartMfaEnrolmentInput:
+    account_label: str | None = strawberry.field(
+        default=None, description="The account's name in the authenticator app (1-64 characters); default: your email.")
+
+
+@strawberry.input
+class ClaimGuestPurchasesInput:
+    references: list[str] | None = strawberry.field(
+        default=None, description="Only these references (each must be a guest purchase with your email); default: all.")
+
+
 @strawberry.type
 class StartMfaEnrolmentPayload:
     secret: str | None = strawberry.field(description="Base32 TOTP secret, for typing into an authenticator app.")
@@ -274,15 +291,19 @@ class AccountMutation:
         user, errors = await user_resolvers.verify_email(info.context, token=input.token)
         return VerifyEmailPayload(user=User.of(user) if user else None, errors=account_errors(errors))
 
-    @strawberry.mutation(description="Email a new verification link (ok is false when already verified).")
-    async def resend_verification_email(self, info: strawberry.Info) -> AccountActionPayload:
-        r = await user_resolvers.resend_verification(info.context)
+    @strawberry.mutation(description="Email a new verification link to this address if an account has it and it is "
+                         "not verified yet. The answer is the same either way. Rate-limited.")
+    async def request_email_verification(self, info: strawberry.Info, input: RequestEmailVerificationInput) -> AccountActionPayload:
+        r = await user_resolvers.request_email_verification(info.context, email=input.email)
         return AccountActionPayload(ok=r.ok, errors=account_errors(r.errors))
 
     @strawberry.mutation(description="Start turning on two-factor authentication (TOTP, RFC 6238): returns the secret "
                          "for an authenticator app. Admins must do this before any admin action.")
-    async def start_mfa_enrolment(self, info: strawberry.Info) -> StartMfaEnrolmentPayload:
-        enrolment, errors = await user_resolvers.start_mfa_enrolment(info.context)
+    async def start_mfa_enrolment(
+        self, info: strawberry.Info, input: StartMfaEnrolmentInput | None = None
+    ) -> StartMfaEnrolmentPayload:
+        enrolment, errors = await user_resolvers.start_mfa_enrolment(
+            info.context, label=input.account_label if input else None)
         return StartMfaEnrolmentPayload(secret=enrolment.secret if enrolment else None,
                                         otpauth_uri=enrolment.otpauth_uri if enrolment else None,
                                         errors=account_errors(errors))
@@ -301,6 +322,8 @@ class AccountMutation:
 
     @strawberry.mutation(description="Move every guest purchase made with your (verified) email address into your "
                          "account. EMAIL_NOT_VERIFIED until you confirm the address.")
-    async def claim_guest_purchases(self, info: strawberry.Info) -> ClaimGuestPurchasesPayload:
-        r = await user_resolvers.claim_guest_purchases(info.context)
+    async def claim_guest_purchases(
+        self, info: strawberry.Info, input: ClaimGuestPurchasesInput | None = None
+    ) -> ClaimGuestPurchasesPayload:
+        r = await user_resolvers.claim_guest_purchases(info.context, references=input.references if input else None)
         return ClaimGuestPurchasesPayload(claimed_references=r.items, errors=account_errors(r.errors))

@@ -364,13 +364,13 @@ TABLE: dict[str, Row] = {
     "requestPasswordReset": m(PUBLIC, lambda w, role: {"email": "nobody@example.com"}),
     "resetPassword": m(PUBLIC, lambda w, role: {"token": "not-a-reset-token", "newPassword": "another-horse-battery"}),
     "verifyEmail": m(PUBLIC, lambda w, role: {"token": "not-a-verification-token"}),
-    "resendVerificationEmail": m(LOGGED_IN, NO_INPUT),
+    "requestEmailVerification": m(PUBLIC, lambda w, role: {"email": "nobody@example.com"}),
     # Anyone signed in may turn MFA on for their own account (the admin already has: a typed error).
-    "startMfaEnrolment": m(LOGGED_IN, NO_INPUT),
+    "startMfaEnrolment": m(LOGGED_IN, lambda w, role: {"accountLabel": "Odim test"}),
     "confirmMfaEnrolment": m(LOGGED_IN, lambda w, role: {"code": "000000"}),
     "requestGuestAccessLinks": m(PUBLIC, lambda w, role: {"email": "nobody@example.com"}),
     # Signed-in accounts claim guest purchases made with their own VERIFIED email (else a typed error).
-    "claimGuestPurchases": m(LOGGED_IN, NO_INPUT),
+    "claimGuestPurchases": m(LOGGED_IN, lambda w, role: {"references": None}),
 
     # --- data protection (issue 6) ------------------------------------------------------------------
     # Wrong password: nothing is erased; providers and admins are not customers (NOT_A_CUSTOMER).

@@ -331,3 +331,76 @@ async def test_concurrent_transition_attempts_keep_the_table_and_the_history(sta
         crashes = [r[1] for r in results if isinstance(r, tuple)]
         assert crashes == [], "\n".join(r if isinstance(r, str) else r[1] for r in results)
         await check_invariants()
+
+
+# --- walks the state machine found, replayed as plain tests --------------------------------------------
+
+
+async def follow_up_of(booking_id: int) -> int:
+    async with session_scope() as s:
+        return await s.scalar(select(Booking.id).where(Booking.parent_booking_id == booking_id))
+
+
+async def order_money(booking_id: int) -> tuple[str, int, int]:
+    """``(status, captured_minor, refunded_minor)`` of the booking's order."""
+    async with session_scope() as s:
+        row = await s.get(Booking, booking_id)
+        order = await s.get(ServiceRequest, row.service_request_id)
+        return order.status, order.captured_minor, order.refunded_minor
+
+
+async def job_whose_follow_up_needs_a_follow_up(c) -> tuple[int, int, int]:
+    """A visit in ``needs_follow_up`` whose follow-up (started, then also ``needs_follow_up``) has its
+    own follow-up booked (``accepted``), an hour apart on the same order: ``(job, follow_up, second)``."""
+    job = (await hold(c.b, c.customer, slot(0), now=hold_clock(0))).id
+    await drive(c, job, "in_progress")
+    await attempt(c, job, "needs_follow_up", "admin", follow_up_start=slot(0, 10))
+    follow_up = await follow_up_of(job)
+    await attempt(c, follow_up, "en_route", "provider")
+    await attempt(c, follow_up, "in_progress", "provider")
+    await attempt(c, follow_up, "needs_follow_up", "admin", follow_up_start=slot(0, 11))
+    second = await follow_up_of(follow_up)
+    assert await statuses() == {job: "needs_follow_up", follow_up: "needs_follow_up", second: "accepted"}
+    return job, follow_up, second
+
+
+async def test_abandoning_a_job_closes_the_follow_up_of_its_follow_up():
+    # given a job whose follow-up needs a follow-up of its own, booked on the same order (the walk of
+    # --hypothesis-seed=35463682881656647740140310590534901388, without its unrelated bookings)
+    c = await cast()
+    job, follow_up, second = await job_whose_follow_up_needs_a_follow_up(c)
+    # when an admin abandons the job (needs_follow_up -> cancelled_by_admin)
+    await attempt(c, job, "cancelled_by_admin", "admin")
+    # then the whole chain is closed by the admin (the second follow-up used to stay accepted)
+    assert await statuses() == {job: "cancelled_by_admin", follow_up: "cancelled_by_admin", second: "cancelled_by_admin"}
+    assert (await history_rows(follow_up))[-1] == ("needs_follow_up", "cancelled_by_admin", "admin")
+    assert (await history_rows(second))[-1] == ("accepted", "cancelled_by_admin", "admin")
+    # and the order is cancelled and refunded in full, with no live visit left on it
+    status, captured, refunded = await order_money(job)
+    assert (status, refunded) == ("cancelled", captured) and captured > 0
+    await check_invariants()
+
+
+async def test_no_follow_up_after_all_completes_the_follow_up_and_cancels_the_one_booked_after_it():
+    # given a job whose follow-up needs a follow-up of its own, booked on the same order
+    c = await cast()
+    job, follow_up, second = await job_whose_follow_up_needs_a_follow_up(c)
+    # when an admin completes the job (needs_follow_up -> completed: no follow-up after all)
+    await attempt(c, job, "completed", "admin")
+    # then the follow-up is completed the same way and the visit booked after it cancelled
+    assert await statuses() == {job: "completed", follow_up: "completed", second: "cancelled_by_admin"}
+    assert (await history_rows(follow_up))[-1] == ("needs_follow_up", "completed", "admin")
+    assert (await history_rows(second))[-1] == ("accepted", "cancelled_by_admin", "admin")
+    # and the order completes (it used to stay in progress for the live second follow-up)
+    assert (await order_money(job))[0] == "completed"
+    await check_invariants()
+    # when the customer disputes the job and an admin refunds it in full (this used to cancel the
+    # order under the still-accepted second follow-up)
+    await attempt(c, job, "disputed", "customer")
+    await attempt(c, job, "resolved", "admin", resolution="refund_full")
+    # then the money goes back and no visit of the order is live
+    status, captured, refunded = await order_money(job)
+    assert (status, refunded) == ("completed", captured) and captured > 0
+    assert (await statuses())[job] == "resolved"
+    await check_invariants()
+

@@ -369,6 +369,8 @@ async def test_preferences_list_every_kind_and_a_transactional_kind_cannot_be_tu
          "email": True},
         {"kind": "SUBSTITUTION_OFFER", "description": "Providers: visits nearby you could take over",
          "transactional": False, "email": True},
+        {"kind": "ACCOUNT", "description": "Account security: email verification, password resets, sign-in links "
+         "for guests", "transactional": True, "email": True},
     ]}}}
     # and a non-transactional kind is turned off
     changed = off["data"]["setNotificationPreference"]
@@ -522,6 +524,8 @@ def test_every_template_has_text_and_html_and_the_html_escapes_every_value(templ
     for part in ("subject", "txt", "html"):
         names |= jinja2.meta.find_undeclared_variables(env.parse(notification.TEMPLATES[f"{template}.{part}"]))
     context = {name: HOSTILE for name in names - {"email_subject", "unsubscribe_url"}}
+    if "items" in context:  # guest_links: a list of links
+        context["items"] = [{"reference": HOSTILE, "service": HOSTILE, "url": HOSTILE}]
     # when
     rendered = notification.render(template, context)
     # then: the HTML carries the text escaped and never as markup; the text part carries it as is

@@ -145,7 +145,7 @@ async def test_an_expired_token_is_refused_with_unauthenticated(api_client):
     # then
     assert body["data"] == {"me": None}
     assert [(e["message"], e["extensions"]["code"]) for e in body["errors"]] == [
-        ("Access token has expired; log in again", "UNAUTHENTICATED")
+        ("Access token has expired; get a new one with refreshToken, or log in again", "UNAUTHENTICATED")
     ]
 
 
@@ -161,7 +161,7 @@ async def test_a_garbage_or_forged_token_is_refused_with_unauthenticated(api_cli
         # then
         assert body["data"] == {"me": None}
         assert [(e["message"], e["extensions"]["code"]) for e in body["errors"]] == [
-            ("Access token is invalid", "UNAUTHENTICATED")
+            ("Access token is invalid; log in again", "UNAUTHENTICATED")
         ]
 
 
