@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 import pytest_asyncio
 from gql import Client, gql
@@ -47,7 +48,7 @@ async def live_stack():
     base = settings.public_base_url
     try:
         async with httpx.AsyncClient() as client:
-            for _ in range(150):
+            for _ in range(600):  # importing the app alone takes 10+ s on a busy 2-core machine
                 try:
                     if (await client.get(f"{base}/readyz")).status_code == 200:
                         break
@@ -120,7 +121,15 @@ async def test_customer_journey_over_http_and_websocket(live_stack, mailbox):
         assert reg["register"]["errors"] == [] and reg["register"]["user"] == {"email": "awa@example.cm", "role": "CUSTOMER"}
         login = await anon.execute(op("""mutation($i: LoginInput!){ login(input:$i){ token errors{ code } } }""", {"i": {"email": "awa@example.cm", "password": "a-long-password"}}))
         token = login["login"]["token"]
-        admin_token = (await anon.execute(op("""mutation{ login(input:{email:"ops@odim.test", password:"admin-password-123"}){ token } }""")))["login"]["token"]
+        # the operator must enrol two-factor authentication before any admin action
+        first = (await anon.execute(op("""mutation{ login(input:{email:"ops@odim.test", password:"admin-password-123"}){ token mfaEnrolmentRequired } }""")))["login"]
+        assert first["mfaEnrolmentRequired"] is True
+        async with http_client(base, first["token"]) as enrolling:
+            secret = (await enrolling.execute(op("""mutation{ startMfaEnrolment{ secret errors{ code } } }""")))["startMfaEnrolment"]["secret"]
+            confirmed = (await enrolling.execute(op("""mutation($c: String!){ confirmMfaEnrolment(input:{code:$c}){ tokens{ accessToken } errors{ code } } }""",
+                                                    {"c": pyotp.TOTP(secret).now()})))["confirmMfaEnrolment"]
+        assert confirmed["errors"] == []
+        admin_token = confirmed["tokens"]["accessToken"]
         provider_token = (await anon.execute(op("""mutation{ login(input:{email:"eko@odim.test", password:"correct-horse-battery"}){ token } }""")))["login"]["token"]
 
     async with http_client(base, token) as customer:
@@ -167,7 +176,7 @@ async def test_customer_journey_over_http_and_websocket(live_stack, mailbox):
     assert [e["serviceRequestStatusChanged"]["status"] for e in events[:2]] == ["PAYMENT_CONFIRMED", "PENDING_CONTACT"]
 
     await wait_for(lambda: any(reference in str(m["Subject"]) for m in mailbox()), what="confirmation email")
-    confirmation = next(m for m in mailbox() if m["To"] == "awa@example.cm")
+    confirmation = next(m for m in mailbox() if m["To"] == "awa@example.cm" and reference in str(m["Subject"]))
     body = confirmation.get_body(("plain",)).get_content()
     assert reference in body and "Leak repair" in body and "15,000 FCFA" in body and "Next steps" in body
     assert any(m["To"] == get_settings().operator_email for m in mailbox())
