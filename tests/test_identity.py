@@ -334,3 +334,23 @@ async def test_a_live_socket_is_closed_with_4403_when_its_token_expires_or_its_s
                            (4403, "This sign-in was signed out or revoked; log in again")]
     finally:
         server.stop()
+
+
+async def test_login_attempts_past_the_per_email_limit_are_refused_before_the_password_is_checked(api_client, monkeypatch):
+    # Given a limit of 2 logins a minute per email
+    await make_user("ada@example.com")
+    monkeypatch.setattr(get_settings(), "rate_limit_login", "2/minute")
+    for _ in range(2):
+        assert [e["code"] for e in (await login(api_client, "ada@example.com", "wrong-password!"))["errors"]] == [
+            "INVALID_CREDENTIALS"]
+    # When a third attempt comes, even with the right password
+    response = await api_client.post("/graphql", json={"query": LOGIN, "variables": {"input": {
+        "email": "ada@example.com", "password": PASSWORD}}})
+    # Then it is refused with 429, Retry-After and a typed error, and no sign-in is made
+    payload = response.json()["data"]["login"]
+    assert response.status_code == 429 and 1 <= int(response.headers["retry-after"]) <= 60
+    assert payload["token"] is None and [e["code"] for e in payload["errors"]] == ["RATE_LIMITED"]
+    assert await count(AuthSession) == 0
+    # And another address is not affected
+    await make_user("bob@example.com")
+    assert (await login(api_client, "bob@example.com"))["errors"] == []
