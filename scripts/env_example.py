@@ -32,7 +32,8 @@ def render() -> str:
         if isinstance(value, Path):
             value = value.relative_to(PROJECT_ROOT) if value.is_relative_to(PROJECT_ROOT) else value
         if isinstance(value, (list, dict, tuple)):
-            text = json.dumps(value, separators=(",", ":"))
+            text = json.dumps(value, separators=(",", ":"),
+                              default=lambda v: v.get_secret_value() if isinstance(v, SecretStr) else str(v))
         else:
             text = "" if value is None else str(value)
         lines.append(f"ODIM_{name.upper()}={text}")
