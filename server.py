@@ -29,6 +29,7 @@ from domain.money import Money
 from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
+from resolvers import audit as audit_resolvers
 from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
 from resolvers.email import unsubscribe_endpoint
@@ -60,15 +61,18 @@ class OdimGraphQL(GraphQL):
             raise ConnectionRejectionError({"message": "connection_init payload must be an object"})
         token = params.get("token") or bearer_token(params.get("Authorization") or params.get("authorization"))
         context.authenticate(token)
-        if context.auth_error:
-            raise ConnectionRejectionError({"message": context.auth_error})
-        if context.claims is not None:
+        reason = context.auth_error
+        if reason is None and context.claims is not None:
             try:  # a signed-out or revoked sign-in is refused here too (one statement)
                 await context.viewer(allow_without_mfa=True)
             except GraphQLError as exc:
-                raise ConnectionRejectionError({"message": exc.message}) from None
+                reason = exc.message
             finally:
                 await context.close()
+        if reason is not None:
+            await audit_resolvers.record_denial(context, code="UNAUTHENTICATED", operation="connection_init",
+                                                path=None, transport="ws")
+            raise ConnectionRejectionError({"message": reason})
 
 
 def graphql_app() -> OdimGraphQL:

@@ -100,7 +100,9 @@ def _check_keys(value: Any) -> None:
     if isinstance(value, dict):
         for key, inner in value.items():
             folded = str(key).lower().replace("_", "")
-            if any(word in folded for word in _PERSONAL_KEYS):
+            # A flag or a count under such a key (``email: true`` for the email channel) is not
+            # personal data; text or structures under it may be.
+            if any(word in folded for word in _PERSONAL_KEYS) and not isinstance(inner, bool | int | float | None):
                 raise PersonalDataInAudit(f"audit details must not carry personal data (key {key!r})")
             _check_keys(inner)
     elif isinstance(value, list | tuple):

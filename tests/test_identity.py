@@ -15,7 +15,7 @@ import pyotp
 import websockets
 from sqlalchemy import func, select
 
-from models import AccountToken, AuthSession, Email, ServiceRequest, User
+from models import AccountToken, AuditEntry, AuthSession, Email, ServiceRequest, User
 from models.db import session_scope
 from resolvers.ids import encode_id
 from settings import get_settings
@@ -156,6 +156,11 @@ async def test_websocket_refuses_expired_and_revoked_tokens_with_4403(api_client
                     assert closed.rcvd.code == 4403
     finally:
         server.stop()
+    # And each refusal is in the audit log
+    async with session_scope() as s:
+        rows = (await s.execute(select(AuditEntry.action, AuditEntry.outcome, AuditEntry.details["transport"].astext)
+                                .where(AuditEntry.action == "authz.denied"))).all()
+    assert rows == [("authz.denied", "denied", "ws"), ("authz.denied", "denied", "ws")]
 
 
 async def test_change_password_revokes_every_sign_in_and_returns_a_new_one(api_client):
