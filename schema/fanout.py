@@ -388,7 +388,11 @@ class FanoutTransportWSHandler(BaseGraphQLTransportWSHandler):
 
     async def run_operation(self, operation: Operation) -> None:
         if get_settings().live_fanout == "shared":
-            prepared = prepare(operation.query, operation.operation_name)
+            try:
+                prepared = prepare(operation.query, operation.operation_name)
+            except Exception:  # a bug here must still answer the client, not leave it waiting
+                log.exception("fanout.prepare_failed", request_id=getattr(self.context, "request_id", None))
+                prepared = [GraphQLError("Internal server error", extensions={"code": "INTERNAL_SERVER_ERROR"})]
             if isinstance(prepared, list):
                 await operation.send_initial_errors(prepared)
                 return
