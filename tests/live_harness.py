@@ -40,6 +40,7 @@ class Server:
                     if (await client.get(f"{self.base}/healthz")).status_code == 200:
                         return
                 await asyncio.sleep(0.1)
+        self.kill()  # never leave a late starter holding the port for the next test
         raise RuntimeError("server did not start")
 
     def kill(self) -> None:
