@@ -109,17 +109,19 @@ def sign_payload(raw_body: bytes, timestamp: int, secret: bytes | None = None) -
 
 # --- the sandbox's own records (Redis) ------------------------------------------------------------
 
-_redis_clients: dict[int, tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
+_redis_clients: dict[tuple[int, str], tuple[asyncio.AbstractEventLoop, aioredis.Redis]] = {}
 
 
 def _redis() -> aioredis.Redis:
-    """One client per event loop (redis.asyncio connections belong to the loop that opened them)."""
+    """One client per event loop and URL (redis.asyncio connections belong to the loop that opened
+    them; the URL is part of the key so a changed ``sandbox_redis_url`` takes effect at once)."""
     loop = asyncio.get_running_loop()
-    entry = _redis_clients.get(id(loop))
+    settings = get_settings()  # the sandbox stands for a remote gateway: its records may live apart
+    url = settings.sandbox_redis_url or settings.redis_url
+    entry = _redis_clients.get((id(loop), url))
     if entry is None or entry[0] is not loop:
-        settings = get_settings()  # the sandbox stands for a remote gateway: its records may live apart
-        entry = (loop, aioredis.from_url(settings.sandbox_redis_url or settings.redis_url, decode_responses=True))
-        _redis_clients[id(loop)] = entry
+        entry = (loop, aioredis.from_url(url, decode_responses=True))
+        _redis_clients[(id(loop), url)] = entry
     return entry[1]
 
 
