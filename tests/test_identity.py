@@ -311,13 +311,14 @@ async def test_a_live_socket_is_closed_with_4403_when_its_token_expires_or_its_s
     # is then signed out
     await make_user("ada@example.com")
     short = (await login(api_client, "ada@example.com"))["token"]
-    claims = jwt.decode(short, options={"verify_signature": False})
-    claims["exp"] = int(time.time()) + 3
-    short = jwt.encode(claims, get_settings().jwt_secret.get_secret_value(), algorithm="HS256")
     revoked = (await login(api_client, "ada@example.com"))["token"]
     server = Server(ODIM_WS_SESSION_CHECK_SECONDS="1")
     await server.start()
     try:
+        # (the expiry is set once the server is up: a slow start must not expire it before connecting)
+        claims = jwt.decode(short, options={"verify_signature": False})
+        claims["exp"] = int(time.time()) + 4
+        short = jwt.encode(claims, get_settings().jwt_secret.get_secret_value(), algorithm="HS256")
         sockets = []
         for token in (short, revoked):
             ws = await websockets.connect(server.ws_url, subprotocols=["graphql-transport-ws"], origin=server.base)
