@@ -223,7 +223,9 @@ async def test_without_redis_login_register_and_password_reset_fail_closed(monke
 
 
 async def test_without_redis_purchases_fail_open(api_client, monkeypatch, shop):  # noqa: F811
-    # given a Redis that refuses connections and a purchase limit of 1 a minute
+    # given a Redis that refuses connections and a purchase limit of 1 a minute (the sandbox gateway
+    # stands for a remote one: its records stay on the live Redis)
+    monkeypatch.setattr(get_settings(), "sandbox_redis_url", get_settings().redis_url)
     monkeypatch.setattr(get_settings(), "redis_url", DEAD_REDIS)
     monkeypatch.setattr(get_settings(), "rate_limit_purchase", "1/minute")
     token = await token_for(await make_user("ada@example.com"))
