@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-fanout seed-large stop fuzz
+.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-discovery bench-fanout seed-large stop fuzz
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -32,6 +32,11 @@ bench-bookings:  ## bookings benchmark: holds by 100 customers over 1,000 provid
 	uv run odim services up
 	uv run odim migrate
 	uv run python bench/bookings.py $(BENCH_ARGS)
+
+bench-discovery:  ## discovery benchmark: ranked searchProviders cold vs. warm cache, and uncached ranking vs. plain KNN, 10,000 providers (dev stack)
+	uv run odim services up
+	uv run odim migrate
+	uv run python bench/discovery.py $(BENCH_ARGS)
 
 bench-fanout:  ## fan-out benchmark: 1,000 WebSocket subscribers on one conversation, 20 messages, shared vs. naive execution (dev stack)
 	uv run odim services up

@@ -197,6 +197,45 @@ def bookings_sweep() -> None:
     console.print(", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in counts.items()))
 
 
+reviews_app = typer.Typer(help="Blind reviews (issue 7): what the scheduler also runs.")
+app.add_typer(reviews_app, name="reviews")
+
+
+@reviews_app.command("publish-due")
+def reviews_publish_due() -> None:
+    """Publish now every blind review whose review window closed (rating aggregates and flags follow)."""
+    from domain import review as review_domain
+
+    async def run() -> int:
+        total = 0
+        while (n := await review_domain.publish_due()) > 0:
+            total += n
+        return total
+
+    console.print(f"reviews published: {_run_with_workers(run)}")
+
+
+discovery_app = typer.Typer(help="Ranked discovery (issue 7): provider statistics the ranking reads.")
+app.add_typer(discovery_app, name="discovery")
+
+
+@discovery_app.command("refresh-stats")
+def discovery_refresh_stats() -> None:
+    """Recompute completed jobs, provider-caused cancellations and median response time of every
+    provider from the status histories (the scheduler does it every discovery_stats_refresh_seconds)."""
+    from domain import discovery
+    from models.db import dispose_engine, session_scope
+
+    async def run() -> int:
+        try:
+            async with session_scope() as session:
+                return await discovery.refresh_stats(session)
+        finally:
+            await dispose_engine()
+
+    console.print(f"providers whose statistics changed: {asyncio.run(run())}")
+
+
 audit_app = typer.Typer(help="The append-only audit log (issue 6).")
 app.add_typer(audit_app, name="audit")
 

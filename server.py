@@ -30,6 +30,8 @@ from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
 from resolvers import audit as audit_resolvers
+from resolvers import contract as contract_resolvers
+from resolvers import onboarding as onboarding_resolvers
 from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
 from resolvers.email import unsubscribe_endpoint
@@ -87,6 +89,11 @@ def graphql_app() -> OdimGraphQL:
         keep_alive_interval=settings.ws_keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
+        # GraphQL multipart request spec (document uploads, issue 7). Strawberry leaves it off because
+        # a multipart/form-data POST is a "simple" cross-site request a browser sends WITH cookies (CSRF).
+        # Safe here: Odim authenticates with bearer tokens in the Authorization header, never cookies, so
+        # a forged cross-site form carries no credentials. Body size: schema/http.py BodySizeLimitMiddleware.
+        multipart_uploads_enabled=True,
     )
 
 
@@ -247,6 +254,9 @@ def create_app() -> Starlette:
             Route("/payments/{reference}/return", payment_return),
             Route("/email/unsubscribe", unsubscribe_endpoint, methods=["GET", "POST"]),
             Route("/admin/audit.csv", export_audit_csv, methods=["GET"]),
+            Route("/admin/application-documents/{document_id}", onboarding_resolvers.download_document,
+                  methods=["GET"]),
+            Route("/contracts/{contract_id}.pdf", contract_resolvers.download_pdf, methods=["GET"]),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
             Route("/metrics", metrics),

@@ -204,6 +204,55 @@ class Settings(BaseSettings):
     # HMAC-SHA256 key of the blind indexes (*_bidx columns: exact lookups of encrypted emails and phones).
     # Changing it orphans every stored index: it is not rotated by `odim keys rotate`.
     blind_index_key: SecretStr = SecretStr("dev-only-blind-index-key-change-me-0123456789")
+    # --- provider onboarding (issue 7) ---
+    # Where uploaded application documents are kept (gateways/storage.py): "local" (files under
+    # storage_local_dir) or "s3" (an S3-compatible bucket: AWS, MinIO, R2 ...).
+    storage_backend: Literal["local", "s3"] = "local"
+    storage_local_dir: Path | None = None  # directory of the local backend; unset: <data_dir>/uploads
+    storage_s3_bucket: str = "odim-uploads"  # S3 bucket name (it must exist)
+    storage_s3_endpoint_url: str | None = None  # S3-compatible endpoint URL; unset: AWS's own
+    storage_s3_region: str = "us-east-1"  # S3 region name
+    storage_s3_access_key_id: SecretStr | None = None  # S3 access key id; unset: boto3's credential chain
+    storage_s3_secret_access_key: SecretStr | None = None  # S3 secret key; unset: boto3's credential chain
+    upload_max_bytes: int = 10 * 1024 * 1024  # bytes: largest application document accepted (FILE_TOO_LARGE above)
+    # bytes: room for the GraphQL multipart fields (operations, map, part headers) on top of
+    # upload_max_bytes; a multipart/form-data request to /graphql may be upload_max_bytes + this long.
+    upload_multipart_overhead_bytes: int = 64 * 1024
+    # --- contracts (issue 7) ---
+    # bool: moving an order or a visit to in_progress requires its current contract version accepted by
+    # both the customer and the provider (CONTRACT_NOT_ACCEPTED otherwise). Off only for old test fixtures.
+    contracts_required_before_work: bool = True
+    # path of a TrueType font for contract PDFs (Unicode text: ₦, ₹, accents); when the file is missing the
+    # PDF falls back to the built-in Courier (Latin-1 only: other characters print as "?").
+    contract_pdf_font_path: str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
+    # --- discovery ranking and cache (issue 7) ---
+    # Ranking weights (domain/discovery.py): score = sum of weight * term, each term normalised to
+    # 0..1 (1 = best). Unitless; the defaults sum to 1 so a score is in 0..1.
+    discovery_weight_distance: float = 0.40  # closeness: 1 - distance / search radius
+    discovery_weight_rating: float = 0.30  # Bayesian average rating / 5
+    discovery_weight_jobs: float = 0.10  # completed jobs, log-scaled up to discovery_jobs_saturation
+    discovery_weight_response: float = 0.10  # median response time (lower is better)
+    discovery_weight_cancellation: float = 0.10  # 1 - provider-caused cancellation rate
+    discovery_rating_prior_mean: float = 4.0  # stars (1-5): the prior mean m of the Bayesian rating
+    discovery_rating_prior_weight: float = 10.0  # reviews: the prior weight C (as if C reviews of m)
+    discovery_jobs_saturation: int = 500  # completed jobs at which the jobs term reaches 1 (log scale)
+    discovery_response_reference_seconds: int = 3600  # seconds: a median response this long scores 0.5
+    discovery_candidates: int = 300  # providers: nearest N live candidates (KNN on the index) ranked per search
+    discovery_cache_ttl_seconds: int = 90  # seconds a ranked page stays in Redis (0: no cache)
+    discovery_cell_resolution: int = 8  # H3 resolution of the search point (cache key; ~0.5 km cells)
+    discovery_invalidation_resolution: int = 4  # H3 resolution of the version cells (~26 km edges)
+    discovery_stats_refresh_seconds: int = 900  # seconds between the scheduler's provider-stats refreshes
+    # --- reviews and the two-strike policy (issue 7) ---
+    # days after an order's or a visit's completion during which either side may review it; blind
+    # reviews are published when both sides reviewed or when this window closes (domain/review.py).
+    review_window_days: int = 14
+    # stars (1-5): a provider whose average of published customer reviews falls below this ...
+    rating_flag_threshold: float = 3.5
+    # ... after at least this many completed jobs (completed catalogue orders + completed visits) is
+    # flagged for an admin's review (providers.flagged_at).
+    rating_flag_min_jobs: int = 10
+    # seconds between the scheduler's runs of the review publisher (reviews whose window closed)
+    review_publish_sweep_seconds: int = 300
     # --- pagination -----------------------------------------------------------------------------
     max_page_size: int = 100
 

@@ -632,6 +632,42 @@ async def providers_available(
     return found
 
 
+async def first_free_slots(
+    session: AsyncSession,
+    provider_ids: Sequence[int],
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    category: str | None = None,
+    now: datetime | None = None,
+) -> dict[int, Slot]:
+    """``{provider_id: earliest free slot starting in [window_start, window_end)}`` for those of
+    ``provider_ids`` (verified, not suspended) with at least one, for any of their active services
+    (of ``category`` when given), with the same rules as ``providers_available`` (notice, horizon,
+    buffer, live bookings and unexpired holds). Three SQL statements whatever the number of
+    providers (offers; plans and exceptions; bookings); none when ``provider_ids`` is empty.
+    Used by discovery's availability filter (domain/discovery.py). Raises ``InvalidWindow``."""
+    _check_window(window_start, window_end)
+    now = _now(now)
+    if not provider_ids:
+        return {}
+    offers = await _load_offers(session, list(provider_ids), service_id=None, category=category)
+    if not offers:
+        return {}
+    window_start, window_end = window_start.astimezone(UTC), window_end.astimezone(UTC)
+    plans, dates = await load_calendars(session, list(offers), window_start, window_end)
+    busy = await load_busy(session, list(offers), window_start, window_end, now)
+    found: dict[int, Slot] = {}
+    for pid, offer in offers.items():
+        lo, hi = offer.bounds(now, window_start, window_end)
+        for minutes in offer.services.values():
+            slots = _slots(ZoneInfo(offer.time_zone), plans.get(pid, {}), dates.get(pid, {}),
+                           busy.get(pid, _NOT_BUSY), minutes, offer.rules.buffer_minutes, lo, hi, limit=1)
+            if slots and (pid not in found or slots[0].start < found[pid].start):
+                found[pid] = slots[0]
+    return found
+
+
 async def nearest_free_slots(
     session: AsyncSession,
     *,

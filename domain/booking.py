@@ -34,6 +34,10 @@ with the actors allowed to make it, its guards and its effects).
     completed       -> reviewed               customer
     disputed        -> resolved               admin, system (the dispute's resolution)
 
+Contracts (issue 7, domain/contract.py): a visit gets its contract when paid and when accepted (a
+take-over by another provider makes a new version; a follow-up visit gets its own); any move to
+``in_progress`` requires the current version accepted by both parties (``ContractNotAccepted``).
+
 Statuses that occupy the provider's time (``models.booking.LIVE_STATUSES``) take part in the
 exclusion constraint: double booking is refused by PostgreSQL (SQLSTATE 23P01 -> ``SlotUnavailable``),
 never by a check-then-insert. Every transition runs in the caller's transaction on a row-locked
@@ -64,6 +68,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain import (
     availability,
+    contract,
     dispute,
     escalation,
     escrow,
@@ -77,6 +82,7 @@ from domain import (
     service_request,
     substitution,
 )
+from domain import review as review_domain  # not ``review``: this module's function has that name
 from domain.errors import DomainError, Forbidden, NotFound
 from gateways.base import PaymentGateway
 from models import (
@@ -239,7 +245,7 @@ async def hold_slot(
     Expired holds on the same provider and time are expired first (lazy expiry, in this transaction).
     The same ``idempotency_key`` from the same customer returns the earlier booking (for another
     slot: ``IdempotencyKeyReused``).
-    Raises ``ProviderNotBookable`` (unknown, unverified or suspended provider), the availability
+    Raises ``ProviderSuspended`` (a suspended provider), ``ProviderNotBookable`` (unknown or unverified provider), the availability
     errors (``ServiceNotBookable``, ``SlotNotOffered``: not a slot of the plan, inside the minimum
     notice or beyond the horizon), the catalogue's ``TierRequired``/``TierNotFound``/``CurrencyNotOffered``,
     ``NotFound``/``Forbidden`` for another customer's ticket, ``Forbidden`` for a provider's account booking its
@@ -260,6 +266,7 @@ async def hold_slot(
         if earlier is not None:
             return _same_hold(earlier, provider_id, service_id, start)
     provider = await lock_provider(session, provider_id)
+    review_domain.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
     if provider.user_id is not None and provider.user_id == customer.id:
@@ -512,6 +519,8 @@ async def transition(
         article = "An" if actor_type[0] in "aeiou" else "A"
         raise InvalidTransition(f"{article} {actor_type} cannot move a booking from {booking.status} to {to_status}")
     _guard(booking, to_status, now)
+    if to_status == "in_progress":  # before work starts: the visit's contract accepted by both
+        await contract.require_accepted(session, booking=booking)
     previous = booking.status
     booking.status = to_status
     booking.updated_at = now
@@ -616,6 +625,7 @@ async def _order(session: AsyncSession, booking: Booking) -> ServiceRequest | No
 async def _on_paid(session, booking, previous, actor_type, actor_user_id, now) -> None:
     booking.hold_expires_at = None
     booking.response_due_at = now + timedelta(seconds=get_settings().booking_response_seconds)
+    await contract.ensure_contract(session, booking=booking, now=now)
 
 
 async def _on_payment_expired(session, booking, previous, actor_type, actor_user_id, now) -> None:
@@ -633,6 +643,8 @@ async def _on_accepted(session, booking, previous, actor_type, actor_user_id, no
             .where(SubstitutionOffer.booking_id == booking.id, SubstitutionOffer.status == "offered")
             .values(status="lost", decided_at=now)
         )
+    # Same terms: the current version stays; a substitute provider (take-over): a new version to accept.
+    await contract.ensure_contract(session, booking=booking, now=now)
     order = await _order(session, booking)
     if order is not None:
         order.assigned_provider_id = booking.provider_id
@@ -855,6 +867,7 @@ async def book_follow_up(
     await _insert(session, follow_up)
     change = await _record(session, follow_up, None, "accepted", actor_type=actor_type, actor_user_id=actor.id,
                            note=f"Follow-up visit of {booking.reference}")
+    await contract.ensure_contract(session, booking=follow_up, now=now)  # the follow-up's own terms
     await _emails(session, follow_up, change)
     await feed.booking_status_changed(session, follow_up, to_status="accepted", status_label=STATUS_LABELS["accepted"],
                                       actor_user_id=actor.id)
@@ -883,6 +896,7 @@ async def take_over(
         provider_id = await session.scalar(select(Provider.id).where(Provider.user_id == actor.id))
         actor_type = "provider"
     provider = await lock_provider(session, provider_id) if provider_id is not None else None
+    review_domain.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider cannot take visits")
     booking = await lock(session, booking_id)
@@ -933,22 +947,24 @@ async def dispute_resolved(session: AsyncSession, order_id: int, *, actor_user_i
                          actor_user_id=actor_user_id, note=note)
 
 
-async def review(session: AsyncSession, booking_id: int, *, actor: User, rating: int, comment: str = "") -> Booking:
+async def review(
+    session: AsyncSession, booking_id: int, *, actor: User, rating: int, comment: str = "", now: datetime | None = None,
+) -> Booking:
     """``completed -> reviewed`` by the booking's customer with 1-5 stars and an optional comment
-    (at most 2,000 characters). Raises ``NotFound``, ``Forbidden``, ``InvalidTransition``, DomainError
-    ``INVALID_RATING``/``TOO_LONG``. (Blind publication and rating aggregates: issue 7.)"""
-    if not 1 <= rating <= 5:
-        raise DomainError("Give 1 to 5 stars", field="rating", code="INVALID_RATING")
-    comment = (comment or "").strip()
-    if len(comment) > MAX_NOTE:
-        raise DomainError(f"The comment is limited to {MAX_NOTE} characters", field="comment", code="TOO_LONG")
-    booking = await lock(session, booking_id)
+    (at most 2,000 characters), and its customer review (domain/review.py ``record``: paid, within the
+    review window, once; blind until the provider reviews too or the window closes). Raises ``NotFound``,
+    ``Forbidden``, ``InvalidTransition``, ``review_domain.ReviewWindowClosed``/``AlreadyReviewed``/``NotReviewable``,
+    DomainError ``INVALID_RATING``/``TOO_LONG``."""
+    comment = review_domain.validate(rating, comment, text_field="comment")
+    subject = await review_domain.lock_subject(session, booking_id=booking_id)  # provider -> order -> booking
+    booking = subject.booking
     actor_type = await actor_type_for(session, booking, actor)
     if actor_type != "customer":
         raise Forbidden("Only the booking's customer can review it")
-    await transition(session, booking, "reviewed", actor_type="customer", actor_user_id=actor.id)
+    await transition(session, booking, "reviewed", actor_type="customer", actor_user_id=actor.id, now=now)
     booking.review_rating = rating
     booking.review_comment = comment or None
+    await review_domain.record(session, subject, side="customer", author=actor, rating=rating, text_=comment, now=now)
     return booking
 
 

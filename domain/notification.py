@@ -81,6 +81,11 @@ KINDS: dict[str, EmailKind] = {k.name: k for k in (
     EmailKind("substitution_offer", "Providers: visits nearby you could take over", transactional=False),
     EmailKind("account", "Account security: email verification, password resets, sign-in links for guests",
               transactional=True),
+    # Issue 7: an admin's decision on your provider application (it concerns your account: always sent).
+    EmailKind("provider_application", "Decisions on your application to become a provider", transactional=True),
+    # Issue 7: strikes, suspension and reinstatement of your provider account (always sent).
+    EmailKind("provider_standing", "Providers: strikes, suspension and reinstatement of your account",
+              transactional=True),
     EmailKind("operator_new_request", "Operators: a new paid request", transactional=True, internal=True),
     EmailKind("operator_alert", "Operators: something needs a human", transactional=True, internal=True),
 )}
@@ -267,6 +272,75 @@ To keep them in one place, create an account with this email address, confirm it
 
 — The Odim team
 """,
+    # --- provider applications (issue 7) ---
+    "application_approved.subject": "Odim: your provider application for {{ business_name }} is approved",
+    "application_approved.txt": """Hello {{ name }},
+
+Good news: your application to offer services on Odim as "{{ business_name }}" is approved.
+Your account is now a provider account. Customers near you can find you in search as soon as you
+set yourself available in the app.
+
+— The Odim team
+""",
+    "application_rejected.subject": "Odim: your provider application for {{ business_name }}",
+    "application_rejected.txt": """Hello {{ name }},
+
+We reviewed your application to offer services on Odim as "{{ business_name }}" and cannot approve it.
+
+Reason: {{ reason }}
+
+You may start a new application in the app once you can address this.
+
+— The Odim team
+""",
+    "application_documents_requested.subject": "Odim: more documents needed for {{ business_name }}",
+    "application_documents_requested.txt": """Hello {{ name }},
+
+To finish reviewing your application as "{{ business_name }}", we need more documents:
+{% for kind in kinds %}
+- {{ kind }}
+{% endfor %}
+{{ message }}
+
+Upload them in the app (your provider application) and submit it again.
+
+— The Odim team
+""",
+    # --- the two-strike policy (issue 7, domain/review.py) ---
+    "provider_strike.subject": "Odim: a strike was recorded against {{ business_name }}",
+    "provider_strike.txt": """Hello {{ name }},
+
+After a serious complaint, our team recorded a strike against "{{ business_name }}".
+
+Reason: {{ reason }}
+Strikes on record: {{ strike_count }}
+
+A second strike suspends your account: you would receive no new work until an operator reinstates you.
+
+— The Odim team
+""",
+    "provider_suspended.subject": "Odim: {{ business_name }} is suspended",
+    "provider_suspended.txt": """Hello {{ name }},
+
+Your provider account "{{ business_name }}" is suspended: you are hidden from search and receive no
+new requests, bookings or take-over offers. Work already done is still paid out (money under an open
+dispute stays held until the dispute is settled).
+
+Reason: {{ reason }}
+
+Reply to this email to talk to our team.
+
+— The Odim team
+""",
+    "provider_reinstated.subject": "Odim: {{ business_name }} is reinstated",
+    "provider_reinstated.txt": """Hello {{ name }},
+
+Your provider account "{{ business_name }}" is reinstated: customers can find and book you again.
+
+Note from our team: {{ note }}
+
+— The Odim team
+""",
     "operator_alert.subject": "[Odim operations] {{ subject }}",
     "operator_alert.txt": """{{ body }}
 """,
@@ -418,6 +492,52 @@ payout run. Check that your payout destination is correct.</p>{% endif %}
 <p>A provider {{ distance_km }} km from you cannot make a visit: <strong>{{ service }}</strong>, {{ when }}.
 You are free then and can take it over. The first provider to accept gets the visit.</p>
 <p>Accept it in the app (your substitution offers) before <strong>{{ due }}</strong>.</p>
+{% endblock %}""",
+    "application_approved.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>Good news: your application to offer services on Odim as <strong>{{ business_name }}</strong> is approved.
+Your account is now a provider account. Customers near you can find you in search as soon as you set
+yourself available in the app.</p>
+{% endblock %}""",
+    "application_rejected.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>We reviewed your application to offer services on Odim as <strong>{{ business_name }}</strong> and cannot
+approve it.</p>
+<p>Reason: {{ reason }}</p>
+<p>You may start a new application in the app once you can address this.</p>
+{% endblock %}""",
+    "application_documents_requested.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>To finish reviewing your application as <strong>{{ business_name }}</strong>, we need more documents:</p>
+<ul>{% for kind in kinds %}<li>{{ kind }}</li>{% endfor %}</ul>
+<p>{{ message }}</p>
+<p>Upload them in the app (your provider application) and submit it again.</p>
+{% endblock %}""",
+    "provider_strike.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>After a serious complaint, our team recorded a strike against <strong>{{ business_name }}</strong>.</p>
+<p>Reason: {{ reason }}<br>Strikes on record: {{ strike_count }}</p>
+<p>A second strike suspends your account: you would receive no new work until an operator reinstates you.</p>
+{% endblock %}""",
+    "provider_suspended.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>Your provider account <strong>{{ business_name }}</strong> is suspended: you are hidden from search and
+receive no new requests, bookings or take-over offers. Work already done is still paid out (money under an
+open dispute stays held until the dispute is settled).</p>
+<p>Reason: {{ reason }}</p>
+<p>Reply to this email to talk to our team.</p>
+{% endblock %}""",
+    "provider_reinstated.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+<p>Your provider account <strong>{{ business_name }}</strong> is reinstated: customers can find and book you
+again.</p>
+<p>Note from our team: {{ note }}</p>
 {% endblock %}""",
     "operator_alert.html": """{% extends "base.html" %}
 {% block content %}

@@ -51,6 +51,7 @@ from models import (
     NotificationPreference,
     Payment,
     Refund,
+    Review,
     Service,
     ServiceRequest,
     ServiceRequestStatusChange,
@@ -60,6 +61,7 @@ from models import (
 from models.booking import LIVE_STATUSES
 from models.crypto import ENCRYPTED_COLUMNS, DecryptionError, blind_index, current_key_id, decrypt, encrypt
 from models.db import get_sessionmaker
+from models.onboarding import ApplicationDocument, ProviderApplication
 
 log = structlog.get_logger("odim.privacy")
 
@@ -338,7 +340,8 @@ async def export_customer_data(session: AsyncSession, user_id: int) -> dict[str,
 @dataclass(frozen=True)
 class DeletionReport:
     """What an erasure changed: ``user_id``, orders (``requests``), ``bookings``, ``tickets``,
-    chat ``messages`` blanked, ``emails`` scrubbed, ``sessions`` revoked."""
+    chat ``messages`` blanked, ``emails`` scrubbed, ``sessions`` revoked, ``document_keys`` of the
+    provider-application documents to delete from storage."""
 
     user_id: int
     requests: int
@@ -347,6 +350,9 @@ class DeletionReport:
     messages: int
     emails: int
     sessions: int
+    # Storage keys of the provider-application documents whose rows were deleted: the caller deletes
+    # the files once the transaction has committed (a rollback must not lose them).
+    document_keys: list[str] = field(default_factory=list)
 
 
 def deleted_address(user_id: int) -> str:
@@ -410,6 +416,8 @@ async def delete_customer_account(
     bookings = await session.execute(
         update(Booking).where(Booking.customer_user_id == user.id).values(customer_note="", review_comment=None)
     )
+    # Issue 7: the texts of the reviews this customer wrote (the stars stay: they are the providers' aggregates).
+    await session.execute(update(Review).where(Review.author_user_id == user.id).values(text=""))
     tickets = await session.execute(
         update(Ticket).where(Ticket.customer_user_id == user.id)
         .values(address="", description="", location=func.ST_GeogFromText("SRID=4326;POINT(0 0)"))
@@ -430,6 +438,17 @@ async def delete_customer_account(
     await session.execute(delete(NotificationPreference).where(NotificationPreference.user_id == user.id))
     await session.execute(delete(AccountToken).where(AccountToken.user_id == user.id))
     sessions = await revoke_all_sessions(session, user.id, "account_deleted")
+    # A customer's provider application (never approved: approval makes the account a provider) goes
+    # too: its personal fields are blanked and its documents deleted (files after commit).
+    application_ids = select(ProviderApplication.id).where(ProviderApplication.user_id == user.id)
+    document_keys = list((await session.scalars(
+        delete(ApplicationDocument).where(ApplicationDocument.application_id.in_(application_ids))
+        .returning(ApplicationDocument.storage_key)
+    )).all())
+    await session.execute(
+        update(ProviderApplication).where(ProviderApplication.user_id == user.id)
+        .values(business_name=None, registration_number=None, phone=None, address=None)
+    )
 
     user.full_name = DELETED_NAME
     user.email = placeholder
@@ -442,12 +461,13 @@ async def delete_customer_account(
     await session.flush()
     report = DeletionReport(
         user_id=user.id, requests=len(request_ids), bookings=bookings.rowcount, tickets=tickets.rowcount,
-        messages=messages.rowcount, emails=emails.rowcount, sessions=sessions,
+        messages=messages.rowcount, emails=emails.rowcount, sessions=sessions, document_keys=document_keys,
     )
     await audit.record(
         session, action="privacy.account.deleted", subject_type="User", subject_id=user.id,
         details={"by": by, "requests": report.requests, "bookings": report.bookings, "tickets": report.tickets,
-                 "messages": report.messages, "mails": report.emails, "sessions": report.sessions},
+                 "messages": report.messages, "mails": report.emails, "sessions": report.sessions,
+                 "documents": len(report.document_keys)},
     )
     log.info("privacy.account.deleted", user_id=user.id, by=by)
     return report

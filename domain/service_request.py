@@ -7,7 +7,7 @@ State machine (purchase-flow design; each transition names who may make it):
     payment_confirmed -> pending_contact     system
     pending_contact   -> team_assigned       admin          guard: a provider is assigned
     pending_contact   -> cancelled           admin
-    team_assigned     -> in_progress         admin, provider
+    team_assigned     -> in_progress         admin, provider  guard: the contract accepted by both (domain/contract.py)
     team_assigned     -> cancelled           admin
     in_progress       -> completed           admin, provider
     in_progress       -> cancelled           admin
@@ -34,7 +34,7 @@ from sqlalchemy import and_, false, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit, escrow, feed, fees, live, notification, outbox, pagination, refund
+from domain import audit, contract, escrow, feed, fees, live, notification, outbox, pagination, refund, review
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.user import (
     InvalidEmail,
@@ -498,7 +498,8 @@ async def transition(
     history row, the live event and (for customer-visible statuses, unless ``email_customer`` is
     False because the caller sends a more specific email) the customer email, all in the
     caller's transaction. Raises ``InvalidTransition`` when TRANSITIONS does not allow it for
-    ``actor_type`` or a guard fails (``team_assigned`` needs an assigned provider)."""
+    ``actor_type`` or a guard fails (``team_assigned`` needs an assigned provider); a catalogue order's
+    ``in_progress`` needs its contract accepted by both parties (``contract.ContractNotAccepted``)."""
     if to_status not in STATUS_LABELS:
         raise InvalidTransition(f"Unknown status {to_status!r}")
     if not allowed_transition(request.status, to_status, actor_type):
@@ -508,6 +509,9 @@ async def transition(
         )
     if to_status == "team_assigned" and request.assigned_provider_id is None:
         raise InvalidTransition("Assign a provider before moving the request to team_assigned")
+    if to_status == "in_progress" and request.kind != "booking":
+        # Before work starts: the current contract accepted by both (a booking's order: its visits' own).
+        await contract.require_accepted(session, service_request=request)
     change = ServiceRequestStatusChange(
         service_request_id=request.id, from_status=request.status, to_status=to_status,
         actor_type=actor_type, actor_user_id=actor_user_id, note=note,
@@ -656,8 +660,8 @@ async def money_effects(
 
 async def assign_provider(session: AsyncSession, request_id: int, provider_id: int, *, actor: User) -> ServiceRequest:
     """Admin assigns a verified, non-suspended provider. If the request is ``pending_contact`` it
-    moves to ``team_assigned`` in the same transaction. Raises ``NotFound``,
-    ``ProviderNotAssignable`` (unknown, unverified or suspended provider; request closed)."""
+    moves to ``team_assigned`` in the same transaction. Raises ``NotFound``, ``review.ProviderSuspended``
+    (a suspended provider), ``ProviderNotAssignable`` (unknown or unverified provider; request closed)."""
     request = await lock_request(session, request_id)
     if request.kind == "booking":
         raise ProviderNotAssignable(
@@ -666,6 +670,7 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
     provider = await session.get(Provider, provider_id)
     if provider is None:
         raise ProviderNotAssignable("No such provider")
+    review.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: two strikes or an admin
     if not provider.verified or provider.suspended:
         raise ProviderNotAssignable("Only verified, non-suspended providers can be assigned")
     if request.status in ("awaiting_payment", "completed", "cancelled"):
@@ -682,6 +687,8 @@ async def assign_provider(session: AsyncSession, request_id: int, provider_id: i
         )
     if changed:
         await _email_assignment(session, request, provider)
+    # The order's contract names its provider: a new provider makes a new version to accept.
+    await contract.ensure_contract(session, service_request=request)
     return request
 
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import availability, escalation, outbox, pagination, substitution, ticket
+from domain import availability, discovery, escalation, outbox, pagination, substitution, ticket
 from domain import booking as booking_domain
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.provider import GeoPoint
@@ -430,6 +430,7 @@ async def _edit_availability(
     out, errors = await _write(lambda session: edit(session, provider_id))
     if errors:
         return AvailabilityResult(None, errors, False)
+    await discovery.invalidate_provider(provider_id)  # committed: cached searches with a window must miss
     return AvailabilityResult(await availability_of(ctx, provider_id), [], out is not False)
 
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from domain import audit
 from domain import privacy as privacy_domain
 from domain.errors import DomainError
+from gateways.storage import StorageError, get_storage
 from models.db import session_scope
 from resolvers.context import Context, forbidden
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -62,6 +67,7 @@ async def delete_my_account(ctx: Context, *, password: str) -> DeletionResult:
             report = await privacy_domain.delete_customer_account(session, user.id, password=password, by="self")
     except DomainError as exc:
         return DeletionResult(None, [to_payload_error(exc)])
+    await _delete_documents(report.document_keys)
     return DeletionResult(report)
 
 
@@ -75,4 +81,16 @@ async def delete_customer_account(ctx: Context, *, user_id: str) -> DeletionResu
             report = await privacy_domain.delete_customer_account(session, ident, by="admin")
     except DomainError as exc:
         return DeletionResult(None, [to_payload_error(exc)])
+    await _delete_documents(report.document_keys)
     return DeletionResult(report)
+
+
+async def _delete_documents(keys: list[str]) -> None:
+    """Delete erased provider-application documents from storage, after the erasure committed. A
+    failure is logged (``privacy.orphan_file``, key only) and does not undo the erasure."""
+    storage = get_storage()
+    for key in keys:
+        try:
+            await storage.delete(key)
+        except StorageError as exc:
+            log.error("privacy.orphan_file", key=key, error=type(exc).__name__)

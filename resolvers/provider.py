@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from graphql import GraphQLError
 
+from domain import discovery
 from domain import provider as provider_domain
 from domain.errors import DomainError
 from models import Provider
@@ -61,6 +62,7 @@ async def verify_provider(ctx: Context, *, provider_id: str) -> ProviderResult:
             )
     except DomainError as exc:
         return ProviderResult(None, [to_payload_error(exc)])
+    await discovery.invalidate_provider(provider.id)  # after commit: cached searches around it miss
     return ProviderResult(provider, [])
 
 
@@ -78,6 +80,7 @@ async def set_availability(
             )
     except DomainError as exc:
         return ProviderResult(None, [to_payload_error(exc)])
+    await discovery.invalidate_provider(provider.id)  # after commit: cached searches around it miss
     return ProviderResult(provider, [])
 
 

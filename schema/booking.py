@@ -30,6 +30,7 @@ from models import Escalation as EscalationModel
 from models import Ticket as TicketModel
 from resolvers import booking as booking_resolvers
 from resolvers import chat as chat_resolvers
+from resolvers import contract as contract_resolvers
 from resolvers import loaders
 from resolvers.booking import AvailabilityResult, AvailabilityView, LocalSlot
 from resolvers.ids import encode_id
@@ -37,6 +38,7 @@ from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service, ServiceTier
 from schema.chat import Conversation
 from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+from schema.contract import Contract, contract_or_none
 from schema.money import FeeQuote
 from schema.provider import Provider
 from schema.service_request import ServiceRequest
@@ -140,12 +142,20 @@ class EscalationKind(Enum):
                  "status for you (nothing changed); SUBSTITUTION_TAKEN: another provider took the visit first; "
                  "GATEWAY_UNAVAILABLE: retry in a little while (nothing written); PAYMENT_GATEWAY_ERROR: the "
                  "gateway refused the checkout. RATE_LIMITED: too many holds from your account; retry after the HTTP "
-                 "Retry-After seconds (nothing written).")
+                 "Retry-After seconds (nothing written). CONTRACT_NOT_ACCEPTED: work cannot start (IN_PROGRESS) "
+                 "before the customer and the provider both accept the visit's current contract (nothing changed). "
+                 "PROVIDER_SUSPENDED: the provider is suspended (two strikes or an operator) and takes no new work. "
+                 "reviewBooking: REVIEW_WINDOW_CLOSED (more than the review window after completion), ALREADY_REVIEWED, "
+                 "NOT_REVIEWABLE (not paid).")
 class BookingErrorCode(Enum):
     SLOT_UNAVAILABLE = "SLOT_UNAVAILABLE"
     SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
     SERVICE_NOT_BOOKABLE = "SERVICE_NOT_BOOKABLE"
     PROVIDER_NOT_BOOKABLE = "PROVIDER_NOT_BOOKABLE"
+    PROVIDER_SUSPENDED = "PROVIDER_SUSPENDED"
+    NOT_REVIEWABLE = "NOT_REVIEWABLE"
+    REVIEW_WINDOW_CLOSED = "REVIEW_WINDOW_CLOSED"
+    ALREADY_REVIEWED = "ALREADY_REVIEWED"
     HOLD_EXPIRED = "HOLD_EXPIRED"
     IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
     INVALID_TRANSITION = "INVALID_TRANSITION"
@@ -165,6 +175,7 @@ class BookingErrorCode(Enum):
     GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
     RATE_LIMITED = "RATE_LIMITED"
     PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
+    CONTRACT_NOT_ACCEPTED = "CONTRACT_NOT_ACCEPTED"
     INVALID_ID = "INVALID_ID"
     INVALID = "INVALID"
 
@@ -425,6 +436,12 @@ class Booking(relay.Node):
             return None
         found = await loaders.service_requests(info.context).load(self._model.service_request_id)
         return ServiceRequest.of(ServiceRequestView(found, True)) if found else None
+
+    @strawberry.field(description="The current version of the visit's contract with its acceptances (made when the "
+                      "visit is paid; a new version when its terms change, e.g. another provider takes it over); "
+                      "null before payment.")
+    async def contract(self, info: strawberry.Info) -> Contract | None:
+        return contract_or_none(await contract_resolvers.of_booking(info.context, self._model.id))
 
     @strawberry.field(description="The visit's chat between its customer, its provider and admins (created on "
                       "first access).")

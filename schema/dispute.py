@@ -11,10 +11,12 @@ import strawberry
 from strawberry import relay
 
 from models import Dispute as DisputeModel
+from resolvers import contract as contract_resolvers
 from resolvers import dispute as dispute_resolvers
 from resolvers import loaders
 from resolvers.service_request import ServiceRequestView
 from schema.common import Money, coded_errors, page_info
+from schema.contract import Contract, contract_or_none
 from schema.user import UserRole
 
 if TYPE_CHECKING:
@@ -67,6 +69,12 @@ class Dispute(relay.Node):
 
         found = await loaders.service_requests(info.context).load(self._request_id)
         return ServiceRequest.of(ServiceRequestView(found, True)) if found else None
+
+    @strawberry.field(description="Admins only (null for everyone else): the contract this dispute is settled on, the "
+                      "latest version both parties accepted (a booking's order: its disputed visit's); null when none "
+                      "was accepted by both.")
+    async def contract(self, info: strawberry.Info) -> Contract | None:
+        return contract_or_none(await contract_resolvers.accepted_of_order(info.context, self._request_id))
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):

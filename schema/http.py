@@ -163,6 +163,20 @@ class _BodyTooLarge(Exception):
     pass
 
 
+def _body_limit(scope: Scope) -> int:
+    """``max_request_body_bytes``, except for multipart/form-data POSTs to /graphql (document uploads,
+    issue 7): those may carry one file of ``upload_max_bytes`` plus ``upload_multipart_overhead_bytes``
+    of operations, map and part headers. A larger file within that room reaches the resolver, which
+    refuses it with a typed FILE_TOO_LARGE error; beyond it, 413 as for any request."""
+    settings = get_settings()
+    if scope.get("path") == "/graphql" and scope.get("method") == "POST":
+        content_type = next((v for k, v in scope.get("headers") or () if k == b"content-type"), b"")
+        if content_type.split(b";")[0].strip().lower() == b"multipart/form-data":
+            return max(settings.max_request_body_bytes,
+                       settings.upload_max_bytes + settings.upload_multipart_overhead_bytes)
+    return settings.max_request_body_bytes
+
+
 class BodySizeLimitMiddleware:
     """Refuses HTTP request bodies over ``max_request_body_bytes`` with 413 and a GraphQL-style
     ``REQUEST_TOO_LARGE`` error. A declared ``Content-Length`` over the limit is refused before
@@ -176,7 +190,7 @@ class BodySizeLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = get_settings().max_request_body_bytes
+        limit = _body_limit(scope)
         body = graphql_error_body(f"Request body too large: at most {limit} bytes", "REQUEST_TOO_LARGE",
                                   maxBytes=limit)
         declared = next((v for k, v in scope.get("headers") or () if k == b"content-length"), None)

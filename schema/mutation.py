@@ -25,6 +25,8 @@ from schema.chat import (
     mark_conversation_read,
     retry_after,
 )
+from schema.contract import ContractMutation
+from schema.discovery import DiscoveryMutation
 from schema.dispute import (
     Dispute,
     OpenDisputeInput,
@@ -40,6 +42,7 @@ from schema.money import (
     RefundServiceRequestPayload,
     refund_errors,
 )
+from schema.onboarding import OnboardingMutation
 from schema.operations import (
     DeadLetter,
     DiscardDeadLetterInput,
@@ -74,6 +77,7 @@ from schema.provider import (
     VerifyProviderPayload,
     provider_errors,
 )
+from schema.review import ReviewMutation
 from schema.service_request import (
     AssignProviderInput,
     AssignProviderPayload,
@@ -96,7 +100,8 @@ async def _provider(info: strawberry.Info, provider) -> Provider | None:
 
 
 @strawberry.type
-class Mutation(AccountMutation, PrivacyMutation):
+class Mutation(AccountMutation, PrivacyMutation, OnboardingMutation, ContractMutation, DiscoveryMutation,
+               ReviewMutation):
     @strawberry.mutation(description="Buy one tier of a service, logged in or as a guest; returns the request "
                          "and the checkout URL to pay it.")
     async def purchase_service(self, info: strawberry.Info, input: PurchaseServiceInput) -> PurchaseServicePayload:

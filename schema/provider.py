@@ -12,6 +12,7 @@ from domain.provider import NearbyProvider as NearbyHit
 from domain.provider import ProviderView, encode_cursor
 from resolvers import provider as provider_resolvers
 from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+from schema.review import RatingSummary, ReviewConnection, provider_rating_summary, provider_reviews
 
 
 @strawberry.type
@@ -25,6 +26,15 @@ class Provider(relay.Node):
     location: GeoPoint
     verified: bool
     available: bool
+
+    @strawberry.field(description="Published customer reviews (blind reviews appear once published), newest first; "
+                      "`first` at most 100 (issue 7).")
+    async def reviews(self, info: strawberry.Info, first: int | None = 20, after: str | None = None) -> ReviewConnection:
+        return await provider_reviews(info, self.id, first, after)
+
+    @strawberry.field(description="Average, count and 1-5 star distribution of the published customer reviews.")
+    async def rating_summary(self, info: strawberry.Info) -> RatingSummary:
+        return await provider_rating_summary(info, self.id)
 
     @classmethod
     def of(cls, view: ProviderView) -> "Provider":

@@ -21,9 +21,12 @@ from schema import email as emails_schema
 from schema import feed as feeds
 from schema.catalogue import Service
 from schema.common import GeoPointInput, page_info
+from schema.contract import ContractQuery
+from schema.discovery import DiscoveryQuery
 from schema.dispute import DisputeConnection, DisputeStatus, dispute_connection
 from schema.money import AffiliateTotals, FeeQuoteInput, FeeQuoteResult, LedgerTrialBalance, fee_quote_result
 from schema.node import node_field
+from schema.onboarding import OnboardingQuery
 from schema.operations import (
     DeadLetterConnection,
     DeadLetterStatus,
@@ -35,6 +38,7 @@ from schema.payout import EarningsSummary, PayoutConnection, PayoutDestination, 
 from schema.polling import PollingQuery
 from schema.privacy import PrivacyQuery
 from schema.provider import NearbyProviderConnection, nearby_connection
+from schema.review import ReviewQuery
 from schema.service_request import (
     ServiceRequest,
     ServiceRequestConnection,
@@ -45,7 +49,7 @@ from schema.user import User
 
 
 @strawberry.type
-class Query(PollingQuery, PrivacyQuery):
+class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, DiscoveryQuery, ReviewQuery):
     node: relay.Node | None = node_field  # typed INVALID_ID for malformed ids (schema/node.py)
 
     @strawberry.field(description="Verified, available providers within `radiusKm` (0 < r <= 100) of `near`, "

@@ -11,6 +11,7 @@ from strawberry import relay
 
 from domain import service_request as sr_domain
 from models import ServiceRequest as ServiceRequestModel
+from resolvers import contract as contract_resolvers
 from resolvers import loaders
 from resolvers import money as money_resolvers
 from resolvers import service_request as sr_resolvers
@@ -18,6 +19,7 @@ from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service
 from schema.chat import Conversation
 from schema.common import Money, coded_errors
+from schema.contract import Contract, contract_or_none
 from schema.dispute import Dispute
 from schema.money import FeeQuote, Receipt, Settlement
 from schema.provider import Provider
@@ -138,6 +140,13 @@ class ServiceRequest(relay.Node):
         view = await money_resolvers.settlement(info.context, self._model)
         return Settlement.of(view) if view else None
 
+    @strawberry.field(description="The current version of the order's contract with its acceptances (made when a "
+                      "provider is assigned); null before that and unless the caller may see the private view.")
+    async def contract(self, info: strawberry.Info) -> Contract | None:
+        if not self._private:
+            return None
+        return contract_or_none(await contract_resolvers.of_request(info.context, self._request_id))
+
     @strawberry.field(description="Disputes on this order, oldest first (private view only; empty otherwise).")
     async def disputes(self, info: strawberry.Info) -> list[Dispute]:
         if not self._private:
@@ -249,11 +258,15 @@ class PurchaseServicePayload:
     errors: list[PurchaseServiceError]
 
 
-@strawberry.enum
+@strawberry.enum(description="CONTRACT_NOT_ACCEPTED: work cannot start (IN_PROGRESS) before the customer and the "
+                 "provider both accept the order's current contract (`contract`, acceptContract); nothing changed. "
+                 "PROVIDER_SUSPENDED: the provider is suspended (two strikes or an operator) and takes no new work.")
 class ServiceRequestErrorCode(Enum):
     NOT_FOUND = "NOT_FOUND"
     INVALID_TRANSITION = "INVALID_TRANSITION"
+    CONTRACT_NOT_ACCEPTED = "CONTRACT_NOT_ACCEPTED"
     PROVIDER_NOT_ASSIGNABLE = "PROVIDER_NOT_ASSIGNABLE"
+    PROVIDER_SUSPENDED = "PROVIDER_SUSPENDED"
     INVALID_ID = "INVALID_ID"
     TOO_LONG = "TOO_LONG"
     INVALID = "INVALID"

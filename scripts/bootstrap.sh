@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install what `make run` and `make test` need, from nothing, on Debian/Ubuntu:
-#   Debian: postgresql-15-postgis-3 (PostgreSQL 15 + PostGIS 3), redis-server
+#   Debian: postgresql-15-postgis-3 (PostgreSQL 15 + PostGIS 3), redis-server, fonts-dejavu-core
 #   Python: uv, then the locked dependencies (uv.lock) into .venv
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
@@ -17,6 +17,8 @@ need=()
 [ -f /usr/share/postgresql/15/extension/postgis.control ] || need+=(postgresql-15-postgis-3)
 command -v redis-server >/dev/null || need+=(redis-server)
 command -v psql >/dev/null || need+=(postgresql-client-15)
+# contract PDFs print ₦, ₹ and accents with DejaVu (settings.contract_pdf_font_path; Courier otherwise)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf ] || need+=(fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   echo "bootstrap: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

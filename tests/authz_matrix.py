@@ -167,11 +167,56 @@ def _booking_in(status: str) -> Callable[[Any], Awaitable[None]]:
     return setup
 
 
+async def _ada_application(w: Any) -> None:
+    """Ada's open (draft) provider application with one document row (issue 7): made once, reused by
+    the onboarding rows; ``w.case["application"]`` / ``w.case["document"]`` hold their ids."""
+    import uuid
+
+    from domain import onboarding
+    from models import ApplicationDocument
+    from models.db import session_scope
+
+    async with session_scope() as s:
+        app = await onboarding.save_step(s, w.a.id, "categories", categories=["plumbing"])
+        doc = ApplicationDocument(application_id=app.id, kind="id_card", original_filename="id.pdf",
+                                  content_type="application/pdf", size_bytes=5, sha256="0" * 64,
+                                  storage_key=f"applications/{app.id}/{uuid.uuid4().hex}")
+        s.add(doc)
+        await s.flush()
+        w.case["application"], w.case["document"] = app.id, doc.id
+
+
 async def _booking_without_offers(w: Any) -> None:
     """A's booking whose provider cannot make it, with no substitution offer to anyone: a provider
     without an offer must not take it (P2 would otherwise hold the automatic offer)."""
     w.case["booking"] = await w.fresh_booking("cannot_make_it")
     await w.withdraw_offers(w.case["booking"])
+
+
+async def _fresh_provider(w: Any) -> None:
+    """A provider of its own (issue 7, two-strike rows): strikes and suspensions never touch P1/P2."""
+    from tests.factories import make_provider
+
+    w.case["provider"] = (await make_provider(display_name="Strike Target", latitude=4.2, longitude=9.9)).id
+
+
+async def _ada_contract(w: Any, role: str) -> dict[str, Any]:
+    """The current contract of A's request (made when P1 was assigned): its global id and hash."""
+    from domain import contract
+    from models.db import session_scope
+
+    async with session_scope() as s:
+        made = await contract.current_contract(s, service_request_id=w.request_a.id)
+    return {"id": w.gid("Contract", made.id), "sha256": made.sha256}
+
+
+async def _contract_vars(w: Any, role: str) -> dict[str, Any]:
+    return {"id": (await _ada_contract(w, role))["id"], "token": _guest_token(w, role)}
+
+
+async def _accept_ada_contract(w: Any, role: str) -> dict[str, Any]:
+    found = await _ada_contract(w, role)
+    return {"contractId": found["id"], "sha256": found["sha256"], "accessToken": _guest_token(w, role)}
 
 
 TABLE: dict[str, Row] = {
@@ -190,6 +235,10 @@ TABLE: dict[str, Row] = {
     "providersNearby": q(
         PUBLIC, "query($near: GeoPointInput!) { providersNearby(near: $near, radiusKm: 10) { edges { node { provider { id } } } } }",
         lambda w, role: {"near": DOUALA}),
+    "searchProviders": q(
+        PUBLIC, "query($near: GeoPointInput!) { searchProviders(input: {near: $near, radiusKm: 10}) "
+                "{ edges { node { provider { id } score } } } }",
+        lambda w, role: {"near": DOUALA}),
     "services": q(PUBLIC, "{ services { id name } }"),
     "serviceRequest": q(
         PARTIES_HIDDEN,
@@ -197,6 +246,12 @@ TABLE: dict[str, Row] = {
              reference status customer { fullName email phone } affiliateCode conversation { id }
              receipt { netPaid { amountMinor } } settlement { providerShare { amountMinor } } disputes { id } } }""",
         lambda w, role: {"ref": w.request_a.reference, "token": _guest_token(w, role)}, personal=True),
+    # Issue 7, contracts: A's order contract, for her, its provider and admins; null for everyone else.
+    "contract": q(
+        PARTIES_HIDDEN,
+        """query($id: ID!, $token: String) { contract(id: $id, accessToken: $token) {
+             version sha256 body serviceRequest { id customer { email } } } }""",
+        lambda w, role: _contract_vars(w, role), personal=True),
     "serviceRequests": q(
         OWN_LIST, "{ serviceRequests(first: 100) { totalCount edges { node { id reference customer { email } } } } }",
         personal=True),
@@ -259,6 +314,16 @@ TABLE: dict[str, Row] = {
     "customerDataExport": q(ADMIN_ONLY, "query($id: ID!) { customerDataExport(userId: $id) }",
                             lambda w, role: {"id": w.gid("User", w.a.id)}),
     "auditLog": q(ADMIN_ONLY, "{ auditLog(first: 100) { edges { node { id action } } } }"),
+    # --- provider onboarding (issue 7) --------------------------------------------------------------
+    # Each account sees only its own application (Ada's draft is made by the mutation rows' setup).
+    "myProviderApplication": q(LOGGED_IN, "{ myProviderApplication { id status phone } }"),
+    "providerApplications": q(ADMIN_ONLY, "{ providerApplications(status: DRAFT) { edges { node { id phone } } } }"),
+    # --- reviews and the two-strike policy (issue 7) ----------------------------------------------
+    # The caller's own reviews (written or received): a list of its own; Ada has none in the world.
+    "myReviews": q(LOGGED_IN, "{ myReviews { edges { node { id rating } } } }"),
+    "flaggedProviders": q(ADMIN_ONLY, "{ flaggedProviders { edges { node { providerId } } } }"),
+    "providerStanding": q(ADMIN_ONLY, "query($id: ID!) { providerStanding(providerId: $id) { strikeCount } }",
+                          lambda w, role: {"id": w.p2_gid}),
 
     # ============================ Mutation =======================================================
     "register": m(PUBLIC, lambda w, role: {
@@ -274,12 +339,24 @@ TABLE: dict[str, Row] = {
         roles(DENIED, provider_assigned=ALLOWED, admin=ALLOWED),
         lambda w, role: {"id": w.gid("ServiceRequest", w.case["request"].id), "status": "IN_PROGRESS"},
         setup=_fresh_assigned_request),
+    # Issue 7, contracts: only the parties accept (admins: FORBIDDEN; others: NOT_FOUND). Idempotent.
+    "acceptContract": m(roles(DENIED, customer_a=ALLOWED, provider_assigned=ALLOWED), _accept_ada_contract),
     "assignProvider": m(
         ADMIN_ONLY, lambda w, role: {"serviceRequestId": w.gid("ServiceRequest", w.case["request"].id),
                                      "providerId": w.p1_gid},
         setup=_fresh_paid_request),
     "verifyProvider": m(ADMIN_ONLY, lambda w, role: {"providerId": w.p2_gid}),
+    # A's completed visit: its customer and its provider review it (once each; others NOT_FOUND, admins FORBIDDEN).
+    "submitReview": m(roles(DENIED, customer_a=ALLOWED, provider_assigned=ALLOWED), lambda w, role: {
+        "bookingId": w.gid("Booking", w.case["booking"]), "rating": 4}, setup=_booking_in("completed")),
+    "recordStrike": m(ADMIN_ONLY, lambda w, role: {"providerId": w.gid("Provider", w.case["provider"]), "reason": "x"},
+                      setup=_fresh_provider),
+    "suspendProvider": m(ADMIN_ONLY, lambda w, role: {"providerId": w.gid("Provider", w.case["provider"]),
+                                                      "reason": "x"}, setup=_fresh_provider),
+    "reinstateProvider": m(ADMIN_ONLY, lambda w, role: {"providerId": w.gid("Provider", w.case["provider"]),
+                                                        "note": "x"}, setup=_fresh_provider),
     "setAvailability": m(PROVIDERS, lambda w, role: {"available": True}),
+    "setAcceptsUrgent": m(PROVIDERS, lambda w, role: {"acceptsUrgent": True}),
     "refundServiceRequest": m(
         ADMIN_ONLY, lambda w, role: {"serviceRequestId": w.gid("ServiceRequest", w.case["request"].id),
                                      "reason": "authz matrix"},
@@ -378,6 +455,32 @@ TABLE: dict[str, Row] = {
                          lambda w, role: {"password": "not-the-password"}),
     "deleteCustomerAccount": m(ADMIN_ONLY, lambda w, role: {"userId": w.gid("User", w.case["customer"])},
                                setup=_fresh_customer),
+
+    # --- provider onboarding (issue 7) --------------------------------------------------------------
+    # Any account but an operator may apply (approved providers get ALREADY_A_PROVIDER: allowed).
+    "saveProviderApplication": m(roles(ALLOWED, anonymous=DENIED, guest=DENIED, admin=DENIED),
+                                 lambda w, role: {"step": "CATEGORIES", "categories": ["plumbing"]}),
+    # Over JSON the Upload variable holds no file: UNSUPPORTED_FILE_TYPE once authorisation passed.
+    "uploadApplicationDocument": m(roles(ALLOWED, anonymous=DENIED, guest=DENIED, admin=DENIED),
+                                   lambda w, role: {"kind": "ID_CARD", "file": "not-a-file"}),
+    # Ada's document: only Ada (others, admins included, get NOT_FOUND).
+    "removeApplicationDocument": m(roles(DENIED, customer_a=ALLOWED),
+                                   lambda w, role: {"documentId": w.gid("ApplicationDocument", w.case["document"])},
+                                   setup=_ada_application),
+    # Ada's draft: only Ada (INCOMPLETE); Eve has none (NOT_FOUND); approved providers ALREADY_A_PROVIDER.
+    "submitProviderApplication": m(roles(DENIED, customer_a=ALLOWED, provider_assigned=ALLOWED,
+                                         provider_other=ALLOWED),
+                                   lambda w, role: {"applicationId": w.gid("ProviderApplication",
+                                                                           w.case["application"])},
+                                   setup=_ada_application),
+    # Admins decide (a draft: INVALID_TRANSITION, still "allowed").
+    "approveProviderApplication": m(ADMIN_ONLY, lambda w, role: {
+        "applicationId": w.gid("ProviderApplication", w.case["application"])}, setup=_ada_application),
+    "rejectProviderApplication": m(ADMIN_ONLY, lambda w, role: {
+        "applicationId": w.gid("ProviderApplication", w.case["application"]), "reason": "x"}, setup=_ada_application),
+    "requestApplicationDocuments": m(ADMIN_ONLY, lambda w, role: {
+        "applicationId": w.gid("ProviderApplication", w.case["application"]), "kinds": ["CERTIFICATE"],
+        "message": "x"}, setup=_ada_application),
 
     # ============================ Subscription ===================================================
     "serviceRequestStatusChanged": s(

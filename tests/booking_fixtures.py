@@ -16,6 +16,7 @@ from domain.errors import DomainError
 from models import Booking, Dispute, Payment, Provider, Service, ServiceTier, SubstitutionOffer, User
 from models.db import session_scope
 from settings import get_settings
+from tests.contract_fixtures import accept_visit_if_contracted
 from tests.factories import make_provider, make_service, make_user
 
 # A Monday far enough ahead for any notice or horizon the tests set (horizons are widened to match).
@@ -179,6 +180,8 @@ async def attempt(
             raise TimerIdle(f"the {current} -> {to} timer did not move booking {booking_id}")
         return
     user = await user_for(c, booking_id, actor)
+    if to == "in_progress":  # work starts only on a contract both parties accepted (issue 7)
+        await accept_visit_if_contracted(booking_id)
     async with session_scope() as s:
         if to == "needs_follow_up":
             await booking.book_follow_up(s, booking_id, actor=user, start=follow_up_start or row.starts_at + timedelta(hours=2),

@@ -24,9 +24,10 @@ from domain import escalation, live, outbox
 from models import Booking, BookingStatusChange, Email, Escalation, OutboxMessage, ServiceRequest
 from models.db import session_scope
 from resolvers.context import Context
-from resolvers.ids import encode_id
+from resolvers.ids import decode_id, encode_id
 from settings import get_settings
 from tests.booking_fixtures import MONDAY, bookable_provider, checkout_and_pay, customer, hold, status_of
+from tests.contract_fixtures import accept_both
 from tests.factories import make_provider, make_service, make_user
 from tests.graphql_client import error_codes, gql, login
 from tests.test_api_money import pay
@@ -246,6 +247,8 @@ async def test_the_journey_over_http_from_the_providers_plan_to_a_completed_and_
 
     # when the provider accepts, travels, arrives, works and completes
     for status in ("ACCEPTED", "EN_ROUTE", "ARRIVED", "IN_PROGRESS", "COMPLETED"):
+        if status == "IN_PROGRESS":  # both parties accept the visit's contract first (tests/test_contracts.py)
+            await accept_both(booking_id=decode_id(booking_id, "Booking", field="id"))
         moved = await change(api_client, ptoken, booking_id, status)
         assert moved["errors"] == [] and moved["booking"]["status"] == status
     # then the customer sees the whole history and the receipt of the order that paid for it
@@ -637,6 +640,8 @@ async def test_a_provider_books_a_follow_up_and_an_admin_gives_a_visit_to_anothe
     ptoken, admin = await login(api_client, b.provider_user.email), await login(api_client, "ops@example.com")
     visit_id = gid("Booking", visit.id)
     for status in ("ACCEPTED", "IN_PROGRESS"):
+        if status == "IN_PROGRESS":  # both parties accept the visit's contract first (tests/test_contracts.py)
+            await accept_both(booking_id=visit.id)
         assert (await change(api_client, ptoken, visit_id, status))["errors"] == []
     # when the provider books another visit the next day at 09:00
     body = await gql(api_client, """

@@ -42,6 +42,7 @@ from models import (
 )
 from models.db import session_scope
 from resolvers.ids import encode_id
+from tests.contract_fixtures import accept_order
 from tests.factories import make_affiliate, make_provider, make_service, make_user, run_worker
 from tests.graphql_client import error_codes, gql, login
 from tests.test_service_request import count_statements
@@ -224,6 +225,7 @@ async def complete_by_admin(world: World, rid: int) -> None:
     admin = await user("ops@example.com")
     async with session_scope() as s:
         await sr.assign_provider(s, rid, world.provider_id, actor=admin)
+    await accept_order(rid)  # both parties accept the contract (tests/test_contracts.py)
     for status in ("in_progress", "completed"):
         async with session_scope() as s:
             await sr.update_status(s, rid, status, actor=admin)

@@ -22,11 +22,13 @@ from domain import privacy
 from domain.user import EmailTaken, find_by_email, register
 from models import (
     Affiliate,
+    ApplicationDocument,
     Email,
     EmailSuppression,
     Payout,
     PayoutDestination,
     Provider,
+    ProviderApplication,
     ServiceRequest,
     Ticket,
     User,
@@ -69,6 +71,9 @@ PLAIN = {
     ("affiliates", "email"): "partner@example.cm",
     ("emails", "to_address"): "ada.eko@example.cm",
     ("email_suppressions", "address"): "ada.eko@example.cm",
+    ("provider_applications", "phone"): "+237671000004",
+    ("provider_applications", "address"): "7 Rue Kitchener, Bonanjo, Douala",
+    ("application_documents", "original_filename"): "ada-eko-id-card.pdf",
 }
 
 
@@ -107,6 +112,13 @@ async def seed_every_encrypted_column(extra_users: int = 0) -> dict[str, int]:
         s.add(Email(dedupe_key="enc:1", kind="status_changed", to_address=PLAIN[("emails", "to_address")],
                     user_id=user.id, subject="Hello", body_text="Hi"))
         s.add(EmailSuppression(address=PLAIN[("email_suppressions", "address")], source="account"))
+        application = ProviderApplication(user_id=user.id, phone=PLAIN[("provider_applications", "phone")],
+                                          address=PLAIN[("provider_applications", "address")])
+        s.add(application)
+        await s.flush()
+        s.add(ApplicationDocument(application_id=application.id, kind="id_card", content_type="application/pdf",
+                                  original_filename=PLAIN[("application_documents", "original_filename")],
+                                  size_bytes=5, sha256="0" * 64, storage_key="applications/enc/1"))
     return {"user": user.id, "provider": provider.id}
 
 
@@ -134,6 +146,10 @@ async def read_back() -> dict[tuple[str, str], object]:
             ("affiliates", "email"): await s.scalar(select(Affiliate.email)),
             ("emails", "to_address"): await s.scalar(select(Email.to_address)),
             ("email_suppressions", "address"): await s.scalar(select(EmailSuppression.address)),
+            ("provider_applications", "phone"): await s.scalar(select(ProviderApplication.phone)),
+            ("provider_applications", "address"): await s.scalar(select(ProviderApplication.address)),
+            ("application_documents", "original_filename"):
+                await s.scalar(select(ApplicationDocument.original_filename)),
         }
 
 
@@ -263,7 +279,7 @@ async def test_rotation_re_encrypts_everything_under_the_new_key_and_then_the_ol
     assert await stored_key_ids() == {"b"}
     assert report.key_id == "b" and report.failed == 0
     assert report.columns["users.email"].rotated == 5 and report.columns["users.email"].batches == 3
-    assert report.rotated == 5 + 5 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1
+    assert report.rotated == 5 + 5 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3  # + 3: provider applications
     assert await privacy.key_ids_in_use() == {
         f"{t}.{c}": ({"b": 5} if t == "users" else {"b": 1}) for t, c in ENCRYPTED_COLUMNS
     }

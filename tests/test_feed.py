@@ -22,6 +22,7 @@ from models import Booking, Notification, OutboxMessage, Payment, Provider, Serv
 from models.db import session_scope
 from resolvers.ids import encode_id
 from tests import booking_fixtures as bf
+from tests.contract_fixtures import accept_order
 from tests.factories import make_provider, make_service, make_user
 from tests.graphql_client import error_codes, gql, login
 from tests.test_service_request import count_statements
@@ -424,6 +425,8 @@ async def completed_order(provider_id: int, admin: User, customer: User | None =
     order = await bought_and_paid(customer)
     async with session_scope() as s:
         await sr_domain.assign_provider(s, order.id, provider_id, actor=admin)
+    await accept_order(order.id)  # both parties accept the contract (tests/test_contracts.py)
+    async with session_scope() as s:
         await sr_domain.update_status(s, order.id, "in_progress", actor=admin)
         await sr_domain.update_status(s, order.id, "completed", actor=admin)
     return order.id
@@ -446,6 +449,7 @@ async def test_service_request_status_changes_notify_customer_and_provider_but_n
     # when the admin assigns the provider, and the provider starts the work
     async with session_scope() as s:
         await sr_domain.assign_provider(s, request.id, provider.id, actor=admin)
+    await accept_order(request.id)  # both parties accept the contract (tests/test_contracts.py)
     async with session_scope() as s:
         await sr_domain.update_status(s, request.id, "in_progress", actor=provider_user)
     # then customer and provider heard of the assignment, only the customer of the provider's own change,

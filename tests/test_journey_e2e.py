@@ -25,7 +25,9 @@ from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from sqlalchemy import text
 
+from resolvers.ids import decode_id
 from settings import get_settings
+from tests.contract_fixtures import accept_order
 from tests.factories import make_affiliate, make_provider, make_service, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -194,6 +196,8 @@ async def test_customer_journey_over_http_and_websocket(live_stack, mailbox):
         assert listed["serviceRequests"]["edges"][0]["node"] == {"reference": reference, "customer": {"email": "awa@example.cm"}}
         assigned = await admin.execute(op("""mutation($i: AssignProviderInput!){ assignProvider(input:$i){ serviceRequest{ status assignedProvider{ displayName } } errors{ code } } }""", {"i": {"serviceRequestId": request_gid, "providerId": provider_gid}}))
         assert assigned["assignProvider"] == {"serviceRequest": {"status": "TEAM_ASSIGNED", "assignedProvider": {"displayName": "Eko Plumbing"}}, "errors": []}
+        # customer and provider accept the order's contract before work starts (tests/test_contracts.py)
+        await accept_order(decode_id(request_gid, "ServiceRequest", field="id"))
         moved = await admin.execute(op("""mutation($i: UpdateServiceRequestStatusInput!){ updateServiceRequestStatus(input:$i){ serviceRequest{ status } errors{ code } } }""", {"i": {"id": request_gid, "status": "IN_PROGRESS", "note": "Plumber on site"}}))
         assert moved["updateServiceRequestStatus"] == {"serviceRequest": {"status": "IN_PROGRESS"}, "errors": []}
 

@@ -37,6 +37,7 @@ from models import Dispute, Payment, Payout, ProviderEarning, Refund, ServiceReq
 from models.db import dispose_engine, session_scope
 from settings import get_settings
 from tests.conftest import truncate_all
+from tests.contract_fixtures import accept_order
 from tests.factories import make_affiliate, make_provider, make_service, make_user
 
 CUSTOMER = sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567")
@@ -114,6 +115,7 @@ async def complete(world: World, request_id: int, by_admin: bool) -> None:
     provider_index = request_id % 2
     async with session_scope() as s:
         await sr.assign_provider(s, request_id, world.provider_ids[provider_index], actor=world.admin)
+    await accept_order(request_id)  # both parties accept the contract (tests/test_contracts.py)
     actor = world.admin if by_admin else world.provider_users[provider_index]
     for status in ("in_progress", "completed"):
         async with session_scope() as s:

@@ -41,6 +41,7 @@ from models import (
 from models.db import session_scope
 from resolvers.ids import encode_id
 from settings import get_settings
+from tests.contract_fixtures import accept_order
 from tests.factories import make_provider, make_service, make_user, run_worker
 from tests.graphql_client import gql
 
@@ -267,6 +268,7 @@ async def test_money_arriving_for_a_cancelled_or_already_released_order_is_captu
     assert await pay(b.payment.id, "evt_b") == "completed"
     async with session_scope() as s:
         await sr.assign_provider(s, b.service_request.id, provider.id, actor=admin)
+    await accept_order(b.service_request.id)  # both parties accept the contract (tests/test_contracts.py)
     for status in ("in_progress", "completed"):
         async with session_scope() as s:
             await sr.update_status(s, b.service_request.id, status, actor=admin)

@@ -42,6 +42,7 @@ from models import (
 )
 from models.db import get_engine, session_scope
 from settings import get_settings
+from tests.contract_fixtures import accept_order
 from tests.factories import make_provider, make_service, make_user, run_worker
 
 CUSTOMER = CustomerDetails(full_name="Ada Nkem", email="ada.nkem@example.cm", phone="+237671234567",
@@ -96,6 +97,8 @@ async def completed_order(provider_id: int, admin, *, price: int = 10000, servic
         assert outcome == "completed"
     async with session_scope() as s:
         await sr_domain.assign_provider(s, request_id, provider_id, actor=admin)
+    await accept_order(request_id)  # both parties accept the contract (tests/test_contracts.py)
+    async with session_scope() as s:
         await sr_domain.update_status(s, request_id, "in_progress", actor=admin)
         await sr_domain.update_status(s, request_id, "completed", actor=admin)
     return request_id

@@ -217,7 +217,7 @@ async def test_a_customer_deletes_her_account_personal_data_goes_money_and_audit
                                         AuditEntry.action.like("privacy.%")))).all()
     assert [tuple(a) for a in added] == [("privacy.account.deleted", str(ada.id), {
         "by": "self", "requests": 2, "bookings": 0, "tickets": 0, "messages": 1, "mails": deletion["emails"],
-        "sessions": 1})]
+        "sessions": 1, "documents": 0})]
     # then: no encrypted value anywhere still holds her address or phone
     async with session_scope() as s:
         for table, column in ENCRYPTED_COLUMNS:

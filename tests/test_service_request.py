@@ -36,6 +36,7 @@ from models import (
 from models.db import get_engine, session_scope
 from resolvers.ids import encode_id
 from settings import get_settings
+from tests.contract_fixtures import accept_order
 from tests.factories import make_affiliate, make_provider, make_service, make_user
 from tests.graphql_client import error_codes, gql, login
 
@@ -584,6 +585,7 @@ async def test_the_state_machine_never_leaves_its_transitions(world, paid, assig
         async with session_scope() as s:
             await s.execute(update(ServiceRequest).where(ServiceRequest.id == request.id)
                             .values(assigned_provider_id=world.provider_id))
+        await accept_order(request.id)  # its contract accepted: work may start (tests/test_contracts.py)
     for actor, target in steps:
         status, rows, events, emails = await snapshot(request.id, request.reference, world.customer.email)
         if actor == "other_provider" or (actor == "provider" and not assigned):
@@ -658,6 +660,7 @@ async def test_an_admin_moves_a_request_along_the_allowed_path(api_client, paid)
     # when: assign (moves it to TEAM_ASSIGNED), then in progress, then completed
     assigned = await gql(api_client, ASSIGN, {"input": {"serviceRequestId": paid.gid, "providerId": paid.provider_gid}},
                          token=paid.admin)
+    await accept_order(paid.id)  # both parties accept the contract (tests/test_contracts.py)
     started = await update_status(api_client, paid, "IN_PROGRESS", paid.admin, note="Team on site")
     done = await update_status(api_client, paid, "COMPLETED", paid.admin)
     # then
@@ -736,6 +739,7 @@ async def test_the_assigned_provider_starts_and_completes_but_cannot_cancel(api_
     await gql(api_client, ASSIGN, {"input": {"serviceRequestId": paid.gid, "providerId": paid.provider_gid}},
               token=paid.admin)
     provider = await login(api_client, "pro@example.com")
+    await accept_order(paid.id)  # both parties accept the contract (tests/test_contracts.py)
     # when
     started = await update_status(api_client, paid, "IN_PROGRESS", provider)
     before = (await history(paid.id), await row_counts())

@@ -11,7 +11,11 @@ Periodic jobs:
 * every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways;
 * every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/payout.py);
 * every settings.booking_sweep_seconds (30 s): the booking sweeper actor (workers/booking.py: hold
-  expiry, provider response deadline, auto-complete, substitution and ticket escalations).
+  expiry, provider response deadline, auto-complete, substitution and ticket escalations);
+* every settings.discovery_stats_refresh_seconds (15 min): providers' ranking statistics (completed
+  jobs, cancellations, median response time) recomputed from the status histories (domain/discovery.py);
+* every settings.review_publish_sweep_seconds (5 min): blind reviews whose window closed are published
+  (workers/review.py; rating aggregates and flags follow, domain/review.py).
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import workers  # noqa: F401  (configures the broker the outbox dispatches to)
-from domain import escrow, idempotency, maintenance, outbox, reconciliation
+from domain import discovery, escrow, idempotency, maintenance, outbox, reconciliation
 from models.db import session_scope
 from settings import get_settings
 from workers import booking as booking_worker
 from workers import payout as payout_worker
+from workers import review as review_worker
 
 log = structlog.get_logger(__name__)
 
@@ -70,8 +75,19 @@ async def reconcile() -> None:
     log.info("scheduler.reconciled", run_id=run_id)
 
 
+async def refresh_discovery_stats() -> None:
+    async with session_scope() as session:
+        changed = await discovery.refresh_stats(session)
+    if changed:
+        log.info("scheduler.discovery_stats_refreshed", providers=changed)
+
+
 def sweep_bookings() -> None:
     booking_worker.sweep_bookings.send()
+
+
+def publish_due_reviews() -> None:
+    review_worker.publish_due_reviews.send()
 
 
 async def run() -> None:
@@ -91,6 +107,13 @@ async def run() -> None:
     )
     scheduler.add_job(
         sweep_bookings, "interval", seconds=settings.booking_sweep_seconds, max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        publish_due_reviews, "interval", seconds=settings.review_publish_sweep_seconds, max_instances=1, coalesce=True
+    )
+    scheduler.add_job(
+        refresh_discovery_stats, "interval", seconds=settings.discovery_stats_refresh_seconds, max_instances=1,
+        coalesce=True,
     )
     scheduler.start()
     log.info("scheduler.started")

@@ -1,0 +1,367 @@
+"""Provider onboarding in GraphQL (issue 7): the applicant's ``myProviderApplication``,
+``saveProviderApplication`` (one step at a time), ``uploadApplicationDocument`` (GraphQL multipart
+request spec: the ``Upload`` scalar), ``removeApplicationDocument``, ``submitProviderApplication``;
+the admin's ``providerApplications`` queue and its decisions ``approveProviderApplication``,
+``rejectProviderApplication``, ``requestApplicationDocuments``. Admin mutations are audited as
+``admin.<mutationName>`` by schema/audit.py; the domain adds ``provider_application.<decision>`` rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import Enum
+from typing import Annotated
+
+import strawberry
+from strawberry import relay
+from strawberry.file_uploads import Upload
+
+from domain import onboarding as onb
+from models import ApplicationDocument as DocumentModel
+from resolvers import onboarding as onb_resolvers
+from resolvers.ids import encode_id
+from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+
+
+@strawberry.enum(description="Where an application stands.")
+class ApplicationStatus(Enum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    MORE_DOCUMENTS_REQUESTED = "more_documents_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@strawberry.enum(description="The steps of an application, in order.")
+class ApplicationStep(Enum):
+    BUSINESS = "business"
+    CATEGORIES = "categories"
+    SERVICE_AREA = "service_area"
+    DOCUMENTS = "documents"
+
+
+@strawberry.enum(description="What an uploaded document is.")
+class ApplicationDocumentKind(Enum):
+    ID_CARD = "id_card"
+    BUSINESS_REGISTRATION = "business_registration"
+    CERTIFICATE = "certificate"
+
+
+@strawberry.enum
+class ProviderApplicationErrorCode(Enum):
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_ID = "INVALID_ID"
+    INVALID = "INVALID"
+    INVALID_PHONE = "INVALID_PHONE"
+    INVALID_LOCATION = "INVALID_LOCATION"
+    MISSING_FIELD = "MISSING_FIELD"
+    INVALID_CATEGORY = "INVALID_CATEGORY"
+    INVALID_SERVICE_AREA = "INVALID_SERVICE_AREA"
+    INVALID_DOCUMENT_KIND = "INVALID_DOCUMENT_KIND"
+    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+    ALREADY_A_PROVIDER = "ALREADY_A_PROVIDER"
+    APPLICATION_LOCKED = "APPLICATION_LOCKED"
+    MISSING_BUSINESS_DETAILS = "MISSING_BUSINESS_DETAILS"
+    MISSING_CATEGORIES = "MISSING_CATEGORIES"
+    MISSING_SERVICE_AREA = "MISSING_SERVICE_AREA"
+    MISSING_DOCUMENT = "MISSING_DOCUMENT"
+    INVALID_TRANSITION = "INVALID_TRANSITION"
+    REASON_REQUIRED = "REASON_REQUIRED"
+
+
+@strawberry.type
+class ProviderApplicationError:
+    field: str | None
+    code: ProviderApplicationErrorCode
+    message: str
+
+
+def application_errors(errors) -> list[ProviderApplicationError]:
+    return coded_errors(ProviderApplicationErrorCode, ProviderApplicationError, errors)
+
+
+@strawberry.type(description="An uploaded document: its checked type, size and SHA-256. Admins download "
+                 "the bytes from `downloadPath` (GET with their bearer token).")
+class ApplicationDocument(relay.Node):
+    id: relay.NodeID[int]
+    kind: ApplicationDocumentKind
+    filename: str = strawberry.field(description="The file name the applicant's device gave.")
+    content_type: str = strawberry.field(description="Detected from the file's first bytes: application/pdf, "
+                                         "image/jpeg or image/png.")
+    size_bytes: int
+    sha256: str = strawberry.field(description="Hex SHA-256 of the stored bytes.")
+    uploaded_at: datetime
+    download_path: str = strawberry.field(description="GET /admin/application-documents/{id} (admins only).")
+
+    @classmethod
+    def of(cls, d: DocumentModel) -> "ApplicationDocument":
+        return cls(id=d.id, kind=ApplicationDocumentKind(d.kind), filename=d.original_filename,
+                   content_type=d.content_type, size_bytes=d.size_bytes, sha256=d.sha256, uploaded_at=d.uploaded_at,
+                   download_path=onb_resolvers.document_path(d.id))
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        return [None for _ in node_ids]  # reached through its application only
+
+
+@strawberry.type(description="A centre and radius, or a polygon (then `center` is a point inside it).")
+class ServiceAreaView:
+    center: GeoPoint | None
+    radius_km: float | None
+    polygon: list[GeoPoint] | None = strawberry.field(description="Closed ring (first point repeated last).")
+
+
+@strawberry.type(description="Which steps are done and where the applicant stopped (resume on any device).")
+class ApplicationProgress:
+    completed_steps: list[ApplicationStep]
+    last_step: str | None = strawberry.field(description="business, categories, service_area, documents or submitted.")
+
+
+@strawberry.type(description="An application to become a provider. Visible to its applicant and to admins.")
+class ProviderApplication(relay.Node):
+    id: relay.NodeID[int]
+    status: ApplicationStatus
+    applicant_id: strawberry.ID = strawberry.field(description="Global id of the applying User.")
+    business_name: str | None
+    registration_number: str | None
+    phone: str | None
+    address: str | None
+    city: str | None
+    country_code: str | None
+    categories: list[str]
+    service_area: ServiceAreaView | None
+    progress: ApplicationProgress
+    documents: list[ApplicationDocument]
+    decision_reason: str | None = strawberry.field(description="Why it was rejected, or what documents are needed.")
+    requested_document_kinds: list[ApplicationDocumentKind]
+    submitted_at: datetime | None
+    decided_at: datetime | None
+    provider_id: strawberry.ID | None = strawberry.field(description="The Provider made on approval.")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: onb.ApplicationView) -> "ProviderApplication":
+        a = v.application
+        area = None
+        if v.center is not None:
+            area = ServiceAreaView(
+                center=GeoPoint(latitude=v.center[0], longitude=v.center[1]), radius_km=a.service_radius_km,
+                polygon=[GeoPoint(latitude=lat, longitude=lon) for lat, lon in v.polygon] if v.polygon else None,
+            )
+        progress = a.progress or {}
+        return cls(
+            id=a.id, status=ApplicationStatus(a.status), applicant_id=strawberry.ID(encode_id("User", a.user_id)),
+            business_name=a.business_name, registration_number=a.registration_number, phone=a.phone,
+            address=a.address, city=a.city, country_code=a.country_code, categories=list(a.categories or []),
+            service_area=area,
+            progress=ApplicationProgress(completed_steps=[ApplicationStep(s) for s in progress.get("completedSteps", [])],
+                                         last_step=progress.get("lastStep")),
+            documents=[ApplicationDocument.of(d) for d in v.documents], decision_reason=a.decision_reason,
+            requested_document_kinds=[ApplicationDocumentKind(k) for k in a.requested_document_kinds or []],
+            submitted_at=a.submitted_at, decided_at=a.decided_at,
+            provider_id=strawberry.ID(encode_id("Provider", a.provider_id)) if a.provider_id else None,
+            created_at=a.created_at,
+        )
+
+    @classmethod
+    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
+        found = await onb_resolvers.application_nodes(info.context, [int(i) for i in node_ids])
+        return [cls.of(v) if v else None for v in found]
+
+
+@strawberry.type
+class ProviderApplicationEdge:
+    cursor: str
+    node: ProviderApplication
+
+
+@strawberry.type
+class ProviderApplicationConnection:
+    edges: list[ProviderApplicationEdge]
+    page_info: relay.PageInfo
+
+
+# --- inputs and payloads ---------------------------------------------------------------------------
+
+@strawberry.input(description="The business step.")
+class ApplicationBusinessInput:
+    business_name: str
+    phone: str = strawberry.field(description="International form, e.g. +237 6 71 23 45 67 (or national, read "
+                                  "in `countryCode`).")
+    address: str
+    city: str
+    country_code: str = strawberry.field(description="ISO 3166-1 alpha-2, e.g. CM.")
+    registration_number: str | None = None
+
+
+@strawberry.input(description="Either `center` + `radiusKm` (0 < r <= 100) or `polygon` (3-200 corners).")
+class ServiceAreaInput:
+    center: GeoPointInput | None = None
+    radius_km: float | None = None
+    polygon: list[GeoPointInput] | None = None
+
+
+@strawberry.input
+class SaveProviderApplicationInput:
+    step: ApplicationStep
+    business: ApplicationBusinessInput | None = strawberry.field(default=None, description="For step BUSINESS.")
+    categories: list[str] | None = strawberry.field(default=None, description="For step CATEGORIES: 1-20 slugs, "
+                                                    "e.g. plumbing.")
+    service_area: ServiceAreaInput | None = strawberry.field(default=None, description="For step SERVICE_AREA.")
+
+
+@strawberry.type
+class ProviderApplicationPayload:
+    application: ProviderApplication | None
+    errors: list[ProviderApplicationError]
+
+
+@strawberry.input
+class UploadApplicationDocumentInput:
+    kind: ApplicationDocumentKind
+    file: Upload = strawberry.field(description="PDF, JPEG or PNG (checked from its bytes), at most "
+                                    "settings.upload_max_bytes (10 MiB by default).")
+    application_id: strawberry.ID | None = strawberry.field(default=None, description="Your open application; "
+                                                            "unset: it (a new draft when you have none).")
+
+
+@strawberry.type
+class UploadApplicationDocumentPayload:
+    document: ApplicationDocument | None
+    application: ProviderApplication | None
+    errors: list[ProviderApplicationError]
+
+
+@strawberry.input
+class RemoveApplicationDocumentInput:
+    document_id: strawberry.ID
+
+
+@strawberry.input
+class SubmitProviderApplicationInput:
+    application_id: strawberry.ID | None = None
+
+
+@strawberry.input
+class ApproveProviderApplicationInput:
+    application_id: strawberry.ID
+
+
+@strawberry.input
+class RejectProviderApplicationInput:
+    application_id: strawberry.ID
+    reason: str = strawberry.field(description="Required; emailed to the applicant.")
+
+
+@strawberry.input
+class RequestApplicationDocumentsInput:
+    application_id: strawberry.ID
+    kinds: list[ApplicationDocumentKind]
+    message: str = strawberry.field(description="Required; emailed to the applicant.")
+
+
+def _payload(r) -> ProviderApplicationPayload:
+    return ProviderApplicationPayload(application=ProviderApplication.of(r.application) if r.application else None,
+                                      errors=application_errors(r.errors))
+
+
+# --- root fields -----------------------------------------------------------------------------------
+
+@strawberry.type
+class OnboardingQuery:
+    @strawberry.field(description="Your newest provider application (any status), or null: resume it on any "
+                      "device signed in to the same account.")
+    async def my_provider_application(self, info: strawberry.Info) -> ProviderApplication | None:
+        view = await onb_resolvers.my_application(info.context)
+        return ProviderApplication.of(view) if view else None
+
+    @strawberry.field(description="Admin: applications of one status (default SUBMITTED), oldest submitted first; "
+                      "`first` at most 100 (default 20).")
+    async def provider_applications(
+        self, info: strawberry.Info, status: ApplicationStatus = ApplicationStatus.SUBMITTED,
+        first: Annotated[int | None, strawberry.argument(description="At most 100.")] = 20, after: str | None = None,
+    ) -> ProviderApplicationConnection:
+        views, has_next = await onb_resolvers.application_queue(info.context, status=status.value, first=first,
+                                                                 after=after)
+        edges = [ProviderApplicationEdge(cursor=onb.encode_cursor(v.application), node=ProviderApplication.of(v))
+                 for v in views]
+        return ProviderApplicationConnection(edges=edges, page_info=page_info(edges, has_next=has_next,
+                                                                              has_previous=after is not None))
+
+
+@strawberry.type
+class OnboardingMutation:
+    @strawberry.mutation(description="Apply to become a provider, one step at a time (a draft is started on the "
+                         "first save). Saves `progress`, so another device resumes where you stopped.")
+    async def save_provider_application(
+        self, info: strawberry.Info, input: SaveProviderApplicationInput,
+    ) -> ProviderApplicationPayload:
+        b = input.business
+        a = input.service_area
+        r = await onb_resolvers.save_step(
+            info.context, step=input.step.value,
+            business=onb.BusinessDetails(business_name=b.business_name, phone=b.phone, address=b.address,
+                                         city=b.city, country_code=b.country_code,
+                                         registration_number=b.registration_number) if b else None,
+            categories=input.categories,
+            center=(a.center.latitude, a.center.longitude) if a and a.center else None,
+            radius_km=a.radius_km if a else None,
+            polygon=[(p.latitude, p.longitude) for p in a.polygon] if a and a.polygon is not None else None,
+            area_given=a is not None,
+        )
+        return _payload(r)
+
+    @strawberry.mutation(description="Upload a document to your application (multipart request: the file in the "
+                         "`input.file` variable). PDF, JPEG or PNG only, checked from the bytes.")
+    async def upload_application_document(
+        self, info: strawberry.Info, input: UploadApplicationDocumentInput,
+    ) -> UploadApplicationDocumentPayload:
+        r = await onb_resolvers.upload_document(
+            info.context, application_id=str(input.application_id) if input.application_id else None,
+            kind=input.kind.value, file=input.file,
+        )
+        return UploadApplicationDocumentPayload(
+            document=ApplicationDocument.of(r.document) if r.document else None,
+            application=ProviderApplication.of(r.application) if r.application else None,
+            errors=application_errors(r.errors),
+        )
+
+    @strawberry.mutation(description="Remove a document from your application (before you submit it).")
+    async def remove_application_document(
+        self, info: strawberry.Info, input: RemoveApplicationDocumentInput,
+    ) -> ProviderApplicationPayload:
+        return _payload(await onb_resolvers.remove_document(info.context, document_id=str(input.document_id)))
+
+    @strawberry.mutation(description="Send your application for review. Needs business details, a category, a "
+                         "service area, an ID card and a business registration: every gap is listed in `errors`.")
+    async def submit_provider_application(
+        self, info: strawberry.Info, input: SubmitProviderApplicationInput,
+    ) -> ProviderApplicationPayload:
+        return _payload(await onb_resolvers.submit(
+            info.context, application_id=str(input.application_id) if input.application_id else None))
+
+    @strawberry.mutation(description="Admin: approve a submitted application: the applicant becomes a verified "
+                         "provider (found by search when available) and is emailed.")
+    async def approve_provider_application(
+        self, info: strawberry.Info, input: ApproveProviderApplicationInput,
+    ) -> ProviderApplicationPayload:
+        return _payload(await onb_resolvers.approve(info.context, application_id=str(input.application_id)))
+
+    @strawberry.mutation(description="Admin: reject an application with a reason (emailed to the applicant).")
+    async def reject_provider_application(
+        self, info: strawberry.Info, input: RejectProviderApplicationInput,
+    ) -> ProviderApplicationPayload:
+        return _payload(await onb_resolvers.reject(info.context, application_id=str(input.application_id),
+                                                   reason=input.reason))
+
+    @strawberry.mutation(description="Admin: ask the applicant for more documents (emailed); they upload and "
+                         "submit again.")
+    async def request_application_documents(
+        self, info: strawberry.Info, input: RequestApplicationDocumentsInput,
+    ) -> ProviderApplicationPayload:
+        return _payload(await onb_resolvers.request_documents(
+            info.context, application_id=str(input.application_id), kinds=[k.value for k in input.kinds],
+            message=input.message))
