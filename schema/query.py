@@ -38,6 +38,7 @@ from schema.payout import EarningsSummary, PayoutConnection, PayoutDestination, 
 from schema.polling import PollingQuery
 from schema.privacy import PrivacyQuery
 from schema.provider import NearbyProviderConnection, nearby_connection
+from schema.reports import ReportsQuery
 from schema.review import ReviewQuery
 from schema.service_request import (
     ServiceRequest,
@@ -49,7 +50,7 @@ from schema.user import User
 
 
 @strawberry.type
-class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, DiscoveryQuery, ReviewQuery):
+class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, DiscoveryQuery, ReviewQuery, ReportsQuery):
     node: relay.Node | None = node_field  # typed INVALID_ID for malformed ids (schema/node.py)
 
     @strawberry.field(description="Verified, available providers within `radiusKm` (0 < r <= 100) of `near`, "

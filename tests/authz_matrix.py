@@ -77,6 +77,7 @@ def roles(default: str, **overrides: str) -> dict[str, str]:
 
 PUBLIC = roles(ALLOWED)
 ADMIN_ONLY = roles(DENIED, admin=ALLOWED)
+REPORT_PERIOD = 'from: "2026-01-01T00:00:00Z", to: "2026-12-31T00:00:00Z"'
 LOGGED_IN = roles(ALLOWED, anonymous=DENIED, guest=DENIED)
 PROVIDERS = roles(DENIED, provider_assigned=ALLOWED, provider_other=ALLOWED)
 # A's object: her, its provider and admins; everyone else refused.
@@ -268,6 +269,12 @@ TABLE: dict[str, Row] = {
     "reconciliationRuns": q(ADMIN_ONLY, "{ reconciliationRuns { id } }"),
     "flaggedPayments": q(ADMIN_ONLY, "{ flaggedPayments { reference } }"),
     "ledgerTrialBalance": q(ADMIN_ONLY, "{ ledgerTrialBalance { balanced } }"),
+    # financial reports (schema/reports.py): admin only, a one-day period around now
+    "dailyRevenue": q(ADMIN_ONLY, f"{{ dailyRevenue({REPORT_PERIOD}) {{ day }} }}"),
+    "payoutReport": q(ADMIN_ONLY, f"{{ payoutReport({REPORT_PERIOD}) {{ lines {{ status }} }} }}"),
+    "disputeReport": q(ADMIN_ONLY, f"{{ disputeReport({REPORT_PERIOD}) {{ status }} }}"),
+    "providerEarnings": q(ADMIN_ONLY, f"{{ providerEarnings({REPORT_PERIOD}) {{ providerId }} }}"),
+    "affiliateCommissions": q(ADMIN_ONLY, f"{{ affiliateCommissions({REPORT_PERIOD}) {{ code }} }}"),
     "affiliateDashboard": q(
         ADMIN_ONLY, "query($code: String!) { affiliateDashboard(code: $code) { currency } }",
         lambda w, role: {"code": w.affiliate_code}),
