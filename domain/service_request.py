@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, false, func, or_, select, update
+from sqlalchemy import and_, false, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +60,7 @@ from models import (
     User,
 )
 from models.crypto import blind_index
+from models.service_request import SERVICE_REQUEST_STATUSES
 from settings import get_settings
 
 STATUS_LABELS = {
@@ -765,24 +766,61 @@ class RequestFilter:
     assigned_provider_id: int | None = None
 
 
-def _encode_list_cursor(request: ServiceRequest) -> str:
-    return base64.urlsafe_b64encode(f"{request.created_at.isoformat()}|{request.id}".encode()).decode()
+# Sort keys of the request table: name -> (column, parse a cursor's value). The default is newest
+# first on created_at; every order ends with the id, so keyset pages never skip nor repeat a row.
+REQUEST_SORTS = {
+    "created_at": (ServiceRequest.created_at, pagination.timestamp),
+    "updated_at": (ServiceRequest.updated_at, pagination.timestamp),
+    "amount": (ServiceRequest.amount_minor, pagination.row_id),
+    "status": (ServiceRequest.status, None),
+}
 
 
-def _decode_list_cursor(cursor: str) -> tuple[datetime, int]:
+def _sort_value(request: ServiceRequest, sort: str) -> str:
+    value = getattr(request, REQUEST_SORTS[sort][0].key)
+    return value.isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _encode_list_cursor(request: ServiceRequest, sort: str = "created_at", descending: bool = True) -> str:
+    """``<value>|<id>`` for the default order (newest first, unchanged since issue 3), otherwise
+    ``<sort>:<asc|desc>|<value>|<id>``: a cursor only continues the order it was made for."""
+    tail = f"{_sort_value(request, sort)}|{request.id}"
+    if (sort, descending) != ("created_at", True):
+        tail = f"{sort}:{'desc' if descending else 'asc'}|{tail}"
+    return base64.urlsafe_b64encode(tail.encode()).decode()
+
+
+def _decode_list_cursor(cursor: str, sort: str = "created_at", descending: bool = True) -> tuple[object, int]:
+    """The (sort value, id) inside ``cursor``. Raises DomainError INVALID_CURSOR for a malformed one or
+    one made for another order."""
     try:
-        at, rid = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return pagination.timestamp(at), pagination.row_id(rid)  # bounded: both reach SQL
+        parts = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        if (sort, descending) != ("created_at", True):
+            tag, *parts = parts
+            if tag != f"{sort}:{'desc' if descending else 'asc'}":
+                raise ValueError(tag)
+        value, rid = parts
+        parse = REQUEST_SORTS[sort][1]
+        if parse is None and value not in SERVICE_REQUEST_STATUSES:
+            raise ValueError(value)
+        return (parse(value) if parse else value), pagination.row_id(rid)  # bounded: both reach SQL
     except (ValueError, UnicodeDecodeError) as exc:
-        raise DomainError("Malformed cursor", field="after", code="INVALID_CURSOR") from exc
+        raise DomainError("Malformed cursor, or one made for another sort order", field="after",
+                          code="INVALID_CURSOR") from exc
 
 
 async def list_requests(
-    session: AsyncSession, viewer: User, flt: RequestFilter, *, first: int = 20, after: str | None = None
+    session: AsyncSession, viewer: User, flt: RequestFilter, *, first: int = 20, after: str | None = None,
+    sort: str = "created_at", descending: bool = True,
 ) -> tuple[list[tuple[ServiceRequest, str]], bool, int]:
     """Requests visible to ``viewer`` (admin: all; customer: its own; provider: assigned to it),
-    newest first, keyset-paginated on ``(created_at, id)``. Returns ``([(request, cursor)],
-    has_next_page, total_count)`` in two statements."""
+    ordered by ``sort`` (a key of ``REQUEST_SORTS``: created_at, updated_at, amount, status; newest
+    first by default) then id, keyset-paginated on ``(sort value, id)``. Returns ``([(request,
+    cursor)], has_next_page, total_count)`` in two statements. Raises DomainError INVALID_SORT or
+    INVALID_CURSOR."""
+    if sort not in REQUEST_SORTS:
+        raise DomainError(f"sort must be one of {', '.join(REQUEST_SORTS)}", field="orderBy", code="INVALID_SORT")
+    column = REQUEST_SORTS[sort][0]
     conditions = []
     if viewer.role == "customer":
         conditions.append(ServiceRequest.customer_user_id == viewer.id)
@@ -804,17 +842,17 @@ async def list_requests(
         conditions.append(ServiceRequest.assigned_provider_id == flt.assigned_provider_id)
     where = and_(*conditions) if conditions else None
     total_stmt = select(func.count()).select_from(ServiceRequest)
-    stmt = select(ServiceRequest).order_by(ServiceRequest.created_at.desc(), ServiceRequest.id.desc()).limit(first + 1)
+    order = (column.desc(), ServiceRequest.id.desc()) if descending else (column.asc(), ServiceRequest.id.asc())
+    stmt = select(ServiceRequest).order_by(*order).limit(first + 1)
     if where is not None:
         total_stmt = total_stmt.where(where)
         stmt = stmt.where(where)
     if after:
-        at, rid = _decode_list_cursor(after)
-        stmt = stmt.where(
-            or_(ServiceRequest.created_at < at, and_(ServiceRequest.created_at == at, ServiceRequest.id < rid))
-        )
+        value, rid = _decode_list_cursor(after, sort, descending)
+        key = tuple_(column, ServiceRequest.id)
+        stmt = stmt.where(key < tuple_(value, rid) if descending else key > tuple_(value, rid))
     rows = (await session.scalars(stmt)).all()
     total = await session.scalar(total_stmt) or 0
-    page = [(r, _encode_list_cursor(r)) for r in rows[:first]]
+    page = [(r, _encode_list_cursor(r, sort, descending)) for r in rows[:first]]
     return page, len(rows) > first, int(total)
 

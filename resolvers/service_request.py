@@ -99,6 +99,7 @@ class RequestPage:
 async def service_requests(
     ctx: Context, *, service_id: str | None, status: str | None, created_from: datetime | None,
     created_to: datetime | None, assigned_provider_id: str | None, first: int | None, after: str | None,
+    sort: str = "created_at", descending: bool = True,
 ) -> RequestPage:
     """Admins see every request; customers their own; providers those assigned to them."""
     viewer = await ctx.require_user()
@@ -111,7 +112,8 @@ async def service_requests(
         )
         size = page_size(first)
         async with ctx.db() as session:
-            rows, has_next, total = await sr_domain.list_requests(session, viewer, flt, first=size, after=after)
+            rows, has_next, total = await sr_domain.list_requests(
+                session, viewer, flt, first=size, after=after, sort=sort, descending=descending)
     except DomainError as exc:
         raise bad_input(exc) from exc
     return RequestPage([(ServiceRequestView(r, True), c) for r, c in rows], has_next, total)

@@ -45,6 +45,8 @@ from schema.service_request import (
     ServiceRequestConnection,
     ServiceRequestEdge,
     ServiceRequestFilter,
+    ServiceRequestOrder,
+    SortDirection,
 )
 from schema.user import User
 
@@ -79,16 +81,18 @@ class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, Discover
         )
         return ServiceRequest.of(view) if view else None
 
-    @strawberry.field(description="Newest first. Admins: all requests; customers: their own; providers: assigned to them.")
+    @strawberry.field(description="Admins: all requests; customers: their own; providers: assigned to them. Newest "
+                      "first unless `orderBy` says otherwise (created, updated, amount or status; keyset pages).")
     async def service_requests(
         self, info: strawberry.Info, filter: ServiceRequestFilter | None = None, first: int | None = 20,
-        after: str | None = None,
+        after: str | None = None, order_by: ServiceRequestOrder | None = None,
     ) -> ServiceRequestConnection:
         f = filter or ServiceRequestFilter()
+        o = order_by or ServiceRequestOrder()
         page = await sr_resolvers.service_requests(
             info.context, service_id=f.service_id, status=f.status.value if f.status else None,
             created_from=f.created_from, created_to=f.created_to, assigned_provider_id=f.assigned_provider_id,
-            first=first, after=after,
+            first=first, after=after, sort=o.field.value, descending=o.direction == SortDirection.DESC,
         )
         edges = [ServiceRequestEdge(cursor=c, node=ServiceRequest.of(v)) for v, c in page.items]
         return ServiceRequestConnection(

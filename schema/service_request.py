@@ -182,6 +182,27 @@ class ServiceRequestFilter:
     assigned_provider_id: strawberry.ID | None = None
 
 
+@strawberry.enum(description="What the request table is sorted by (then by id).")
+class ServiceRequestSortField(Enum):
+    CREATED_AT = "created_at"
+    UPDATED_AT = "updated_at"
+    AMOUNT = "amount"
+    STATUS = "status"
+
+
+@strawberry.enum(description="Sort direction.")
+class SortDirection(Enum):
+    ASC = "asc"
+    DESC = "desc"
+
+
+@strawberry.input(description="Order of the request table: a field and a direction (default: newest first). A "
+                  "cursor continues only the order it was made for (INVALID_CURSOR otherwise).")
+class ServiceRequestOrder:
+    field: ServiceRequestSortField = ServiceRequestSortField.CREATED_AT
+    direction: SortDirection = SortDirection.DESC
+
+
 @strawberry.type(description="A status change pushed to subscribers; carries no personal data.")
 class ServiceRequestStatusEvent:
     id: strawberry.ID = strawberry.field(description="This event's id: pass the last one you saw as `after` (or "
