@@ -175,6 +175,9 @@ def register_scalars(known_ids: list[str], node_types: list[str]) -> None:
         max_leaves=6,
     )
     schemathesis.graphql.scalar("JSON", json_values.map(lambda v: nodes.String(json.dumps(v))))
+    # ``Upload`` only comes as a multipart file part (the GraphQL multipart request spec); inside a JSON
+    # query any literal is "no file", which must be a typed error (uploadApplicationDocument).
+    schemathesis.graphql.scalar("Upload", st.text(max_size=12).map(nodes.String))
 
 
 def load_schema():

@@ -317,7 +317,7 @@ async def test_every_query_field_taking_first_refuses_more_than_the_maximum(api_
     token = await token_for(await make_user("ops@example.com", role="admin"))
     provider_token = await token_for((await bookable_provider()).provider_user)
     placeholders = {"Float": "4.05", "Int": "1", "String": '"x"', "ID": '"x"', "DateTime": '"2027-03-01T00:00:00Z"',
-                    "Boolean": "true", "GeoPointInput": "{latitude: 4.05, longitude: 9.77}",
+                    "Boolean": "true", "ApplicationStatus": "SUBMITTED", "GeoPointInput": "{latitude: 4.05, longitude: 9.77}",
                     "to": '"2027-03-02T00:00:00Z"'}  # `to`: after `from`
     fields = schema.schema._schema.query_type.fields
     outcomes = {}

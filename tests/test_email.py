@@ -371,6 +371,10 @@ async def test_preferences_list_every_kind_and_a_transactional_kind_cannot_be_tu
          "transactional": False, "email": True},
         {"kind": "ACCOUNT", "description": "Account security: email verification, password resets, sign-in links "
          "for guests", "transactional": True, "email": True},
+        {"kind": "PROVIDER_APPLICATION", "description": "Decisions on your application to become a provider",
+         "transactional": True, "email": True},
+        {"kind": "PROVIDER_STANDING", "description": "Providers: strikes, suspension and reinstatement of your account",
+         "transactional": True, "email": True},
     ]}}}
     # and a non-transactional kind is turned off
     changed = off["data"]["setNotificationPreference"]

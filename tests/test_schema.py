@@ -105,7 +105,8 @@ def test_service_request_status_values():
 
 def test_tracking_and_listing_queries():
     assert args_of("Query", "serviceRequest") == {"reference": "String!", "accessToken": "String"}
-    assert args_of("Query", "serviceRequests") == {"filter": "ServiceRequestFilter", "first": "Int", "after": "String"}
+    assert args_of("Query", "serviceRequests") == {"filter": "ServiceRequestFilter", "first": "Int", "after": "String",
+                                                   "orderBy": "ServiceRequestOrder"}
     flt = graphql_schema().get_type("ServiceRequestFilter")
     assert {n: str(f.type) for n, f in flt.fields.items()} == {
         "serviceId": "ID", "status": "ServiceRequestStatus", "createdFrom": "DateTime", "createdTo": "DateTime",
