@@ -35,6 +35,7 @@ from resolvers import onboarding as onboarding_resolvers
 from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
 from resolvers.email import unsubscribe_endpoint
+from resolvers.exports import export_service_requests_csv
 from schema import http as http_hardening
 from schema import observability, schema
 from schema.fanout import FanoutTransportWSHandler
@@ -254,6 +255,7 @@ def create_app() -> Starlette:
             Route("/payments/{reference}/return", payment_return),
             Route("/email/unsubscribe", unsubscribe_endpoint, methods=["GET", "POST"]),
             Route("/admin/audit.csv", export_audit_csv, methods=["GET"]),
+            Route("/admin/service-requests.csv", export_service_requests_csv, methods=["GET"]),
             Route("/admin/application-documents/{document_id}", onboarding_resolvers.download_document,
                   methods=["GET"]),
             Route("/contracts/{contract_id}.pdf", contract_resolvers.download_pdf, methods=["GET"]),

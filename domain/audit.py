@@ -272,7 +272,18 @@ async def export_csv(
     one batch whatever the table size. Raises ``InvalidAuditFilter`` before the first chunk when
     the filter is invalid."""
     stmt = _filtered(select(*(AuditEntry.__table__.c[c] for c in CSV_COLUMNS)), f).order_by(AuditEntry.id.desc())
-    yield csv_line(CSV_COLUMNS)
+    async for chunk in stream_csv(stmt, CSV_COLUMNS, batch_rows=batch_rows, on_rows=on_rows):
+        yield chunk
+
+
+async def stream_csv(
+    stmt: Select, header: Iterable[str], *, batch_rows: int, on_rows: Callable[[int], None] | None = None
+) -> AsyncIterator[str]:
+    """Any SELECT as CSV text chunks: ``header`` first, then one chunk of defused cells
+    (``csv_cell``) per ``batch_rows`` rows, read through a server-side cursor (``yield_per``) in its
+    own transaction, so memory stays at one batch whatever the table size. ``on_rows(n)`` is called
+    with each chunk's row count (progress bars). Shared by every CSV export (audit log, requests)."""
+    yield csv_line(header)
     async with get_sessionmaker()() as session, session.begin():
         result = await session.stream(stmt.execution_options(yield_per=batch_rows))
         async for rows in result.partitions():

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, false, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, false, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -766,6 +766,23 @@ class RequestFilter:
     assigned_provider_id: int | None = None
 
 
+def filter_conditions(flt: RequestFilter) -> list[ColumnElement[bool]]:
+    """The WHERE conditions of ``flt`` (service, status, created range ``[from, to)``, assigned
+    provider), shared by the request table and its CSV export."""
+    conditions: list[ColumnElement[bool]] = []
+    if flt.service_id is not None:
+        conditions.append(ServiceRequest.service_id == flt.service_id)
+    if flt.status is not None:
+        conditions.append(ServiceRequest.status == flt.status)
+    if flt.created_from is not None:
+        conditions.append(ServiceRequest.created_at >= flt.created_from)
+    if flt.created_to is not None:
+        conditions.append(ServiceRequest.created_at < flt.created_to)
+    if flt.assigned_provider_id is not None:
+        conditions.append(ServiceRequest.assigned_provider_id == flt.assigned_provider_id)
+    return conditions
+
+
 # Sort keys of the request table: name -> (column, parse a cursor's value). The default is newest
 # first on created_at; every order ends with the id, so keyset pages never skip nor repeat a row.
 REQUEST_SORTS = {
@@ -830,16 +847,7 @@ async def list_requests(
         )
     elif viewer.role != "admin":  # fail closed: a role this code does not know sees nothing
         conditions.append(false())
-    if flt.service_id is not None:
-        conditions.append(ServiceRequest.service_id == flt.service_id)
-    if flt.status is not None:
-        conditions.append(ServiceRequest.status == flt.status)
-    if flt.created_from is not None:
-        conditions.append(ServiceRequest.created_at >= flt.created_from)
-    if flt.created_to is not None:
-        conditions.append(ServiceRequest.created_at < flt.created_to)
-    if flt.assigned_provider_id is not None:
-        conditions.append(ServiceRequest.assigned_provider_id == flt.assigned_provider_id)
+    conditions += filter_conditions(flt)
     where = and_(*conditions) if conditions else None
     total_stmt = select(func.count()).select_from(ServiceRequest)
     order = (column.desc(), ServiceRequest.id.desc()) if descending else (column.asc(), ServiceRequest.id.asc())

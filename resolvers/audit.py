@@ -7,7 +7,7 @@ The rows themselves are written by ``domain.audit``; this module only knows requ
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextvars import Token
 from datetime import datetime
 from typing import Any
@@ -163,33 +163,46 @@ async def export_audit_csv(request: Request) -> Response:
     optional): action, actionPrefix, actorId, subjectType, subjectId, outcome (ok|failed|denied),
     from, to (ISO 8601 with a zone). 401 without a valid token, 403 for non-admins (both audited as
     ``authz.denied``), 400 on a bad filter; the export itself is audited as ``admin.exportAuditLog``."""
+    return await admin_csv_export(
+        request, operation="GET /admin/audit.csv", action="admin.exportAuditLog", filename="audit-log.csv",
+        parse=_filter_from_query,
+        rows=lambda f: audit.export_csv(f, batch_rows=get_settings().audit_export_batch_rows),
+    )
+
+
+async def admin_csv_export(
+    request: Request, *, operation: str, action: str, filename: str,
+    parse: Callable[[Mapping[str, str]], Any], rows: Callable[[Any], AsyncIterator[str]],
+) -> Response:
+    """The shared shape of the admin CSV endpoints: the bearer token must be an admin's (with MFA):
+    401 / 403 otherwise, both audited as ``authz.denied``; ``parse(query_params)`` gives the filter
+    (a ``DomainError`` is a 400 naming the field); the export is audited as ``action`` with the
+    filter; then ``rows(filter)`` is streamed as ``text/csv`` named ``filename``."""
     ctx = Context(request=request)
     ctx.authenticate(bearer_token(request.headers.get("authorization")))
     try:
         await ctx.require_admin()
     except GraphQLError as error:
         code = denial_code(error) or "FORBIDDEN"
-        await record_denial(ctx, code=code, operation="GET /admin/audit.csv", path=None, transport="http")
+        await record_denial(ctx, code=code, operation=operation, path=None, transport="http")
         return JSONResponse({"error": error.message, "code": code},
                             status_code=401 if code == "UNAUTHENTICATED" else 403)
     finally:
         await ctx.close()
     try:
-        f = _filter_from_query(request.query_params)
+        f = parse(request.query_params)
     except DomainError as exc:
         return JSONResponse({"error": exc.message, "code": exc.code, "field": exc.field}, status_code=400)
     token = bind_context(ctx)
     try:
         await audit.record_detached(
-            action="admin.exportAuditLog",
-            details={"filter": {k: v for k, v in vars(f).items() if v is not None}},
+            action=action, details={"filter": {k: str(v) for k, v in vars(f).items() if v is not None}},
         )
     finally:
         audit.reset(token)
     return StreamingResponse(
-        audit.export_csv(f, batch_rows=get_settings().audit_export_batch_rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit-log.csv"', "Cache-Control": "no-store"},
+        rows(f), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )
 
 
