@@ -44,6 +44,10 @@ class ServiceRequest(Base):
               postgresql_where=text("released_at IS NULL AND release_due_at IS NOT NULL")),
         UniqueConstraint("idempotency_scope", "idempotency_key"),
         Index("ix_service_requests_created_at_id", "created_at", "id"),
+        # keyset orders of the operator's request table (domain/service_request.py REQUEST_SORTS)
+        Index("ix_service_requests_updated_at_id", "updated_at", "id"),
+        Index("ix_service_requests_amount_minor_id", "amount_minor", "id"),
+        Index("ix_service_requests_status_id", "status", "id"),
     )
 
     id: Mapped[int] = pk()

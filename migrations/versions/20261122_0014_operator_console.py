@@ -1,23 +1,35 @@
-"""operator console: indexes for the request table and reports (issue 7)
+"""operator console: indexes for the sort orders of the request table (issue 7)
 
-STUB: filled in by its owner.
+The operator's ``serviceRequests(orderBy: ...)`` pages by keyset on ``(sort value, id)``
+(domain/service_request.py REQUEST_SORTS). ``created_at`` already had its index (0001); this adds
+``(updated_at, id)``, ``(amount_minor, id)`` and ``(status, id)`` so each order is an index scan
+that stops after a page instead of a sort of the whole table. The reports (domain/reports.py) add no
+index: they reach ledger entries through their account (ix_ledger_entries_account_id_id) and filter
+the period there; a date index on the ledger waits until a report is measured to need one.
 
 Revision ID: 0014
 Revises: 0013
 Create Date: 2026-11-22
 """
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+from alembic import op
 
 revision = '0014'
 down_revision = '0013'
 branch_labels = None
 depends_on = None
 
+INDEXES = {
+    'ix_service_requests_updated_at_id': ['updated_at', 'id'],
+    'ix_service_requests_amount_minor_id': ['amount_minor', 'id'],
+    'ix_service_requests_status_id': ['status', 'id'],
+}
+
 
 def upgrade() -> None:
-    pass
+    for name, columns in INDEXES.items():
+        op.create_index(name, 'service_requests', columns)
 
 
 def downgrade() -> None:
-    pass
+    for name in INDEXES:
+        op.drop_index(name, table_name='service_requests')
