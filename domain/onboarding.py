@@ -195,8 +195,15 @@ def check_applicant(user: User) -> None:
 
 async def _open_application(session: AsyncSession, user: User, *, create: bool) -> ProviderApplication:
     """The account's open application, locked FOR UPDATE; a new draft when there is none and
-    ``create``. Raises ``Forbidden`` (operators), ``AlreadyAProvider``, ``NotFound``."""
+    ``create``. Raises ``Forbidden`` (operators), ``AlreadyAProvider``, ``NotFound``.
+
+    With ``create`` the account's row is locked first (FOR NO KEY UPDATE, which foreign-key checks
+    of other tables do not wait for), so two devices saving a first step at once share one draft:
+    the second waits, then finds the first's application instead of breaking the one-open-
+    application index."""
     check_applicant(user)
+    if create:
+        await session.execute(select(User.id).where(User.id == user.id).with_for_update(key_share=True))
     app = await session.scalar(
         select(ProviderApplication)
         .where(ProviderApplication.user_id == user.id, ProviderApplication.status.in_(OPEN_STATUSES))
@@ -560,11 +567,16 @@ async def document_for_admin(session: AsyncSession, document_id: int) -> Applica
 # --- admin decisions -----------------------------------------------------------------------------
 
 async def _for_decision(session: AsyncSession, application_id: int, allowed: tuple[str, ...]) -> tuple[ProviderApplication, User]:
+    """The application and its applicant, locked in the order ``_open_application`` takes them
+    (the account's row, then the application), so a decision racing the applicant's save waits
+    instead of deadlocking."""
+    user_id = await session.scalar(select(ProviderApplication.user_id).where(ProviderApplication.id == application_id))
+    if user_id is None:
+        raise NotFound("No such application", field="applicationId")
+    await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     app = await session.scalar(
         select(ProviderApplication).where(ProviderApplication.id == application_id).with_for_update()
     )
-    if app is None:
-        raise NotFound("No such application", field="applicationId")
     if app.status not in allowed:
         raise InvalidTransition(f"A {app.status} application cannot take this decision", field="applicationId")
     return app, await _user(session, app.user_id)

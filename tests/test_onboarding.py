@@ -5,6 +5,7 @@ emailed), the admin's document download, and "only approved providers are found 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from domain import outbox
+from domain import onboarding, outbox
 from models import ApplicationDocument, AuditEntry, Email, Provider, ProviderApplication, User
 from models.db import session_scope
 from resolvers.ids import decode_id, encode_id
@@ -318,6 +319,33 @@ async def test_progress_is_resumed_on_another_device_by_a_new_sign_in(api_client
         from sqlalchemy import text
         raw = (await s.execute(text("SELECT phone, address FROM provider_applications"))).one()
     assert raw.phone.startswith("v1:") and raw.address.startswith("v1:")
+
+
+async def test_two_devices_saving_a_first_step_at_once_share_one_application():
+    # given: a new applicant with no application; its phone's first save has created the draft
+    # and not yet committed
+    user, _ = await applicant()
+    async with session_scope() as phone:
+        first = await onboarding.save_step(phone, user.id, "business", business=onboarding.BusinessDetails(
+            business_name="Eko Plumbing SARL", phone="+237671234567", address="12 Rue Joss", city="Douala",
+            country_code="CM", registration_number=None))
+
+        # when: the laptop saves its first step meanwhile
+        async def laptop() -> int:
+            async with session_scope() as s:
+                return (await onboarding.save_step(s, user.id, "categories", categories=["plumbing"])).id
+
+        second = asyncio.create_task(laptop())
+        await asyncio.sleep(0.5)
+        waited = not second.done()
+    # then: the laptop waited for the phone's commit, then saved into the same application
+    # (without the lock it broke the one-open-application index: IntegrityError)
+    assert waited
+    assert await second == first.id
+    async with session_scope() as s:
+        apps = (await s.scalars(select(ProviderApplication).where(ProviderApplication.user_id == user.id))).all()
+    assert len(apps) == 1
+    assert sorted(apps[0].progress["completedSteps"]) == ["business", "categories"]
 
 
 async def test_a_polygon_service_area_is_stored_with_a_point_inside_it(api_client):
