@@ -11,7 +11,8 @@ no longer in the settings, or it was tampered with) is counted as failed and lef
 Export (``export_customer_data``): a JSON-ready dict of what Odim holds about one customer: the
 account, its orders (those of the account and the guest orders bought with its email), bookings,
 tickets, payments, refunds, disputes, chat messages of its conversations, in-app notifications,
-emails sent to it, email preferences and sign-in sessions. No secrets: no password hash, MFA
+emails sent to it, email preferences, sign-in sessions, reviews by and (once published) about it,
+and its provider applications. No secrets: no password hash, MFA
 secret, token hashes, gateway payloads or other people's personal data.
 
 Erasure (``delete_customer_account``): anonymises the customer's personal fields everywhere
@@ -222,7 +223,10 @@ async def export_customer_data(session: AsyncSession, user_id: int) -> dict[str,
     instants ISO 8601 UTC, money in minor units with its currency): ``format``, ``exportedAt``,
     ``account``, ``serviceRequests`` (each with its ``statusHistory``), ``bookings``, ``tickets``,
     ``payments``, ``refunds``, ``disputes``, ``messages``, ``notifications``, ``emails``,
-    ``emailPreferences``, ``sessions``. Raises ``NotFound``, ``NotACustomer``."""
+    ``emailPreferences``, ``sessions``, ``reviews`` (those she wrote, and the published ones about her:
+    an unpublished review by a provider stays blind until publication, as everywhere) and
+    ``providerApplications`` (business details, status, decision and her documents' names, types,
+    sizes and SHA-256; the files themselves are not inlined). Raises ``NotFound``, ``NotACustomer``."""
     user = await _customer(session, user_id)
     requests = (await session.execute(
         select(ServiceRequest, Service.name).join(Service, Service.id == ServiceRequest.service_id)
@@ -275,6 +279,22 @@ async def export_customer_data(session: AsyncSession, user_id: int) -> dict[str,
         .where(EmailSuppression.address_bidx == blind_index(user.email, "email")))
     sessions = (await session.scalars(
         select(AuthSession).where(AuthSession.user_id == user.id).order_by(AuthSession.id))).all()
+    reviews = (await session.scalars(select(Review).where(or_(
+        Review.author_user_id == user.id,
+        and_(Review.customer_user_id == user.id, Review.author_role == "provider", Review.published_at.is_not(None)),
+    )).order_by(Review.id))).all()
+    booking_refs = {b.id: b.reference for b in bookings}
+    applications = (await session.scalars(
+        select(ProviderApplication).where(ProviderApplication.user_id == user.id).order_by(ProviderApplication.id))).all()
+    documents: dict[int, list[dict]] = {}
+    for d in (await session.scalars(
+        select(ApplicationDocument).where(ApplicationDocument.application_id.in_([a.id for a in applications]))
+        .order_by(ApplicationDocument.id)
+    )).all():
+        documents.setdefault(d.application_id, []).append({
+            "kind": d.kind, "filename": d.original_filename, "contentType": d.content_type,
+            "sizeBytes": d.size_bytes, "sha256": d.sha256, "uploadedAt": _iso(d.uploaded_at),
+        })
     return {
         "format": EXPORT_FORMAT,
         "exportedAt": _iso(datetime.now(UTC)),
@@ -334,6 +354,19 @@ async def export_customer_data(session: AsyncSession, user_id: int) -> dict[str,
             "createdAt": _iso(s.created_at), "lastUsedAt": _iso(s.last_used_at), "userAgent": s.user_agent,
             "revokedAt": _iso(s.revoked_at), "mfa": s.mfa,
         } for s in sessions],
+        "reviews": [{
+            "byMe": r.author_user_id == user.id, "authorRole": r.author_role,
+            "order": refs.get(r.service_request_id), "booking": booking_refs.get(r.booking_id),
+            "rating": r.rating, "text": r.text, "createdAt": _iso(r.created_at), "publishedAt": _iso(r.published_at),
+        } for r in reviews],
+        "providerApplications": [{
+            "status": a.status, "businessName": a.business_name, "registrationNumber": a.registration_number,
+            "phone": a.phone, "address": a.address, "city": a.city, "countryCode": a.country_code,
+            "categories": list(a.categories), "serviceRadiusKm": a.service_radius_km,
+            "decisionReason": a.decision_reason, "createdAt": _iso(a.created_at),
+            "submittedAt": _iso(a.submitted_at), "decidedAt": _iso(a.decided_at),
+            "documents": documents.get(a.id, []),
+        } for a in applications],
     }
 
 

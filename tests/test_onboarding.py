@@ -348,6 +348,22 @@ async def test_two_devices_saving_a_first_step_at_once_share_one_application():
     assert sorted(apps[0].progress["completedSteps"]) == ["business", "categories"]
 
 
+async def test_an_applicants_data_export_holds_its_application_and_its_documents_names(api_client):
+    # given: a submitted application with two documents
+    user, token = await applicant()
+    await complete_application(api_client, token)
+    # when
+    data = (await gql(api_client, "query { myDataExport }", token=token))["data"]["myDataExport"]
+    # then: the business details decrypted, the documents described (not inlined)
+    [app] = data["providerApplications"]
+    assert (app["status"], app["businessName"], app["phone"], app["address"], app["categories"]) == (
+        "submitted", "Eko Plumbing SARL", "+237671234567", "12 Rue Joss, Bonanjo", ["plumbing", "drains"])
+    assert [(d["kind"], d["contentType"], d["sha256"]) for d in app["documents"]] == [
+        ("id_card", "image/jpeg", hashlib.sha256(JPEG).hexdigest()),
+        ("business_registration", "application/pdf", hashlib.sha256(PDF).hexdigest()),
+    ]
+
+
 async def test_a_polygon_service_area_is_stored_with_a_point_inside_it(api_client):
     # given
     user, token = await applicant()

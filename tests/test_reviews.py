@@ -387,3 +387,27 @@ async def test_erasing_a_customer_blanks_the_texts_of_its_reviews_but_keeps_the_
         rows = (await s.execute(select(Review.author_role, Review.rating, Review.text).order_by(Review.id))).all()
     assert [tuple(r) for r in rows] == [("customer", 4, ""), ("provider", 5, "Kind")]
     assert await aggregates(provider.id) == (4.0, 1, [0, 0, 0, 1, 0])
+
+
+async def test_a_customers_data_export_holds_her_reviews_and_only_published_ones_about_her():
+    # given: Ada reviewed two orders and Eko the first back (published: both sides reviewed); Eko
+    # also reviewed a third order Ada has not reviewed (unpublished: blind until the window closes)
+    provider, eko = await provider_with_account()
+    ada = await make_user("ada@example.com")
+    first, second, third = [await order(provider, ada) for _ in range(3)]
+    await submit(ada, first, 4, "On time")
+    await submit(eko, first, 5, "Friendly host")
+    await submit(ada, second, 2, "Left a mess")
+    await submit(eko, third, 3, "Dog barked")  # hidden: Ada has not reviewed the third order
+    from domain import privacy
+
+    # when
+    async with session_scope() as s:
+        data = await privacy.export_customer_data(s, ada.id)
+    # then
+    assert [(r["byMe"], r["authorRole"], r["rating"], r["text"], r["publishedAt"] is not None) for r in data["reviews"]] == [
+        (True, "customer", 4, "On time", True),
+        (False, "provider", 5, "Friendly host", True),
+        (True, "customer", 2, "Left a mess", False),
+    ]
+    assert all(r["order"] and r["booking"] is None for r in data["reviews"])
