@@ -6,6 +6,7 @@ through the real booking state machine (tests/booking_fixtures.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -411,3 +412,43 @@ async def test_a_customers_data_export_holds_her_reviews_and_only_published_ones
         (True, "customer", 2, "Left a mess", False),
     ]
     assert all(r["order"] and r["booking"] is None for r in data["reviews"])
+
+
+async def test_the_scheduled_actor_and_the_cli_publish_reviews_whose_window_closed():
+    # given: two one-sided reviews whose windows have closed (moved back in the database) and one
+    # whose window is still open
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from sqlalchemy import update
+
+    from workers.review import publish_due_reviews
+
+    provider, _ = await provider_with_account()
+    ada, bea = await make_user("ada@example.com"), await make_user("bea@example.com")
+    closed = [await order(provider, ada), await order(provider, bea)]
+    still_open = await order(provider, ada)
+    await submit(ada, closed[0], 5, "Great")
+    await submit(bea, closed[1], 3, "Fine")
+    await submit(ada, still_open, 1, "Bad")
+
+    async def close_window(order_id: int) -> None:
+        async with session_scope() as s:
+            await s.execute(update(Review).where(Review.service_request_id == order_id)
+                            .values(window_closes_at=datetime.now(UTC) - timedelta(minutes=1)))
+
+    # when: the scheduler's actor runs (its function, as the worker calls it) after the first closes
+    await close_window(closed[0])
+    await publish_due_reviews.fn.__wrapped__()  # the coroutine dramatiq runs on its event loop thread
+    # then
+    assert await reviews() == [("customer", 5, True), ("customer", 3, False), ("customer", 1, False)]
+    # when: the operator runs the CLI after the second closes
+    await close_window(closed[1])
+    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli", "reviews", "publish-due"],
+                                   cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    # then: one more is published, the open one stays blind, and the aggregates count both
+    assert done.returncode == 0, done.stderr
+    assert "reviews published: 1" in done.stdout
+    assert await reviews() == [("customer", 5, True), ("customer", 3, True), ("customer", 1, False)]
+    assert await aggregates(provider.id) == (4.0, 2, [0, 0, 1, 0, 1])
