@@ -35,7 +35,7 @@ from resolvers import onboarding as onboarding_resolvers
 from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
 from resolvers.email import unsubscribe_endpoint
-from resolvers.exports import export_service_requests_csv
+from resolvers.exports import export_ledger_csv, export_payouts_csv, export_service_requests_csv
 from schema import http as http_hardening
 from schema import observability, schema
 from schema.fanout import FanoutTransportWSHandler
@@ -256,6 +256,8 @@ def create_app() -> Starlette:
             Route("/email/unsubscribe", unsubscribe_endpoint, methods=["GET", "POST"]),
             Route("/admin/audit.csv", export_audit_csv, methods=["GET"]),
             Route("/admin/service-requests.csv", export_service_requests_csv, methods=["GET"]),
+            Route("/admin/ledger.csv", export_ledger_csv, methods=["GET"]),
+            Route("/admin/payouts.csv", export_payouts_csv, methods=["GET"]),
             Route("/admin/application-documents/{document_id}", onboarding_resolvers.download_document,
                   methods=["GET"]),
             Route("/contracts/{contract_id}.pdf", contract_resolvers.download_pdf, methods=["GET"]),

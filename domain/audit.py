@@ -26,6 +26,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, replace
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -244,9 +245,13 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def csv_cell(value: Any) -> str:
     """One cell as text, defused against CSV (formula) injection: a cell starting with ``= + - @``
     (or a tab or carriage return) gets a leading ``'`` so spreadsheets show it as text (OWASP "CSV
-    Injection"). Quoting and embedded newlines are left to the csv module."""
+    Injection"). Numbers are written as they are: a negative amount is data, not a formula, and
+    "-11000" must stay a number for the accountant. Quoting and embedded newlines are left to the
+    csv module."""
     if value is None:
         return ""
+    if isinstance(value, int | float | Decimal):
+        return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, dict | list):

@@ -231,7 +231,7 @@ async def current_contract(
     """The subject's current (not superseded) version, or None. 1 statement."""
     stmt = select(Contract).where(_subject(service_request_id, booking_id), Contract.superseded_at.is_(None))
     if for_update:
-        stmt = stmt.with_for_update()
+        stmt = stmt.with_for_update(key_share=True)
     return await session.scalar(stmt)
 
 
@@ -403,7 +403,7 @@ async def accept(
     ``ContractChanged`` (superseded version or another hash). On error nothing is written."""
     now = now or datetime.now(UTC)
     contract = await session.scalar(
-        select(Contract).where(Contract.id == contract_id).with_for_update().execution_options(populate_existing=True)
+        select(Contract).where(Contract.id == contract_id).with_for_update(key_share=True).execution_options(populate_existing=True)
     )
     if contract is None:
         raise NotFound("No such contract", field="contractId")

@@ -207,7 +207,7 @@ async def _open_application(session: AsyncSession, user: User, *, create: bool) 
     app = await session.scalar(
         select(ProviderApplication)
         .where(ProviderApplication.user_id == user.id, ProviderApplication.status.in_(OPEN_STATUSES))
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if app is not None:
         return app
@@ -575,7 +575,7 @@ async def _for_decision(session: AsyncSession, application_id: int, allowed: tup
         raise NotFound("No such application", field="applicationId")
     await session.execute(select(User.id).where(User.id == user_id).with_for_update(key_share=True))
     app = await session.scalar(
-        select(ProviderApplication).where(ProviderApplication.id == application_id).with_for_update()
+        select(ProviderApplication).where(ProviderApplication.id == application_id).with_for_update(key_share=True)
     )
     if app.status not in allowed:
         raise InvalidTransition(f"A {app.status} application cannot take this decision", field="applicationId")

@@ -228,7 +228,7 @@ async def record(
             f"Reviews close {get_settings().review_window_days} days after completion", field=field)
     subject_filter = (Review.booking_id == subject.booking.id if subject.booking is not None
                       else Review.service_request_id == subject.order.id)
-    existing = (await session.scalars(select(Review).where(subject_filter).with_for_update())).all()
+    existing = (await session.scalars(select(Review).where(subject_filter).with_for_update(key_share=True))).all()
     if any(r.author_role == side for r in existing):
         raise AlreadyReviewed("You already reviewed this", field=field)
     review = Review(

@@ -1,4 +1,7 @@
-"""``GET /admin/service-requests.csv``: the admin request table as a streamed CSV (domain/exports.py)."""
+"""The operators' streamed CSV endpoints (domain/exports.py): ``GET /admin/service-requests.csv``,
+``GET /admin/ledger.csv`` and ``GET /admin/payouts.csv``. Each needs an admin's bearer token (401 /
+403 audited), answers 400 naming a bad parameter, audits the export with its filter and streams
+batches of ``settings.audit_export_batch_rows`` rows from a server-side cursor."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from starlette.responses import Response
 
 from domain import exports
 from domain.errors import DomainError
+from domain.exports import PeriodFilter
 from domain.service_request import RequestFilter
 from models.service_request import SERVICE_REQUEST_STATUSES
 from resolvers.audit import admin_csv_export
@@ -54,4 +58,41 @@ async def export_service_requests_csv(request: Request) -> Response:
         request, operation="GET /admin/service-requests.csv", action="admin.exportServiceRequests",
         filename="service-requests.csv", parse=request_filter_from_query,
         rows=lambda f: exports.service_requests_csv(f, batch_rows=get_settings().audit_export_batch_rows),
+    )
+
+
+def period_filter_from_query(params: Mapping[str, str]) -> PeriodFilter:
+    """The ledger and payout filter from query parameters (all optional): ``from`` / ``to`` (ISO 8601
+    with a zone, ``[from, to)``) and ``currency`` (three letters, e.g. XAF). Raises ``DomainError``
+    naming the parameter."""
+    currency = (params.get("currency") or "").strip().upper() or None
+    if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
+        raise DomainError("currency must be an ISO 4217 code such as XAF", field="currency", code="INVALID_INPUT")
+    f = PeriodFilter(
+        start=_instant(params["from"], "from") if params.get("from") else None,
+        end=_instant(params["to"], "to") if params.get("to") else None,
+        currency=currency,
+    )
+    if f.start and f.end and f.start >= f.end:
+        raise DomainError("from must be before to", field="to", code="INVALID_INPUT")
+    return f
+
+
+async def export_ledger_csv(request: Request) -> Response:
+    """``GET /admin/ledger.csv?from=&to=&currency=``: the journal, one row per ledger entry in posting
+    order (``domain.exports.LEDGER_CSV_COLUMNS``); audited as ``admin.exportLedger``."""
+    return await admin_csv_export(
+        request, operation="GET /admin/ledger.csv", action="admin.exportLedger", filename="ledger.csv",
+        parse=period_filter_from_query,
+        rows=lambda f: exports.ledger_csv(f, batch_rows=get_settings().audit_export_batch_rows),
+    )
+
+
+async def export_payouts_csv(request: Request) -> Response:
+    """``GET /admin/payouts.csv?from=&to=&currency=``: payouts created in the period, oldest first
+    (``domain.exports.PAYOUT_CSV_COLUMNS``); audited as ``admin.exportPayouts``."""
+    return await admin_csv_export(
+        request, operation="GET /admin/payouts.csv", action="admin.exportPayouts", filename="payouts.csv",
+        parse=period_filter_from_query,
+        rows=lambda f: exports.payouts_csv(f, batch_rows=get_settings().audit_export_batch_rows),
     )

@@ -498,3 +498,13 @@ async def test_the_cli_exports_the_same_csv_as_the_api(tmp_path, api_client):
         json.dumps({"filter": {"action_prefix": "money."}, "transport": "cli"}, sort_keys=True),
         json.dumps({"filter": {"action_prefix": "money."}}, sort_keys=True),
     ]
+
+
+def test_csv_cells_defuse_formula_text_but_keep_numbers_numbers():
+    from decimal import Decimal
+
+    from domain.audit import csv_cell
+
+    assert [csv_cell(v) for v in ("=1+1", "-2+3", "+x", "@SUM(A1)", "\tx", "plain", "")] == [
+        "'=1+1", "'-2+3", "'+x", "'@SUM(A1)", "'\tx", "plain", ""]
+    assert [csv_cell(v) for v in (-11000, 0, -2.5, Decimal("-3.10"), None)] == ["-11000", "0", "-2.5", "-3.10", ""]

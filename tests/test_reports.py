@@ -183,3 +183,86 @@ async def test_admins_read_reports_over_graphql_others_are_refused_and_bad_perio
     assert [e["extensions"]["code"] for e in body["errors"]] == ["FORBIDDEN"]
     body = await gql(api_client, REVENUE, {"from": end.isoformat(), "to": start.isoformat()}, token=admin)
     assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [("INVALID_PERIOD", "from")]
+
+
+# --- the journal and payout exports (domain/exports.py) ------------------------------------------------
+
+async def test_the_journal_export_rebuilds_every_balance_and_the_payout_export_matches_the_report(tmp_path):
+    import asyncio
+    import csv
+    import io
+    import subprocess
+    import sys
+    from urllib.parse import urlencode
+
+    from domain import exports
+    from models import LedgerAccount, LedgerEntry
+    from tests.test_audit import ROOT, asgi_get, rows
+
+    # given the world of the reports, and an admin
+    await world()
+    token = await token_for(await make_user("ops@odim.local", role="admin"))
+    start, end = period()
+    # when the admin downloads the journal and the payouts of the period
+    query = urlencode({"from": start.isoformat(), "to": end.isoformat(), "currency": "xaf"})
+    status, _, chunks = await asgi_get("/admin/ledger.csv", query, token)
+    journal = list(csv.DictReader(io.StringIO(b"".join(chunks).decode())))
+    p_status, _, p_chunks = await asgi_get("/admin/payouts.csv", "", token)
+    payouts = list(csv.DictReader(io.StringIO(b"".join(p_chunks).decode())))
+    # then every entry is there once, in posting order, and every transaction sums to zero
+    assert (status, p_status) == (200, 200)
+    async with session_scope() as s:
+        entries = await s.scalar(select(text("count(*)")).select_from(LedgerEntry))
+        balances = {a.key: a.balance_minor for a in (await s.scalars(select(LedgerAccount))).all()}
+    assert len(journal) == entries > 0
+    assert [int(r["entry_id"]) for r in journal] == sorted(int(r["entry_id"]) for r in journal)
+    per_transaction: dict[str, int] = {}
+    for r in journal:
+        per_transaction[r["transaction_id"]] = per_transaction.get(r["transaction_id"], 0) + int(r["amount_minor"])
+    assert set(per_transaction.values()) == {0}
+    # and summing the file per account rebuilds every kept balance; its last row per account agrees
+    rebuilt: dict[str, int] = {}
+    last: dict[str, int] = {}
+    for r in journal:
+        rebuilt[r["account_key"]] = rebuilt.get(r["account_key"], 0) + int(r["amount_minor"])
+        last[r["account_key"]] = int(r["balance_after_minor"])
+    assert rebuilt == last == {k: v for k, v in balances.items() if k in rebuilt}
+    assert sum(int(r["amount_minor"]) for r in journal if r["account_kind"] == "platform_revenue") == await ledger_sum(
+        "platform_revenue")
+    assert {r["order_reference"] != "" for r in journal if r["transaction_kind"] == "escrow_released"} == {True}
+    # the payout export holds the one paid payout of the report, without its destination
+    assert [(p["currency"], p["status"], p["amount_minor"], p["gateway_id"] != "") for p in payouts] == [
+        ("XAF", "paid", "18000", True)]
+    assert "destination" not in payouts[0]
+    # both exports are audited with their filters
+    [audited] = await rows(action="admin.exportLedger")
+    assert audited.details["filter"]["currency"] == "XAF"
+    assert len(await rows(action="admin.exportPayouts")) == 1
+    # and the CLI writes the same journal as the API
+    out = tmp_path / "ledger.csv"
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "cli", "export", "ledger", "--out", str(out), "--from", start.isoformat(),
+                         "--to", end.isoformat(), "--currency", "XAF"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"{entries} row(s)" in done.stdout and out.read_bytes() == b"".join(chunks)
+    # a period before everything exports the header only, in batches that never hold the table
+    async with session_scope() as s:
+        assert await exports.count_rows(s, exports.ledger_rows(exports.PeriodFilter(end=start))) == 0
+    batches: list[int] = []
+    streamed = [c async for c in exports.ledger_csv(exports.PeriodFilter(), batch_rows=5, on_rows=batches.append)]
+    assert sum(batches) == entries and max(batches) == 5 and len(streamed) == len(batches) + 1
+
+
+async def test_the_journal_and_payout_exports_refuse_strangers_and_bad_filters():
+    from tests.test_audit import asgi_get, rows
+
+    customer = await token_for(await make_user("ada@example.cm"))
+    admin = await token_for(await make_user("ops@odim.local", role="admin"))
+    for path in ("/admin/ledger.csv", "/admin/payouts.csv"):
+        assert (await asgi_get(path, "", None))[0] == 401
+        assert (await asgi_get(path, "", customer))[0] == 403
+        assert (await asgi_get(path, "currency=euro", admin))[0] == 400
+        assert (await asgi_get(path, "from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", admin))[0] == 400
+        assert (await asgi_get(path, "from=yesterday", admin))[0] == 400
+    assert len(await rows(action="authz.denied")) == 4
+    assert await rows(action="admin.exportLedger") == await rows(action="admin.exportPayouts") == []
