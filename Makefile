@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-discovery bench-fanout seed-large stop fuzz
+.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-discovery bench-exports bench-fanout seed-large stop fuzz
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -37,6 +37,11 @@ bench-discovery:  ## discovery benchmark: ranked searchProviders cold vs. warm c
 	uv run odim services up
 	uv run odim migrate
 	uv run python bench/discovery.py $(BENCH_ARGS)
+
+bench-exports:  ## export benchmark: streamed CSV vs. load-everything, 1,000,000 journal-shaped rows, time and peak memory (dev stack)
+	uv run odim services up
+	uv run odim migrate
+	uv run python bench/exports.py $(BENCH_ARGS)
 
 bench-fanout:  ## fan-out benchmark: 1,000 WebSocket subscribers on one conversation, 20 messages, shared vs. naive execution (dev stack)
 	uv run odim services up

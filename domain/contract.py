@@ -14,6 +14,9 @@ row-locked by the caller):
   by another provider makes a new version; a follow-up visit gets its own contract when booked.
 
 Regenerating with identical terms returns the current version: no new version, no acceptance lost.
+Each new version is emailed to the customer (account or guest address) and the provider's account
+(email kind ``contract``, transactional, once per version and party), naming what changed and the
+SHA-256 to compare with what the app shows.
 
 Before work starts: moving an order or a visit to ``in_progress`` requires its current version
 accepted by both parties (``require_accepted``: ``ContractNotAccepted``), unless
@@ -41,7 +44,7 @@ from sqlalchemy import and_, case, func, select
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import audit
+from domain import audit, notification
 from domain.errors import DomainError, Forbidden, NotFound
 from domain.money import Money
 from models import (
@@ -271,7 +274,51 @@ async def ensure_contract(
     await session.flush()
     await audit.record(session, action="contract.generated", subject_type="Contract", subject_id=contract.id,
                        details={"contractId": contract.id, "version": version, **_subject_details(contract)})
+    await _email_parties(session, contract, service_request=service_request, booking=booking,
+                         previous=current.terms if current is not None else None)
     return contract
+
+
+def _change(previous: dict[str, Any] | None, terms: dict[str, Any]) -> str:
+    """What made a new version, in words for the email: the parts of the terms that differ."""
+    if previous is None:
+        return ""
+    parts = {"parties": "another provider", "scope": "the scope of work", "price": "the price",
+             "schedule": "the schedule", "cancellation": "the cancellation terms"}
+    changed = [words for key, words in parts.items() if _canonical(previous.get(key)) != _canonical(terms.get(key))]
+    return ", ".join(changed) or "the terms"
+
+
+async def _email_parties(
+    session: AsyncSession, contract: Contract, *, service_request: ServiceRequest | None, booking: Booking | None,
+    previous: dict[str, Any] | None,
+) -> None:
+    """Email the customer (an account's or a guest's address) and the provider's account that
+    ``contract`` waits for their acceptance (kind ``contract``, transactional; one email per version
+    and party: dedupe key ``contract:<id>:<party>``). Sent after commit through the outbox."""
+    recipients: list[tuple[str, str, str, int | None]] = []  # (party, address, name, account id)
+    if service_request is not None:
+        subject = f"order {service_request.reference}"
+        recipients.append(("customer", service_request.customer_email, service_request.customer_name,
+                           service_request.customer_user_id))
+    else:
+        subject = f"the visit {booking.reference}"
+        customer = await session.get(User, booking.customer_user_id) if booking.customer_user_id else None
+        if customer is not None:
+            recipients.append(("customer", customer.email, customer.full_name, customer.id))
+    provider = await session.get(Provider, contract.provider_id)
+    owner = await session.get(User, provider.user_id) if provider is not None and provider.user_id else None
+    if owner is not None:
+        recipients.append(("provider", owner.email, owner.full_name, owner.id))
+    price = contract.terms["price"]
+    context = {"subject": subject, "version": contract.version, "change": _change(previous, contract.terms),
+               "total": _money(price["currency"])(price["total"]), "sha256": contract.sha256}
+    for party, address, name, user_id in recipients:
+        if address:
+            await notification.queue_email(
+                session, dedupe_key=f"contract:{contract.id}:{party}", kind="contract", to=address,
+                template="contract_ready", context={**context, "name": name}, user_id=user_id,
+            )
 
 
 def _subject_details(contract: Contract) -> dict[str, Any]:

@@ -86,6 +86,9 @@ KINDS: dict[str, EmailKind] = {k.name: k for k in (
     # Issue 7: strikes, suspension and reinstatement of your provider account (always sent).
     EmailKind("provider_standing", "Providers: strikes, suspension and reinstatement of your account",
               transactional=True),
+    # Issue 7: a contract version that needs your acceptance before work starts (terms: always sent).
+    EmailKind("contract", "A contract for your order or visit to read and accept before work starts",
+              transactional=True),
     EmailKind("operator_new_request", "Operators: a new paid request", transactional=True, internal=True),
     EmailKind("operator_alert", "Operators: something needs a human", transactional=True, internal=True),
 )}
@@ -272,6 +275,31 @@ To keep them in one place, create an account with this email address, confirm it
 
 — The Odim team
 """,
+    # --- contracts (issue 7) ---
+    "contract_ready.subject": "Odim: {{ 'new terms' if version > 1 else 'the contract' }} for {{ subject }} to accept",
+    "contract_ready.txt": """Hello {{ name }},
+
+{% if version > 1 %}The terms of {{ subject }} changed ({{ change }}), so there is a new contract, version {{ version }}.
+{% else %}{{ subject }} has its contract: the scope of work, the price and its fees, the schedule and the cancellation terms.
+{% endif %}
+Work starts once both you and the other party accept it. Read it and accept it in the app.
+
+Total: {{ total }}
+Contract fingerprint (SHA-256): {{ sha256 }}
+
+— The Odim team
+""",
+    "contract_ready.html": """{% extends "base.html" %}
+{% block content %}
+<p>Hello {{ name }},</p>
+{% if version > 1 %}<p>The terms of <strong>{{ subject }}</strong> changed ({{ change }}), so there is a new contract,
+version {{ version }}.</p>
+{% else %}<p><strong>{{ subject }}</strong> has its contract: the scope of work, the price and its fees, the
+schedule and the cancellation terms.</p>
+{% endif %}
+<p>Work starts once both you and the other party accept it. Read it and accept it in the app.</p>
+<p>Total: <strong>{{ total }}</strong><br>Contract fingerprint (SHA-256): <code>{{ sha256 }}</code></p>
+{% endblock %}""",
     # --- provider applications (issue 7) ---
     "application_approved.subject": "Odim: your provider application for {{ business_name }} is approved",
     "application_approved.txt": """Hello {{ name }},

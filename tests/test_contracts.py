@@ -14,7 +14,7 @@ from domain import booking as booking_domain
 from domain import contract as contract_domain
 from domain import dispute as dispute_domain
 from domain import service_request as sr
-from models import AuditEntry, Contract, ContractAcceptance, ServiceRequest, ServiceRequestStatusChange
+from models import AuditEntry, Contract, Email, ContractAcceptance, ServiceRequest, ServiceRequestStatusChange
 from models.db import get_engine, session_scope
 from resolvers.ids import encode_id
 from settings import get_settings
@@ -301,6 +301,33 @@ async def test_a_new_provider_makes_version_2_that_needs_both_acceptances_again(
     started = await gql(api_client, UPDATE_STATUS, {"input": {"id": order.gid, "status": "IN_PROGRESS"}}, token=admin)
     # then
     assert started["data"]["updateServiceRequestStatus"] == {"serviceRequest": {"status": "IN_PROGRESS"}, "errors": []}
+
+
+async def test_each_party_is_emailed_each_version_once_and_identical_terms_email_nobody(order):
+    # given: version 1 made when P1 was assigned (the fixture)
+    async def contract_emails() -> list[tuple[str, str]]:
+        async with session_scope() as s:
+            rows = (await s.scalars(select(Email).where(Email.kind == "contract").order_by(Email.id))).all()
+        return [(e.to_address, e.subject) for e in rows]
+
+    ref = order.request.reference
+    v1 = [("ada@example.com", f"Odim: the contract for order {ref} to accept"),
+          ("pro@example.com", f"Odim: the contract for order {ref} to accept")]
+    assert await contract_emails() == v1
+    # when: the same provider is assigned again (no new terms), then P2
+    async with session_scope() as s:
+        await sr.assign_provider(s, order.request.id, order.p1.id, actor=order.admin)
+    assert await contract_emails() == v1
+    async with session_scope() as s:
+        await sr.assign_provider(s, order.request.id, order.p2.id, actor=order.admin)
+    # then: version 2 goes to Ada and P2 (not P1), naming what changed and the hash to compare
+    [_, v2] = await contracts_of(service_request_id=order.request.id)
+    assert await contract_emails() == v1 + [
+        ("ada@example.com", f"Odim: new terms for order {ref} to accept"),
+        ("other@example.com", f"Odim: new terms for order {ref} to accept")]
+    async with session_scope() as s:
+        body = (await s.scalars(select(Email.body_text).where(Email.kind == "contract").order_by(Email.id.desc()))).first()
+    assert "changed (another provider)" in body and "version 2" in body and v2.sha256 in body
 
 
 async def test_a_take_over_makes_a_new_version_of_the_visit_contract():
