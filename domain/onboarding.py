@@ -43,6 +43,7 @@ from domain.errors import DomainError, Forbidden, NotFound
 from domain.provider import GeoPoint, provider_for_user
 from domain.user import InvalidPhone, normalise_phone
 from models import ApplicationDocument, Provider, ProviderApplication, User
+from models.crypto import current_key_id, decrypt_bytes, encrypt_bytes, is_encrypted_bytes
 from models.onboarding import DOCUMENT_KINDS, OPEN_STATUSES
 
 STEPS = ("business", "categories", "service_area", "documents")
@@ -382,18 +383,33 @@ def new_storage_key(application_id: int) -> str:
     return f"applications/{application_id}/{uuid.uuid4().hex}"
 
 
+def seal_document(storage_key: str, data: bytes) -> bytes:
+    """The bytes to store for a document: ``data`` encrypted at rest (AES-256-GCM under the current
+    key of settings.encryption_keys, bound to ``storage_key``: models/crypto.py ``encrypt_bytes``),
+    whatever the backend (S3 adds its own SSE-S3 underneath). ID cards are the most sensitive files
+    Odim holds; the SHA-256 on the row stays that of the plain file the applicant sent."""
+    return encrypt_bytes(data, storage_key)
+
+
+def open_document(storage_key: str, stored: bytes) -> bytes:
+    """The plain bytes of a stored document. Files stored before encryption at rest (no seal) are
+    returned as they are. Raises ``DecryptionError`` (unknown key id, or the file was tampered with
+    or moved to another key)."""
+    return decrypt_bytes(stored, storage_key) if is_encrypted_bytes(stored) else stored
+
+
 async def add_document(
     session: AsyncSession, app: ProviderApplication, *, kind: str, filename: str, checked: CheckedFile,
     storage_key: str,
 ) -> ApplicationDocument:
-    """Insert the metadata row of a stored document (the caller stored the bytes under
-    ``storage_key`` first). Raises ``DomainError`` INVALID_DOCUMENT_KIND."""
+    """Insert the metadata row of a stored document (the caller stored the bytes, sealed by
+    ``seal_document`` under the current key, at ``storage_key`` first). Raises ``DomainError`` INVALID_DOCUMENT_KIND."""
     if kind not in DOCUMENT_KINDS:
         raise InvalidDocumentKind(f"kind is one of {', '.join(DOCUMENT_KINDS)}", field="kind")
     doc = ApplicationDocument(
         application_id=app.id, kind=kind, original_filename=(filename or "document")[-255:],
         content_type=checked.content_type, size_bytes=len(checked.data), sha256=checked.sha256,
-        storage_key=storage_key,
+        storage_key=storage_key, file_key_id=current_key_id(),
     )
     session.add(doc)
     app.progress = {**(app.progress or {}), "lastStep": "documents"}

@@ -6,7 +6,9 @@ in primary-key order; values not under ``settings.encryption_key_id`` are decryp
 they name and encrypted again under the current one. Each batch is its own transaction and locks
 its rows (``FOR NO KEY UPDATE``), so a concurrent write is never lost, the run can be interrupted
 at any time and a second run picks up what is left. A value that does not decrypt (its key id is
-no longer in the settings, or it was tampered with) is counted as failed and left alone.
+no longer in the settings, or it was tampered with) is counted as failed and left alone. Then the
+application document files (models/crypto.py ``encrypt_bytes``) whose row names another key, or
+none (stored in plain before 0015), are re-sealed in place (``_rotate_document_files``).
 
 Export (``export_customer_data``): a JSON-ready dict of what Odim holds about one customer: the
 account, its orders (those of the account and the guest orders bought with its email), bookings,
@@ -38,6 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain import audit
 from domain.errors import DomainError, NotFound
 from domain.user import revoke_all_sessions, verify_password
+from gateways.storage import StorageError, get_storage
 from models import (
     AccountToken,
     AuthSession,
@@ -60,7 +63,17 @@ from models import (
     User,
 )
 from models.booking import LIVE_STATUSES
-from models.crypto import ENCRYPTED_COLUMNS, DecryptionError, blind_index, current_key_id, decrypt, encrypt
+from models.crypto import (
+    ENCRYPTED_COLUMNS,
+    DecryptionError,
+    blind_index,
+    current_key_id,
+    decrypt,
+    decrypt_bytes,
+    encrypt,
+    encrypt_bytes,
+    is_encrypted_bytes,
+)
 from models.db import get_sessionmaker
 from models.onboarding import ApplicationDocument, ProviderApplication
 
@@ -151,14 +164,59 @@ async def rotate_keys(
                 counts.batches += 1
             if on_batch is not None:
                 on_batch(name, counts)
+    await _rotate_document_files(kid, report.columns.setdefault(FILES, ColumnRotation()), batch_size, on_batch)
     report.seconds = time.perf_counter() - started
     log.info("privacy.rotate.done", key_id=kid, rotated=report.rotated, failed=report.failed)
     return report
 
 
+FILES = "application_documents.file"
+"""The rotation report's and ``key_ids_in_use``'s name for the stored document files."""
+
+
+async def _rotate_document_files(
+    kid: str, counts: ColumnRotation, batch_size: int, on_batch: Callable[[str, ColumnRotation], None] | None,
+) -> None:
+    """Re-seal every application document file not under ``kid`` (and seal files stored in plain
+    before 0015), ``batch_size`` rows per transaction, rows locked. The file is replaced first (an
+    atomic replace on disk, one PUT on S3), then its row says ``kid``: a crash in between leaves a
+    file sealed under ``kid`` whose row names the old key, which still opens (the file names its own
+    key) and is re-sealed by the next run. A missing or undecryptable file is counted as failed."""
+    storage = get_storage()
+    last = 0
+    while True:
+        async with get_sessionmaker()() as session, session.begin():
+            docs = (await session.scalars(
+                select(ApplicationDocument)
+                .where(ApplicationDocument.id > last,
+                       or_(ApplicationDocument.file_key_id.is_(None), ApplicationDocument.file_key_id != kid))
+                .order_by(ApplicationDocument.id).limit(batch_size).with_for_update(key_share=True)
+            )).all()
+            if not docs:
+                break
+            last = docs[-1].id
+            for doc in docs:
+                try:
+                    stored = await storage.get(doc.storage_key)
+                    plain = decrypt_bytes(stored, doc.storage_key) if is_encrypted_bytes(stored) else stored
+                    await storage.put(doc.storage_key, encrypt_bytes(plain, doc.storage_key, key_id=kid),
+                                      doc.content_type)
+                except (StorageError, DecryptionError) as exc:
+                    counts.failed += 1
+                    log.warning("privacy.rotate.file_failed", document_id=doc.id, error=str(exc))
+                    continue
+                doc.file_key_id = kid
+                counts.rotated += 1
+            counts.batches += 1
+        if on_batch is not None:
+            on_batch(FILES, counts)
+
+
 async def key_ids_in_use() -> dict[str, dict[str, int]]:
     """``{"table.column": {key id: values}}``: which keys the stored values name (to tell when a
-    retired key may be removed from the settings: when no column names it any more)."""
+    retired key may be removed from the settings: when no column names it any more), and
+    ``"application_documents.file"``: the keys the stored document files are sealed under (``plain``:
+    stored before encryption at rest)."""
     out: dict[str, dict[str, int]] = {}
     async with get_sessionmaker()() as session:
         for table, column in ENCRYPTED_COLUMNS:
@@ -167,6 +225,9 @@ async def key_ids_in_use() -> dict[str, dict[str, int]]:
                 f"WHERE {column} IS NOT NULL GROUP BY 1 ORDER BY 1"
             ))).all()
             out[f"{table}.{column}"] = {kid: n for kid, n in rows}
+        kid = func.coalesce(ApplicationDocument.file_key_id, "plain").label("kid")
+        files = (await session.execute(select(kid, func.count()).group_by(kid).order_by(kid))).all()
+        out[FILES] = {kid: n for kid, n in files}
     return out
 
 

@@ -101,6 +101,9 @@ class ApplicationDocument(Base):
                                                    nullable=False)  # may name the person: encrypted
     content_type: Mapped[str] = mapped_column(String(100), nullable=False)  # detected from the bytes
     size_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # hex of the stored bytes
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False)  # hex of the plain file's bytes
     storage_key: Mapped[str] = mapped_column(String(300), nullable=False, unique=True)
+    # The encryption key id the stored file is sealed under (models/crypto.py encrypt_bytes); NULL:
+    # stored in plain before encryption at rest (0015). `odim keys rotate` re-seals what is not current.
+    file_key_id: Mapped[str | None] = mapped_column(String(64))
     uploaded_at: Mapped[datetime] = created_at()

@@ -14,7 +14,7 @@ from domain import booking as booking_domain
 from domain import contract as contract_domain
 from domain import dispute as dispute_domain
 from domain import service_request as sr
-from models import AuditEntry, Contract, Email, ContractAcceptance, ServiceRequest, ServiceRequestStatusChange
+from models import AuditEntry, Contract, ContractAcceptance, Email, ServiceRequest, ServiceRequestStatusChange
 from models.db import get_engine, session_scope
 from resolvers.ids import encode_id
 from settings import get_settings

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from domain import privacy
 from domain.user import EmailTaken, find_by_email, register
+from gateways.storage import get_storage
 from models import (
     Affiliate,
     ApplicationDocument,
@@ -33,7 +34,16 @@ from models import (
     Ticket,
     User,
 )
-from models.crypto import ENCRYPTED_COLUMNS, DecryptionError, blind_index, decrypt, encrypt, key_id_of
+from models.crypto import (
+    ENCRYPTED_COLUMNS,
+    DecryptionError,
+    blind_index,
+    current_key_id,
+    decrypt,
+    encrypt,
+    encrypt_bytes,
+    key_id_of,
+)
 from models.db import session_scope
 from settings import Settings, get_settings
 from tests.factories import make_provider, make_service, make_user
@@ -41,6 +51,18 @@ from tests.factories import make_provider, make_service, make_user
 ROOT = Path(__file__).resolve().parent.parent
 KEY_A = base64.b64encode(b"A" * 32).decode()
 KEY_B = base64.b64encode(b"B" * 32).decode()
+
+
+@pytest.fixture(autouse=True)
+def uploads(tmp_path, monkeypatch):
+    """Document files go under this test's own directory, by environment so that it survives
+    ``use_keys`` rebuilding the settings."""
+    monkeypatch.setenv("ODIM_STORAGE_BACKEND", "local")
+    monkeypatch.setenv("ODIM_STORAGE_LOCAL_DIR", str(tmp_path / "uploads"))
+    get_settings.cache_clear()
+    yield tmp_path / "uploads"
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 @pytest.fixture
@@ -118,7 +140,10 @@ async def seed_every_encrypted_column(extra_users: int = 0) -> dict[str, int]:
         await s.flush()
         s.add(ApplicationDocument(application_id=application.id, kind="id_card", content_type="application/pdf",
                                   original_filename=PLAIN[("application_documents", "original_filename")],
-                                  size_bytes=5, sha256="0" * 64, storage_key="applications/enc/1"))
+                                  size_bytes=5, sha256="0" * 64, storage_key="applications/enc/1",
+                                  file_key_id=current_key_id()))
+    # its file, sealed under the current key (under ODIM_STORAGE_LOCAL_DIR: see ``uploads``)
+    await get_storage().put("applications/enc/1", encrypt_bytes(b"%PDF-", "applications/enc/1"), "application/pdf")
     return {"user": user.id, "provider": provider.id}
 
 
@@ -279,9 +304,10 @@ async def test_rotation_re_encrypts_everything_under_the_new_key_and_then_the_ol
     assert await stored_key_ids() == {"b"}
     assert report.key_id == "b" and report.failed == 0
     assert report.columns["users.email"].rotated == 5 and report.columns["users.email"].batches == 3
-    assert report.rotated == 5 + 5 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3  # + 3: provider applications
+    assert report.rotated == 5 + 5 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 1 + 3 + 1  # + 3: provider applications; + 1 file
     assert await privacy.key_ids_in_use() == {
-        f"{t}.{c}": ({"b": 5} if t == "users" else {"b": 1}) for t, c in ENCRYPTED_COLUMNS
+        **{f"{t}.{c}": ({"b": 5} if t == "users" else {"b": 1}) for t, c in ENCRYPTED_COLUMNS},
+        privacy.FILES: {"b": 1},
     }
     # then: reads are unchanged, and still are with key A removed from the settings
     assert await read_back() == before

@@ -167,8 +167,11 @@ async def test_a_pdf_uploaded_with_the_multipart_spec_is_stored_with_its_sha256(
     [doc] = await rows(ApplicationDocument)
     assert doc.sha256 == hashlib.sha256(PDF).hexdigest()
     assert doc.storage_key.startswith("applications/") and "registre" not in doc.storage_key
-    assert [p.read_bytes() for p in stored_files(uploads_dir)] == [PDF]
-    assert (uploads_dir / doc.storage_key).read_bytes() == PDF
+    # and on disk the file is sealed (AES-256-GCM bound to its key): no byte of the PDF shows
+    [stored] = [p.read_bytes() for p in stored_files(uploads_dir)]
+    assert stored == (uploads_dir / doc.storage_key).read_bytes()
+    assert stored.startswith(b"odim-file-v1:") and b"%PDF" not in stored
+    assert onboarding.open_document(doc.storage_key, stored) == PDF
     assert payload["application"]["progress"] == {"completedSteps": ["BUSINESS"], "lastStep": "documents"}
 
 
@@ -226,7 +229,9 @@ async def test_a_file_over_the_size_limit_is_refused_and_nothing_is_stored(api_c
     assert error_codes(huge.json()) == ["REQUEST_TOO_LARGE"]
     assert ok.json()["data"]["uploadApplicationDocument"]["errors"] == []
     assert [d.size_bytes for d in await rows(ApplicationDocument)] == [1000]
-    assert [p.stat().st_size for p in stored_files(uploads_dir)] == [1000]
+    # on disk: the 1,000 bytes sealed (magic, key id, nonce and tag added)
+    overhead = len(b"odim-file-v1:") + len(get_settings().encryption_key_id) + 1 + 12 + 16
+    assert [p.stat().st_size for p in stored_files(uploads_dir)] == [1000 + overhead]
 
 
 async def test_an_upload_larger_than_the_json_body_limit_passes_as_multipart_but_json_does_not(api_client, uploads_dir):
@@ -240,7 +245,8 @@ async def test_an_upload_larger_than_the_json_body_limit_passes_as_multipart_but
     # then
     assert multipart.json()["data"]["uploadApplicationDocument"]["document"]["sizeBytes"] == len(scan)
     assert as_json.status_code == 413
-    assert [p.read_bytes() == scan for p in stored_files(uploads_dir)] == [True]
+    assert [onboarding.open_document(p.relative_to(uploads_dir).as_posix(), p.read_bytes()) == scan
+            for p in stored_files(uploads_dir)] == [True]
 
 
 async def test_an_upload_without_a_multipart_file_is_a_typed_error(api_client, uploads_dir):
@@ -293,7 +299,8 @@ async def test_uploads_go_to_s3_when_the_backend_is_s3(api_client, uploads_dir, 
     [doc] = await rows(ApplicationDocument)
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", aws_access_key_id="testing",
                           aws_secret_access_key="testing")
-    assert client.get_object(Bucket=bucket, Key=doc.storage_key)["Body"].read() == PDF
+    in_bucket = client.get_object(Bucket=bucket, Key=doc.storage_key)["Body"].read()
+    assert b"%PDF" not in in_bucket and onboarding.open_document(doc.storage_key, in_bucket) == PDF
     assert stored_files(uploads_dir) == []
 
 
@@ -608,6 +615,70 @@ async def test_an_admin_downloads_a_document_and_nobody_else_can(api_client):
     downloads = await rows(AuditEntry, AuditEntry.action == "admin.downloadApplicationDocument")
     denials = await rows(AuditEntry, AuditEntry.action == "authz.denied")
     assert len(downloads) == 1 and len(denials) == 2
+
+
+async def test_a_tampered_file_is_refused_and_a_file_stored_before_encryption_is_served_as_it_is(api_client, uploads_dir):
+    # given: two documents on disk; one file altered by one byte, the other replaced by its plain
+    # bytes (as files stored before encryption at rest were)
+    user, token = await applicant()
+    app = await complete_application(api_client, token)
+    card, registration = (next(d for d in app["documents"] if d["kind"] == kind)
+                          for kind in ("ID_CARD", "BUSINESS_REGISTRATION"))
+    rows_by_kind = {d.kind: d for d in await rows(ApplicationDocument)}
+    tampered = uploads_dir / rows_by_kind["id_card"].storage_key
+    sealed = bytearray(tampered.read_bytes())
+    sealed[-1] ^= 1
+    tampered.write_bytes(bytes(sealed))
+    (uploads_dir / rows_by_kind["business_registration"].storage_key).write_bytes(PDF)
+    admin = {"Authorization": f"Bearer {await admin_token()}"}
+    # when
+    refused = await api_client.get(card["downloadPath"], headers=admin)
+    legacy = await api_client.get(registration["downloadPath"], headers=admin)
+    # then
+    assert (refused.status_code, refused.json()["code"]) == (500, "DOCUMENT_UNREADABLE")
+    assert (legacy.status_code, legacy.content) == (200, PDF)
+
+
+async def test_key_rotation_reseals_document_files_and_seals_files_stored_in_plain(api_client, uploads_dir, monkeypatch):
+    import base64
+
+    from sqlalchemy import update
+
+    from domain import privacy
+
+    # given: two documents sealed under the current key, one of them put back in plain with no key on
+    # its row (as files stored before encryption at rest, migration 0015)
+    user, token = await applicant()
+    await complete_application(api_client, token)
+    docs = {d.kind: d for d in await rows(ApplicationDocument)}
+    home = get_settings().encryption_key_id
+    assert {d.file_key_id for d in docs.values()} == {home}
+    legacy = docs["business_registration"]
+    (uploads_dir / legacy.storage_key).write_bytes(PDF)
+    async with session_scope() as s:
+        await s.execute(update(ApplicationDocument).where(ApplicationDocument.id == legacy.id).values(file_key_id=None))
+    assert (await privacy.key_ids_in_use())[privacy.FILES] == {home: 1, "plain": 1}
+    # when: a new key becomes current and `odim keys rotate` runs (one document per transaction)
+    keys = {k: v.get_secret_value() for k, v in get_settings().encryption_keys.items()}
+    monkeypatch.setenv("ODIM_ENCRYPTION_KEYS", json.dumps({**keys, "k2": base64.b64encode(b"2" * 32).decode()}))
+    monkeypatch.setenv("ODIM_ENCRYPTION_KEY_ID", "k2")
+    get_settings.cache_clear()
+    try:
+        monkeypatch.setattr(get_settings(), "storage_backend", "local")
+        monkeypatch.setattr(get_settings(), "storage_local_dir", uploads_dir)
+        report = await privacy.rotate_keys(batch_size=1)
+        # then: both files are sealed under k2, their rows say so, and they open to what was uploaded
+        assert (report.columns[privacy.FILES].rotated, report.columns[privacy.FILES].failed) == (2, 0)
+        assert (await privacy.key_ids_in_use())[privacy.FILES] == {"k2": 2}
+        for kind, original in (("id_card", JPEG), ("business_registration", PDF)):
+            stored = (uploads_dir / docs[kind].storage_key).read_bytes()
+            assert stored.startswith(b"odim-file-v1:k2:")
+            assert onboarding.open_document(docs[kind].storage_key, stored) == original
+        # and a second run finds nothing left to do
+        assert (await privacy.rotate_keys(batch_size=1)).columns[privacy.FILES].rotated == 0
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 # --- only approved providers are found or assigned -------------------------------------------------

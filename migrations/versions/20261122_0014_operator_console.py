@@ -27,9 +27,11 @@ INDEXES = {
 
 def upgrade() -> None:
     for name, columns in INDEXES.items():
-        op.create_index(name, 'service_requests', columns)
+        op.create_index(name, 'service_requests', columns, if_not_exists=True)
 
 
 def downgrade() -> None:
+    # IF EXISTS: a database migrated while this revision was an empty placeholder has none of them
+    # (0015 creates them there).
     for name in INDEXES:
-        op.drop_index(name, table_name='service_requests')
+        op.drop_index(name, table_name='service_requests', if_exists=True)
