@@ -139,7 +139,7 @@ async def upload_document(ctx: Context, *, application_id: str | None, kind: str
         async with session_scope() as session:
             app = await onb.application_for_upload(session, user.id, ident)
             key = onb.new_storage_key(app.id)
-            sealed = await asyncio.to_thread(onb.seal_document, key, checked.data)  # ~10 ms for 10 MiB
+            sealed = await asyncio.to_thread(onb.seal_document, key, checked.data)  # ~5 ms for 10 MiB
             await storage.put(key, sealed, checked.content_type)
             doc = await onb.add_document(session, app, kind=kind, filename=filename, checked=checked, storage_key=key)
             app_id = app.id
