@@ -317,7 +317,7 @@ async def _email_parties(
         if address:
             await notification.queue_email(
                 session, dedupe_key=f"contract:{contract.id}:{party}", kind="contract", to=address,
-                template="contract_ready", context={**context, "name": name}, user_id=user_id,
+                template="contract_ready", context={**context, "name": name or "there"}, user_id=user_id,
             )
 
 
