@@ -276,10 +276,10 @@ To keep them in one place, create an account with this email address, confirm it
 — The Odim team
 """,
     # --- contracts (issue 7) ---
-    "contract_ready.subject": "Odim: {{ 'new terms' if version > 1 else 'the contract' }} for {{ subject }} to accept",
+    "contract_ready.subject": "Odim: {{ 'new terms' if change else 'the contract' }} for {{ subject }} to accept",
     "contract_ready.txt": """Hello {{ name }},
 
-{% if version > 1 %}The terms of {{ subject }} changed ({{ change }}), so there is a new contract, version {{ version }}.
+{% if change %}The terms of {{ subject }} changed ({{ change }}), so there is a new contract, version {{ version }}.
 {% else %}{{ subject }} has its contract: the scope of work, the price and its fees, the schedule and the cancellation terms.
 {% endif %}
 Work starts once both you and the other party accept it. Read it and accept it in the app.
@@ -292,7 +292,7 @@ Contract fingerprint (SHA-256): {{ sha256 }}
     "contract_ready.html": """{% extends "base.html" %}
 {% block content %}
 <p>Hello {{ name }},</p>
-{% if version > 1 %}<p>The terms of <strong>{{ subject }}</strong> changed ({{ change }}), so there is a new contract,
+{% if change %}<p>The terms of <strong>{{ subject }}</strong> changed ({{ change }}), so there is a new contract,
 version {{ version }}.</p>
 {% else %}<p><strong>{{ subject }}</strong> has its contract: the scope of work, the price and its fees, the
 schedule and the cancellation terms.</p>

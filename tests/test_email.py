@@ -375,6 +375,8 @@ async def test_preferences_list_every_kind_and_a_transactional_kind_cannot_be_tu
          "transactional": True, "email": True},
         {"kind": "PROVIDER_STANDING", "description": "Providers: strikes, suspension and reinstatement of your account",
          "transactional": True, "email": True},
+        {"kind": "CONTRACT", "description": "A contract for your order or visit to read and accept before work starts",
+         "transactional": True, "email": True},
     ]}}}
     # and a non-transactional kind is turned off
     changed = off["data"]["setNotificationPreference"]
