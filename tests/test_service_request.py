@@ -686,9 +686,9 @@ async def test_an_admin_moves_a_request_along_the_allowed_path(api_client, paid)
         undispatched = await s.scalar(select(func.count()).select_from(OutboxMessage).where(
             OutboxMessage.dispatched_at.is_(None)))
     assert "Note from our team: Team on site" in body
-    # payment confirmation, operator notice, 2 status emails, and the assignment notices to the
-    # customer and to the provider's account
-    assert jobs == 6
+    # payment confirmation, operator notice, 2 status emails, the assignment notices to the
+    # customer and to the provider's account, and the contract to each of them
+    assert jobs == 8
     assert undispatched == 0  # the resolvers relayed the outbox after commit
 
 
