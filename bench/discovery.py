@@ -23,7 +23,9 @@ Against the database and Redis of the current settings (the dev stack by default
    * ranked, cold cache: the cache on, ``odim:disc:*`` deleted before the run: miss, compute, SET
      (a point whose cell an earlier point already searched is a hit; counted and printed);
    * ranked, warm cache: the same point again: MGET of the cell versions, GET, one re-check statement.
-4. Prints p50/p95/mean per run and the ratios, and ``EXPLAIN`` of the candidates statement.
+4. Times the candidates statement alone under custom plans (``plan_cache_mode = force_custom_plan``)
+   for 50 points, in its current form and in its first form (ST_DWithin inside the KNN scan).
+5. Prints p50/p95/mean per run and the ratios, and ``EXPLAIN`` of the candidates statement.
 
 Figures only: nothing here asserts a time (CONVENTIONS.md). Latencies include Python, asyncpg and
 Redis round trips on this machine (loopback). A JSON copy goes to bench/results/.
@@ -171,6 +173,7 @@ async def main(args: argparse.Namespace) -> dict:
         plan = [r[0] for r in (await conn.exec_driver_sql("EXPLAIN " + discovery.CANDIDATES_SQL, params)).all()]
         live = (await s.execute(text(
             "SELECT count(*) FROM providers WHERE verified AND available AND NOT suspended"))).scalar()
+        custom = await custom_plans(conn, points[:50], radius_m, settings.discovery_candidates)
         total = (await s.execute(text("SELECT count(*) FROM providers"))).scalar()
     await dispose_engine()
 
@@ -191,7 +194,38 @@ async def main(args: argparse.Namespace) -> dict:
             "warm_over_knn_p50": round(runs["ranked_warm_cache"]["p50_ms"] / runs["knn_providers_nearby"]["p50_ms"], 2),
         },
         "candidates_plan": plan,
+        "custom_plans": custom,
     }
+
+
+# The candidates statement as it was, with ST_DWithin inside the KNN scan (domain/discovery.py says why
+# it changed): timed against the current one under custom plans, which a prepared statement gets on
+# its first five executions per connection, and every statement without a statement cache.
+CANDIDATES_SQL_DWITHIN_INSIDE = f"""
+SELECT {discovery._COLUMNS} FROM providers p
+WHERE {discovery._FILTERS}
+ORDER BY p.location <-> $1::geography
+LIMIT $9
+"""
+
+
+async def custom_plans(conn, points, radius_m: float, cap: int) -> dict:
+    await conn.exec_driver_sql("SET plan_cache_mode = force_custom_plan")
+    times: dict[str, list[float]] = {"dwithin_inside": [], "box_then_radius": []}
+    try:
+        for point, category in points:
+            params = discovery._params(discovery.search_cell(point)[1], radius_m,
+                                       discovery.SearchFilters(category=category), cap, point)
+            for name, sql in (("dwithin_inside", CANDIDATES_SQL_DWITHIN_INSIDE),
+                              ("box_then_radius", discovery.CANDIDATES_SQL)):
+                started = time.perf_counter()
+                await conn.exec_driver_sql(sql, params)
+                times[name].append(time.perf_counter() - started)
+    finally:
+        await conn.exec_driver_sql("RESET plan_cache_mode")
+    out = {name: summary(samples) for name, samples in times.items()}
+    out["ratio_p50"] = round(out["dwithin_inside"]["p50_ms"] / out["box_then_radius"]["p50_ms"], 2)
+    return out
 
 
 def report(result: dict) -> None:
@@ -203,6 +237,11 @@ def report(result: dict) -> None:
         print(f"{name:<24}{r['p50_ms']:>10.2f}{r['p95_ms']:>10.2f}{r['mean_ms']:>10.2f}")
     print("cold run cache results:", result["cold_results"], "| warm run:", result["warm_results"])
     print("ratios:", result["ratios"])
+    c = result["custom_plans"]
+    print(f"candidates statement under custom plans ({c['dwithin_inside']['n']} points): ST_DWithin inside the KNN "
+          f"scan p50 {c['dwithin_inside']['p50_ms']:.2f} ms p95 {c['dwithin_inside']['p95_ms']:.2f} ms; box, then "
+          f"radius (current) p50 {c['box_then_radius']['p50_ms']:.2f} ms p95 {c['box_then_radius']['p95_ms']:.2f} ms;"
+          f" ratio {c['ratio_p50']}")
     print("EXPLAIN candidates statement:")
     for line in result["candidates_plan"]:
         print("   ", line)
