@@ -445,7 +445,9 @@ _FILTERS = """p.verified AND p.available AND NOT p.suspended
 # instead of 2 ms at 5 km. ``_ST_Expand`` is the box ST_DWithin itself puts in front of the index,
 # so no provider inside the radius is outside it; and as ``<->`` returns the nearest first, those
 # inside the radius come before any outside it, so filtering after the LIMIT keeps the same set.
-# ``rank_m`` is ST_Distance on the spheroid, the measure of ST_DWithin.
+# (``<->`` is the sphere's distance and ``rank_m`` the spheroid's, the measure of ST_DWithin; they
+# differ by under 0.5 %, so only when the cap is reached can a provider within that margin of the
+# radius's edge be left out.)
 CANDIDATES_SQL = f"""
 SELECT * FROM (
   SELECT {_COLUMNS} FROM providers p
