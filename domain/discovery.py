@@ -422,10 +422,15 @@ _COLUMNS = """p.id, p.display_name, p.categories, p.rating, p.review_count, p.ci
        p.verified, p.available, p.suspended, p.user_id, p.accepts_urgent,
        p.completed_jobs, p.cancelled_jobs, p.median_response_seconds,
        ST_Distance(p.location, $1::geography) AS rank_m, ST_Distance(p.location, $10::geography) AS shown_m"""
-# $1 ranking point (EWKT), $2 radius m, $3 category, $4 min rating, $5 urgent, $6 currency or NULL
-# (no price filter), $7/$8 price bounds (minor units), $9 limit, $10 the exact search point.
-_FILTERS = """p.verified AND p.available AND NOT p.suspended
-  AND ST_DWithin(p.location, $1::geography, $2::float8)
+
+
+def _filters(radius_test: str) -> str:
+    """The WHERE of a search: liveness, ``radius_test`` (each statement below tests $2 metres around
+    $1 its own way, and says why) and the filters. $1 ranking point (EWKT), $2 radius m, $3 category,
+    $4 min rating, $5 urgent, $6 currency or NULL (no price filter), $7/$8 price bounds (minor units),
+    $9 limit, $10 the exact search point."""
+    return f"""p.verified AND p.available AND NOT p.suspended
+  AND {radius_test}
   AND ($3::text IS NULL OR $3::text = ANY (p.categories))
   AND ($4::float8 IS NULL OR p.rating >= $4::float8)
   AND (NOT $5::bool OR p.accepts_urgent)
@@ -451,8 +456,7 @@ _FILTERS = """p.verified AND p.available AND NOT p.suspended
 CANDIDATES_SQL = f"""
 SELECT * FROM (
   SELECT {_COLUMNS} FROM providers p
-  WHERE {_FILTERS.replace("ST_DWithin(p.location, $1::geography, $2::float8)",
-                          "p.location && _ST_Expand($1::geography, $2::float8)")}
+  WHERE {_filters("p.location && _ST_Expand($1::geography, $2::float8)")}
   ORDER BY p.location <-> $1::geography
   LIMIT $9
 ) nearest
@@ -465,8 +469,7 @@ WHERE nearest.rank_m <= $2::float8
 RECHECK_SQL = f"""
 SELECT {_COLUMNS} FROM providers p
 WHERE p.id = ANY ($11::bigint[])
-  AND {_FILTERS.replace("ST_DWithin(p.location, $1::geography, $2::float8)",
-                        "ST_Distance(p.location, $1::geography) <= $2::float8")}
+  AND {_filters("ST_Distance(p.location, $1::geography) <= $2::float8")}
 LIMIT $9
 """
 
