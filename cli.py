@@ -122,7 +122,7 @@ def _run_with_workers(coro_factory):
     """Run an async money operation in this process, with the Dramatiq broker configured so the
     jobs it writes to the outbox are dispatched (a worker must be running to execute them)."""
     import workers  # noqa: F401
-    from domain import outbox
+    from domain.shared import outbox
     from models.db import dispose_engine
 
     async def run():
@@ -139,7 +139,7 @@ def _run_with_workers(coro_factory):
 @money_app.command("payouts")
 def money_payouts() -> None:
     """Batch every provider's payable earnings into payouts now (the scheduler does it hourly)."""
-    from domain import payout
+    from domain.money import payout
 
     made = _run_with_workers(payout.run_payouts)
     console.print(f"{made} payout(s) created; the worker sends them")
@@ -148,7 +148,7 @@ def money_payouts() -> None:
 @money_app.command("reconcile")
 def money_reconcile(older_than: int = typer.Option(None, help="Seconds pending before asking (default: setting).")) -> None:
     """Ask the gateways about every pending payment, refund and payout, and apply their answers."""
-    from domain import reconciliation
+    from domain.orders import reconciliation
 
     run_id = _run_with_workers(lambda: reconciliation.run(older_than_seconds=older_than))
     console.print(f"reconciliation run {run_id} done; read it with the reconciliationRuns query")
@@ -157,7 +157,7 @@ def money_reconcile(older_than: int = typer.Option(None, help="Seconds pending b
 @money_app.command("release-due")
 def money_release_due() -> None:
     """Release the escrow of completed orders whose grace period passed with no dispute."""
-    from domain import escrow
+    from domain.money import escrow
 
     released = _run_with_workers(escrow.release_due_orders)
     console.print(f"{released} order(s) released")
@@ -167,7 +167,7 @@ def money_release_due() -> None:
 def money_check() -> None:
     """Audit the ledger: zero-sum per currency, kept balances = entries, no forbidden negatives;
     prints the trial balance. Exits 1 when something is wrong."""
-    from domain import ledger
+    from domain.money import ledger
     from models.db import session_scope
 
     async def audit():
@@ -204,7 +204,7 @@ app.add_typer(reviews_app, name="reviews")
 @reviews_app.command("publish-due")
 def reviews_publish_due() -> None:
     """Publish now every blind review whose review window closed (rating aggregates and flags follow)."""
-    from domain import review as review_domain
+    from domain.reviews import review as review_domain
 
     async def run() -> int:
         total = 0
@@ -223,7 +223,7 @@ app.add_typer(discovery_app, name="discovery")
 def discovery_refresh_stats() -> None:
     """Recompute completed jobs, provider-caused cancellations and median response time of every
     provider from the status histories (the scheduler does it every discovery_stats_refresh_seconds)."""
-    from domain import discovery
+    from domain.providers import discovery
     from models.db import dispose_engine, session_scope
 
     async def run() -> int:
@@ -252,8 +252,8 @@ def export_requests(
     """Export the admin request table as CSV, oldest first: the same rows and columns as GET
     /admin/service-requests.csv, streamed from a server-side cursor. Audited (admin.exportServiceRequests,
     actor role cli)."""
-    from domain import exports
-    from domain.errors import DomainError
+    from domain.operations import exports
+    from domain.shared.errors import DomainError
     from models.db import session_scope
     from resolvers.exports import request_filter_from_query
 
@@ -279,8 +279,8 @@ def export_requests(
 
 def _export_period(kind: str, out: str, since: str | None, until: str | None, currency: str | None) -> None:
     """The ledger and payout exports: the same filter parsing as their HTTP endpoints."""
-    from domain import exports
-    from domain.errors import DomainError
+    from domain.operations import exports
+    from domain.shared.errors import DomainError
     from models.db import session_scope
     from resolvers.exports import period_filter_from_query
 
@@ -331,7 +331,7 @@ def _write_csv_export(out: str, *, label: str, total, chunks, audit_action: str,
     """Write a streamed CSV export to ``out`` with a progress bar: ``total()`` (async) gives the row
     count, ``chunks(advance)`` the CSV chunks (calling ``advance(n)`` per batch); the export is
     audited as ``audit_action`` (actor role cli) before the first row is written."""
-    from domain import audit
+    from domain.shared import audit
     from models.db import dispose_engine
 
     async def run(file) -> int:
@@ -380,7 +380,7 @@ def audit_export(
     a server-side cursor. The export itself is audited (admin.exportAuditLog, actor role cli)."""
     from datetime import datetime
 
-    from domain import audit
+    from domain.shared import audit
     from models.db import session_scope
 
     try:
@@ -406,7 +406,7 @@ def audit_export(
     )
 
 
-keys_app = typer.Typer(help="Encryption keys of personal data at rest (models/crypto.py, domain/privacy.py).")
+keys_app = typer.Typer(help="Encryption keys of personal data at rest (models/crypto.py, domain/operations/privacy.py).")
 app.add_typer(keys_app, name="keys")
 
 
@@ -426,7 +426,7 @@ def keys_generate() -> None:
 @keys_app.command("rotate")
 def keys_rotate(batch_size: int = typer.Option(500, min=1, help="Rows per transaction.")) -> None:
     """Re-encrypt every value not under ODIM_ENCRYPTION_KEY_ID (batched, resumable), then show the key ids still in use."""
-    from domain import privacy
+    from domain.operations import privacy
     from models.db import dispose_engine
 
     def progress(column: str, counts) -> None:
@@ -482,8 +482,8 @@ def create_admin(
     password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True),
 ) -> None:
     """Create an operator (admin) account."""
-    from domain import user as user_domain
-    from domain.errors import DomainError
+    from domain.identity import user as user_domain
+    from domain.shared.errors import DomainError
     from models.db import dispose_engine, session_scope
 
     async def run() -> None:

@@ -22,10 +22,11 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 
 import workers  # noqa: F401  (configures the Dramatiq broker the outbox dispatches to)
-from domain import health, live, outbox
-from domain import payment as payment_domain
-from domain import service_request as sr_domain
-from domain.money import Money
+from domain.operations import health
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr_domain
+from domain.shared import live, outbox
+from domain.shared.money import Money
 from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
@@ -179,7 +180,7 @@ async def payment_return(request: Request) -> Response:
     stands and links to the request's public tracking page. No personal data is shown."""
     import html
 
-    from domain import reconciliation
+    from domain.orders import reconciliation
 
     reference = request.path_params["reference"]
     status = await reconciliation.check_payment(reference)
@@ -207,7 +208,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """200 when PostgreSQL and Redis answer, migrations are at head and the live bus is connected;
     503 otherwise. Body: ``{"postgresql": "ok", "migrations": "ok", "redis": "ok", "live": "ok"}``,
-    a failing check holding its reason instead of "ok" (domain/health.py)."""
+    a failing check holding its reason instead of "ok" (domain/operations/health.py)."""
     found = await health.readiness()
     return JSONResponse(found.checks, status_code=200 if found.ready else 503)
 

@@ -158,7 +158,7 @@ class Settings(BaseSettings):
     audit_export_batch_rows: int = 500  # rows: the CSV export fetches (server-side cursor) and sends this many at a time
     # --- abuse limits and HTTP hardening (issue 6) ------------------------------------------------
     # Rate limits are "<count>/<period>" in the `limits` library's notation ("100/minute", "5/hour"),
-    # counted in a moving window on Redis (domain/ratelimit.py). Over one: HTTP 429 + Retry-After,
+    # counted in a moving window on Redis (domain/shared/ratelimit.py). Over one: HTTP 429 + Retry-After,
     # and a RATE_LIMITED error in the GraphQL payload.
     rate_limit_public: str = "100/minute"  # HTTP requests to /graphql per client IP (seed requirement); fails open
     rate_limit_login: str = "10/minute"  # login attempts per email address; fails closed when Redis is down
@@ -226,7 +226,7 @@ class Settings(BaseSettings):
     # PDF falls back to the built-in Courier (Latin-1 only: other characters print as "?").
     contract_pdf_font_path: str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
     # --- discovery ranking and cache (issue 7) ---
-    # Ranking weights (domain/discovery.py): score = sum of weight * term, each term normalised to
+    # Ranking weights (domain/providers/discovery.py): score = sum of weight * term, each term normalised to
     # 0..1 (1 = best). Unitless; the defaults sum to 1 so a score is in 0..1.
     discovery_weight_distance: float = 0.40  # closeness: 1 - distance / search radius
     discovery_weight_rating: float = 0.30  # Bayesian average rating / 5
@@ -244,7 +244,7 @@ class Settings(BaseSettings):
     discovery_stats_refresh_seconds: int = 900  # seconds between the scheduler's provider-stats refreshes
     # --- reviews and the two-strike policy (issue 7) ---
     # days after an order's or a visit's completion during which either side may review it; blind
-    # reviews are published when both sides reviewed or when this window closes (domain/review.py).
+    # reviews are published when both sides reviewed or when this window closes (domain/reviews/review.py).
     review_window_days: int = 14
     # stars (1-5): a provider whose average of published customer reviews falls below this ...
     rating_flag_threshold: float = 3.5

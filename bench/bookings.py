@@ -80,10 +80,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 from bench.geosearch import SERVER_SETTINGS, ensure_database, machine_cores, machine_cpu, machine_info, tree_cpu_seconds
 from bench.payments import ACTIVITY_SQL, fmt_cores, fmt_ms, latency_stats, postmaster_pid
 from devstack import seed as seed_module
-from domain import availability, booking, outbox
-from domain.booking import SlotUnavailable
-from domain.errors import DomainError
-from domain.user import hash_password
+from domain.bookings import booking
+from domain.bookings.booking import SlotUnavailable
+from domain.identity.user import hash_password
+from domain.providers import availability
+from domain.shared import outbox
+from domain.shared.errors import DomainError
 from models import (
     AvailabilityRule,
     Booking,
@@ -96,7 +98,7 @@ from models import (
     TierPrice,
     User,
 )
-from models.booking import LIVE_STATUSES
+from models.bookings import LIVE_STATUSES
 from models.db import dispose_engine, session_scope
 from settings import get_settings
 

@@ -1,4 +1,4 @@
-"""Discovery benchmark: ranked ``searchProviders`` (domain/discovery.py) cold vs. warm cache, and the
+"""Discovery benchmark: ranked ``searchProviders`` (domain/providers/discovery.py) cold vs. warm cache, and the
 uncached ranking vs. the plain KNN geosearch (``providersNearby``), in one run.
 
     uv run python bench/discovery.py                  # 10,000 providers, 400 query points
@@ -51,8 +51,9 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from sqlalchemy import text
 
-from domain import discovery, presence
-from domain.provider import GeoPoint, providers_nearby
+from domain.messaging import presence
+from domain.providers import discovery
+from domain.providers.provider import GeoPoint, providers_nearby
 from models.db import dispose_engine, get_engine, session_scope
 from settings import get_settings
 
@@ -198,7 +199,7 @@ async def main(args: argparse.Namespace) -> dict:
     }
 
 
-# The candidates statement as it was, with ST_DWithin inside the KNN scan (domain/discovery.py says why
+# The candidates statement as it was, with ST_DWithin inside the KNN scan (domain/providers/discovery.py says why
 # it changed): timed against the current one under custom plans, which a prepared statement gets on
 # its first five executions per connection, and every statement without a statement cache.
 CANDIDATES_SQL_DWITHIN_INSIDE = f"""

@@ -29,7 +29,7 @@ import timeit
 
 from sqlalchemy import delete, insert, select, text
 
-from domain import privacy
+from domain.operations import privacy
 from models import User
 from models.crypto import EncryptedText, blind_index, decrypt, encrypt, generate_key
 from models.db import dispose_engine, session_scope

@@ -1,4 +1,4 @@
-"""Export benchmark: the operators' CSV exports stream (domain/audit.py ``stream_csv``, shared by the
+"""Export benchmark: the operators' CSV exports stream (domain/shared/audit.py ``stream_csv``, shared by the
 audit, request, journal and payout exports) against the naive export that loads every row first, in
 one run.
 
@@ -44,7 +44,8 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from sqlalchemy import column, select, text
 
-from domain import audit, exports
+from domain.operations import exports
+from domain.shared import audit
 from models.db import dispose_engine, session_scope
 
 COLUMNS = exports.LEDGER_CSV_COLUMNS

@@ -372,8 +372,8 @@ class BenchData:
 async def ensure_bench_data() -> BenchData:
     """The bench service, the customer with one purchase (and so one conversation) and the operator:
     reused when an earlier run made them, created when missing."""
-    from domain.service_request import purchase_service
-    from domain.user import find_by_email, hash_password, open_session
+    from domain.identity.user import find_by_email, hash_password, open_session
+    from domain.orders.service_request import purchase_service
     from gateways.sandbox import SandboxGateway
     from models import Conversation, ServiceRequest, ServiceTier, TierPrice, User
     from models import Service as ServiceModel
@@ -464,7 +464,8 @@ class Publisher:
                     self.errors.append(f"seq {seq}: HTTP {response.status_code} {json.dumps(answer)[:300]}")
                     return False
             else:
-                from domain import chat, outbox
+                from domain.messaging import chat
+                from domain.shared import outbox
                 from models import User
 
                 async with session_scope() as s:

@@ -73,7 +73,7 @@ from rich.progress import (
 from rich.table import Table
 
 from devstack import seed as seed_module
-from domain.provider import NEARBY_SQL, GeoPoint
+from domain.providers.provider import NEARBY_SQL, GeoPoint
 from models.db import dispose_engine
 from settings import get_settings
 

@@ -105,9 +105,10 @@ from bench.geosearch import (
     wait_ready,
 )
 from devstack import seed as seed_module
-from domain import ledger, outbox
-from domain import payment as payment_domain
-from domain import service_request as sr_domain
+from domain.money import ledger
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr_domain
+from domain.shared import outbox
 from gateways import sandbox
 from models import Payment, Service, ServiceTier, TierPrice
 from models.db import dispose_engine, session_scope

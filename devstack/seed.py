@@ -45,7 +45,7 @@ from phonenumbers import PhoneNumberType
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.engine import make_url
 
-from domain.user import hash_password
+from domain.identity.user import hash_password
 from models import (
     Affiliate,
     ApplianceModel,
@@ -687,7 +687,7 @@ async def seed_demo(*, rng_seed: int = 7) -> dict[str, Any]:
             for i, pid in enumerate(demo_provider_ids, start=1)
         ])
 
-        # --- bookings: the demo provider accounts take bookings (domain/availability.py) ---------
+        # --- bookings: the demo provider accounts take bookings (domain/providers/availability.py) ---------
         await session.execute(insert(AvailabilityRule), [
             {"provider_id": pid, "weekday": day, "start_minute": 8 * 60, "end_minute": 18 * 60}
             for pid in demo_provider_ids for day in range(6)

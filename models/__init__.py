@@ -1,9 +1,7 @@
 """SQLAlchemy models. Importing this package registers every table on ``Base.metadata``."""
 
-from models.affiliate import Affiliate, AffiliateAttribution
-from models.audit import AuditEntry
 from models.base import Base
-from models.booking import (
+from models.bookings import (
     ApplianceModel,
     AvailabilityException,
     AvailabilityRule,
@@ -16,21 +14,23 @@ from models.booking import (
     Ticket,
 )
 from models.catalogue import Service, ServiceTier, TierPrice
-from models.chat import ChatMessage, ChatRead, Conversation
-from models.contract import Contract, ContractAcceptance
-from models.dispute import Dispute
-from models.feed import Notification
-from models.ledger import LedgerAccount, LedgerEntry, LedgerTransaction
-from models.notification import Email, EmailDelivery, EmailSuppression, NotificationPreference
-from models.onboarding import ApplicationDocument, ProviderApplication
-from models.operations import DeadLetter, IdempotencyKey, ReconciliationItem, ReconciliationRun
-from models.outbox import OutboxMessage
-from models.payment import Payment, PaymentStatusChange, Refund, WebhookEvent
-from models.payout import Payout, PayoutDestination, PayoutStatusChange, ProviderEarning
-from models.provider import Provider
-from models.review import ProviderStrike, Review
-from models.service_request import ServiceRequest, ServiceRequestStatusChange
-from models.user import AccountToken, AuthSession, RefreshToken, User
+from models.identity import AccountToken, AuthSession, RefreshToken, User
+from models.messaging.chat import ChatMessage, ChatRead, Conversation
+from models.messaging.feed import Notification
+from models.messaging.notification import Email, EmailDelivery, EmailSuppression, NotificationPreference
+from models.money.affiliate import Affiliate, AffiliateAttribution
+from models.money.ledger import LedgerAccount, LedgerEntry, LedgerTransaction
+from models.money.payout import Payout, PayoutDestination, PayoutStatusChange, ProviderEarning
+from models.orders.contract import Contract, ContractAcceptance
+from models.orders.dispute import Dispute
+from models.orders.payment import Payment, PaymentStatusChange, Refund, WebhookEvent
+from models.orders.service_request import ServiceRequest, ServiceRequestStatusChange
+from models.providers.onboarding import ApplicationDocument, ProviderApplication
+from models.providers.provider import Provider
+from models.reviews import ProviderStrike, Review
+from models.shared.audit import AuditEntry
+from models.shared.operations import DeadLetter, IdempotencyKey, ReconciliationItem, ReconciliationRun
+from models.shared.outbox import OutboxMessage
 
 __all__ = [
     "Affiliate", "AffiliateAttribution", "AuditEntry", "ApplianceModel", "AvailabilityException", "AvailabilityRule", "Base",

@@ -16,8 +16,8 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from domain import audit
-from domain.errors import DomainError
+from domain.shared import audit
+from domain.shared.errors import DomainError
 from models import AuditEntry
 from resolvers.context import Context, bearer_token
 from resolvers.ids import decode_id

@@ -19,10 +19,13 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import availability, discovery, escalation, outbox, pagination, substitution, ticket
-from domain import booking as booking_domain
-from domain.errors import DomainError, Forbidden, NotFound
-from domain.provider import GeoPoint
+from domain.bookings import booking as booking_domain
+from domain.bookings import substitution, ticket
+from domain.orders import escalation
+from domain.providers import availability, discovery
+from domain.providers.provider import GeoPoint
+from domain.shared import outbox, pagination
+from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Booking, Escalation, Ticket
 from models.db import session_scope
 from resolvers import loaders, ratelimit

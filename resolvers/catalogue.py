@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain import catalogue
+from domain.catalogue import services as catalogue
 from models import Service, ServiceTier
 from resolvers.context import Context
 

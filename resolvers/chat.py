@@ -12,8 +12,9 @@ from typing import Any
 
 from strawberry.dataloader import DataLoader
 
-from domain import chat, outbox
-from domain.errors import DomainError, Forbidden, NotFound
+from domain.messaging import chat
+from domain.shared import outbox
+from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Conversation
 from models.db import session_scope
 from resolvers.context import Context, forbidden

@@ -17,7 +17,7 @@ from typing import Any
 from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.user import InvalidToken, TokenClaims, decode_token, load_viewer
+from domain.identity.user import InvalidToken, TokenClaims, decode_token, load_viewer
 from models import User
 from models.db import get_sessionmaker
 

@@ -15,8 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from strawberry.dataloader import DataLoader
 
-from domain import contract as contract_domain
-from domain.errors import DomainError, NotFound
+from domain.orders import contract as contract_domain
+from domain.shared.errors import DomainError, NotFound
 from models import Contract, ContractAcceptance
 from models.db import session_scope
 from resolvers.audit import denial_code, record_denial

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain import discovery
-from domain import provider as provider_domain
-from domain.errors import DomainError
+from domain.providers import discovery
+from domain.providers import provider as provider_domain
+from domain.shared.errors import DomainError
 from models.db import session_scope
 from resolvers.context import Context
 from resolvers.errors import PayloadError, to_payload_error

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import dispute as dispute_domain
-from domain import outbox
-from domain import service_request as sr_domain
-from domain.errors import DomainError, NotFound
+from domain.orders import dispute as dispute_domain
+from domain.orders import service_request as sr_domain
+from domain.shared import outbox
+from domain.shared.errors import DomainError, NotFound
 from models import Dispute, ServiceRequest
 from models.db import session_scope
 from resolvers.context import Context

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.dataloader import DataLoader
 
-from domain import notification
-from domain.errors import DomainError
+from domain.messaging import notification
+from domain.shared.errors import DomainError
 from models import Email, EmailDelivery
 from models.db import session_scope
 from resolvers.context import Context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain.errors import DomainError, Forbidden
+from domain.shared.errors import DomainError, Forbidden
 from resolvers.context import forbidden
 
 

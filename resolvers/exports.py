@@ -1,4 +1,4 @@
-"""The operators' streamed CSV endpoints (domain/exports.py): ``GET /admin/service-requests.csv``,
+"""The operators' streamed CSV endpoints (domain/operations/exports.py): ``GET /admin/service-requests.csv``,
 ``GET /admin/ledger.csv`` and ``GET /admin/payouts.csv``. Each needs an admin's bearer token (401 /
 403 audited), answers 400 naming a bad parameter, audits the export with its filter and streams
 batches of ``settings.audit_export_batch_rows`` rows from a server-side cursor."""
@@ -11,11 +11,11 @@ from datetime import datetime
 from starlette.requests import Request
 from starlette.responses import Response
 
-from domain import exports
-from domain.errors import DomainError
-from domain.exports import PeriodFilter
-from domain.service_request import RequestFilter
-from models.service_request import SERVICE_REQUEST_STATUSES
+from domain.operations import exports
+from domain.operations.exports import PeriodFilter
+from domain.orders.service_request import RequestFilter
+from domain.shared.errors import DomainError
+from models.orders.service_request import SERVICE_REQUEST_STATUSES
 from resolvers.audit import admin_csv_export
 from resolvers.ids import decode_id
 from settings import get_settings

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import feed
-from domain.errors import DomainError
+from domain.messaging import feed
+from domain.shared.errors import DomainError
 from models import Notification
 from models.db import session_scope
 from resolvers.context import Context

@@ -6,7 +6,7 @@ import base64
 import binascii
 import re
 
-from domain.errors import DomainError
+from domain.shared.errors import DomainError
 
 
 class InvalidId(DomainError):

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 from graphql import GraphQLError
 
-from domain import booking as booking_domain
-from domain import chat, live, presence
-from domain import feed as feed_domain
-from domain import service_request as sr_domain
-from domain.errors import DomainError
+from domain.bookings import booking as booking_domain
+from domain.messaging import chat, presence
+from domain.messaging import feed as feed_domain
+from domain.orders import service_request as sr_domain
+from domain.shared import live
+from domain.shared.errors import DomainError
 from models.db import session_scope
 from resolvers.booking import authorise_subscription as authorise_booking
 from resolvers.chat import authorise_subscription as authorise_conversation

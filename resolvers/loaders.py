@@ -9,11 +9,14 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import distinct_on
 from strawberry.dataloader import DataLoader
 
-from domain import availability, catalogue, dispute, reconciliation, refund
-from domain import booking as booking_domain
-from domain import provider as provider_domain
-from domain import service_request as sr_domain
-from domain import ticket as ticket_domain
+from domain.bookings import booking as booking_domain
+from domain.bookings import ticket as ticket_domain
+from domain.catalogue import services as catalogue
+from domain.money import refund
+from domain.orders import dispute, reconciliation
+from domain.orders import service_request as sr_domain
+from domain.providers import availability
+from domain.providers import provider as provider_domain
 from models import (
     Booking,
     Conversation,

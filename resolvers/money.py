@@ -6,9 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain import affiliate, escrow, fees, ledger, outbox, refund
-from domain import service_request as sr_domain
-from domain.errors import DomainError, Forbidden, NotFound
+from domain.catalogue import fees
+from domain.money import affiliate, escrow, ledger, refund
+from domain.orders import service_request as sr_domain
+from domain.shared import outbox
+from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Payment, Refund, ServiceRequest
 from models.db import session_scope
 from resolvers import loaders
@@ -131,7 +133,7 @@ async def refund_service_request(
 
 async def refund_nodes(ctx: Context, ids: list[int]) -> list[Refund | None]:
     """Refunds by global id: only for callers who may see their order's private view."""
-    from domain import service_request as sr_domain
+    from domain.orders import service_request as sr_domain
 
     viewer = await ctx.viewer()
     if viewer is None:

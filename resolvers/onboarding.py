@@ -19,10 +19,11 @@ from graphql import GraphQLError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from domain import audit, discovery
-from domain import onboarding as onb
-from domain.errors import DomainError
-from domain.provider import GeoPoint
+from domain.providers import discovery
+from domain.providers import onboarding as onb
+from domain.providers.provider import GeoPoint
+from domain.shared import audit
+from domain.shared.errors import DomainError
 from gateways.storage import ObjectNotFound, StorageError, get_storage
 from models import ApplicationDocument
 from models.crypto import DecryptionError
@@ -217,7 +218,7 @@ async def application_nodes(ctx: Context, ids: list[int]) -> list[onb.Applicatio
 
 
 async def _invalidate_discovery(provider_id: int) -> None:
-    """Tell discovery (domain/discovery.py) that a provider changed, after commit (never raises for Redis)."""
+    """Tell discovery (domain/providers/discovery.py) that a provider changed, after commit (never raises for Redis)."""
     await discovery.invalidate_provider(provider_id)
 
 

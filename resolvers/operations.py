@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import dead_letter, outbox, reconciliation
-from domain.errors import DomainError
+from domain.orders import reconciliation
+from domain.shared import dead_letter, outbox
+from domain.shared.errors import DomainError
 from models import DeadLetter, Payment, ReconciliationRun
 from models.db import session_scope
 from resolvers.context import Context

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from domain import outbox
-from domain import payout as payout_domain
-from domain.errors import DomainError
+from domain.money import payout as payout_domain
+from domain.shared import outbox
+from domain.shared.errors import DomainError
 from models import Payout, PayoutDestination, User
 from models.db import session_scope
 from resolvers import loaders

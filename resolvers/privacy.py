@@ -1,4 +1,4 @@
-"""Data protection over GraphQL: a customer's data export and account erasure (domain/privacy.py)."""
+"""Data protection over GraphQL: a customer's data export and account erasure (domain/operations/privacy.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from typing import Any
 
 import structlog
 
-from domain import audit
-from domain import privacy as privacy_domain
-from domain.errors import DomainError
+from domain.operations import privacy as privacy_domain
+from domain.shared import audit
+from domain.shared.errors import DomainError
 from gateways.storage import StorageError, get_storage
 from models.db import session_scope
 from resolvers.context import Context, forbidden

@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from graphql import GraphQLError
 
-from domain import discovery
-from domain import provider as provider_domain
-from domain.errors import DomainError
+from domain.providers import discovery
+from domain.providers import provider as provider_domain
+from domain.shared.errors import DomainError
 from models import Provider
 from models.db import session_scope
 from resolvers import loaders

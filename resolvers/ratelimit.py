@@ -1,7 +1,7 @@
 """Per-account and per-IP rate limits for sensitive mutations (issue 6, "Abuse limits").
 
 ``limit(ctx, bucket, key)`` counts one attempt in a bucket and answers None (go on) or the seconds to
-wait. Buckets and their settings (``limits`` notation, moving window on Redis, domain/ratelimit.py):
+wait. Buckets and their settings (``limits`` notation, moving window on Redis, domain/shared/ratelimit.py):
 
 ========================  =====================================  =================================  ===========
 bucket                    per key (email or account)             per client IP                      Redis down
@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from domain import ratelimit
+from domain.shared import ratelimit
 from resolvers.errors import PayloadError
 from settings import get_settings
 

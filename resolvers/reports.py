@@ -1,4 +1,4 @@
-"""Financial reports for admins (domain/reports.py): figures from the ledger. Every field is admin
+"""Financial reports for admins (domain/operations/reports.py): figures from the ledger. Every field is admin
 only (FORBIDDEN otherwise); a bad period is a top-level ``INVALID_PERIOD`` error."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import reports
-from domain.errors import DomainError
+from domain.operations import reports
+from domain.shared.errors import DomainError
 from resolvers.context import Context
 from resolvers.ids import decode_id
 from resolvers.provider import bad_input

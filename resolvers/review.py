@@ -1,4 +1,4 @@
-"""Review, rating and two-strike resolvers (issue 7): authorise, decode ids, call domain/review.py.
+"""Review, rating and two-strike resolvers (issue 7): authorise, decode ids, call domain/reviews/review.py.
 
 Mutations run in their own transaction (``_write``); after commit the outbox is relayed (emails)
 and, when a provider's suspension changed, discovery's cache cells of that provider are
@@ -14,9 +14,10 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain import discovery, outbox
-from domain import review as review_domain
-from domain.errors import DomainError
+from domain.providers import discovery
+from domain.reviews import review as review_domain
+from domain.shared import outbox
+from domain.shared.errors import DomainError
 from models import Provider, ProviderStrike, Review
 from models.db import session_scope
 from resolvers.context import Context
@@ -54,7 +55,7 @@ class ReviewResult:
 async def submit_review(
     ctx: Context, *, service_request_id: str | None, booking_id: str | None, rating: int, text: str | None,
 ) -> ReviewResult:
-    """The caller (customer or provider of the order or visit) reviews it; see domain/review.py."""
+    """The caller (customer or provider of the order or visit) reviews it; see domain/reviews/review.py."""
     user = await ctx.require_user()
 
     async def op(session: AsyncSession) -> Review:

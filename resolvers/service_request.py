@@ -7,9 +7,9 @@ from datetime import datetime
 
 from graphql import GraphQLError
 
-from domain import outbox
-from domain import service_request as sr_domain
-from domain.errors import DomainError
+from domain.orders import service_request as sr_domain
+from domain.shared import outbox
+from domain.shared.errors import DomainError
 from models import ServiceRequest
 from models.db import session_scope
 from resolvers import ratelimit

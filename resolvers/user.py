@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from domain import audit
-from domain import service_request as sr_domain
-from domain import user as user_domain
-from domain.errors import DomainError
+from domain.identity import user as user_domain
+from domain.orders import service_request as sr_domain
+from domain.shared import audit
+from domain.shared.errors import DomainError
 from models import User
 from models.db import session_scope
 from resolvers import ratelimit

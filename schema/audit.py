@@ -2,7 +2,7 @@
 each operation's request metadata and records permission denials, and the auditing of every
 Mutation root field an admin executes (``audit_admin_mutations``).
 
-Hooks, and what each writes (rows: models/audit.py):
+Hooks, and what each writes (rows: models/shared/audit.py):
 
 * ``AuditExtension.on_operation`` binds request id, client IP and the token's user id and role
   (``resolvers.audit.bind_context``) for every row written during the operation, and afterwards
@@ -45,7 +45,7 @@ from strawberry import relay
 from strawberry.extensions import SchemaExtension
 from strawberry.scalars import JSON
 
-from domain import audit as audit_domain
+from domain.shared import audit as audit_domain
 from models import AuditEntry as AuditEntryModel
 from resolvers import audit as audit_resolvers
 from resolvers.ids import encode_id

@@ -19,11 +19,11 @@ from typing import Annotated
 import strawberry
 from strawberry import relay
 
-from domain import booking as booking_domain
-from domain import ticket as ticket_domain
-from domain.availability import DateException as DomainDateException
-from domain.availability import ServiceSlot as DomainServiceSlot
-from domain.provider import NearbyProvider as NearbyHit
+from domain.bookings import booking as booking_domain
+from domain.bookings import ticket as ticket_domain
+from domain.providers.availability import DateException as DomainDateException
+from domain.providers.availability import ServiceSlot as DomainServiceSlot
+from domain.providers.provider import NearbyProvider as NearbyHit
 from models import Booking as BookingModel
 from models import BookingStatusChange
 from models import Escalation as EscalationModel

@@ -14,8 +14,8 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain import chat as chat_domain
-from domain.chat import MessageView
+from domain.messaging import chat as chat_domain
+from domain.messaging.chat import MessageView
 from models import Conversation as ConversationModel
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import strawberry
 from strawberry import relay
 
-from domain.money import Money as DomainMoney
+from domain.shared.money import Money as DomainMoney
 
 
 @strawberry.type(description="An amount in integer minor units of an ISO 4217 currency (XAF has none).")

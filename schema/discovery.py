@@ -8,7 +8,7 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain import discovery
+from domain.providers import discovery
 from resolvers import discovery as discovery_resolvers
 from schema.common import GeoPointInput, coded_errors, page_info
 from schema.provider import Provider

@@ -12,7 +12,7 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain import notification as notification_domain
+from domain.messaging import notification as notification_domain
 from models import Email as EmailModel
 from models import EmailDelivery as EmailDeliveryModel
 from resolvers import email as email_resolvers

@@ -8,7 +8,7 @@ import structlog
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors, SchemaExtension
 
-from domain import health
+from domain.operations import health
 from settings import get_settings
 
 log = structlog.get_logger("odim.graphql")

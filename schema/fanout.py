@@ -10,7 +10,7 @@ member; each member's task writes ``{"id":<its operation id>,"type":"next","payl
 Shared fields must return pure data types (no resolver reads the viewer): authorisation runs per
 member when it joins, through the same ``open`` function as the per-subscriber path.
 
-Gapless (domain/live.py's contract): the group fills gaps itself (an event whose ``prev`` is after
+Gapless (domain/shared/live.py's contract): the group fills gaps itself (an event whose ``prev`` is after
 the last id it broadcast makes it read PostgreSQL), polls PostgreSQL while the bus is down and
 re-reads from its last id after resubscribing, so its members receive a contiguous sequence. A
 joining member registers first, then replays ``id > after`` from PostgreSQL, then drains its queue
@@ -49,8 +49,8 @@ from graphql.execution.values import get_argument_values
 from prometheus_client import Counter, Gauge
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler, Operation
 
-from domain import live
-from domain.user import InvalidToken, load_viewer
+from domain.identity.user import InvalidToken, load_viewer
+from domain.shared import live
 from models.db import session_scope
 from resolvers import audit
 from resolvers.live import Opened, heartbeating

@@ -54,7 +54,7 @@ class Notification(relay.Node):
 
     @classmethod
     def from_payload(cls, p: dict) -> "Notification":
-        """From a stream payload (domain/feed.py: published events and ``notifications_since``)."""
+        """From a stream payload (domain/messaging/feed.py: published events and ``notifications_since``)."""
         subject_type, subject_id = p.get("subjectType"), p.get("subjectId")
         return cls(
             id=int(p["id"]), kind=NotificationKind(p["kind"]), title=p["title"], body=p["body"],

@@ -19,7 +19,7 @@ from typing import Any
 import structlog
 from starlette.datastructures import MutableHeaders
 
-from domain import ratelimit
+from domain.shared import ratelimit
 from resolvers.ratelimit import client_ip
 from settings import get_settings
 

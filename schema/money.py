@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import relay
 
-from domain.affiliate import AffiliateTotals as DomainAffiliateTotals
-from domain.escrow import Settlement as SettlementFigures
-from domain.fees import FeeBreakdown, customer_lines
-from domain.fees import ReceiptLine as DomainReceiptLine
+from domain.catalogue.fees import FeeBreakdown, customer_lines
+from domain.catalogue.fees import ReceiptLine as DomainReceiptLine
+from domain.money.affiliate import AffiliateTotals as DomainAffiliateTotals
+from domain.money.escrow import Settlement as SettlementFigures
 from models import Refund as RefundModel
 from resolvers import money as money_resolvers
 from resolvers.money import ReceiptView, TrialBalance

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import strawberry
 
-from domain import escrow
-from domain.service_request import CustomerDetails
+from domain.money import escrow
+from domain.orders.service_request import CustomerDetails
 from resolvers import chat as chat_resolvers
 from resolvers import dispute as dispute_resolvers
 from resolvers import money as money_resolvers

@@ -14,8 +14,8 @@ Exposed by ``/metrics`` (server.py; prometheus_client's text format):
   template (``/webhooks/{gateway}``), seconds; unmatched paths are ``route="unmatched"``.
 - ``odim_queue_depth{queue, state}``, ``odim_outbox_pending``, ``odim_outbox_oldest_age_seconds``,
   ``odim_webhooks_pending``, ``odim_webhook_oldest_pending_age_seconds``: sampled at scrape time
-  (domain/health.py ``backlog``) with a short timeout; a source that does not answer is left out.
-- From domain/metrics.py: ``odim_payment_outcomes_total{gateway, outcome}``,
+  (domain/operations/health.py ``backlog``) with a short timeout; a source that does not answer is left out.
+- From domain/shared/metrics.py: ``odim_payment_outcomes_total{gateway, outcome}``,
   ``odim_webhook_lag_seconds{gateway}``.
 """
 
@@ -38,7 +38,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from strawberry.extensions import SchemaExtension
 
-from domain import health
+from domain.operations import health
 from settings import get_settings
 
 log = structlog.get_logger("odim.graphql")

@@ -17,7 +17,7 @@ import strawberry
 from strawberry import relay
 from strawberry.file_uploads import Upload
 
-from domain import onboarding as onb
+from domain.providers import onboarding as onb
 from models import ApplicationDocument as DocumentModel
 from resolvers import onboarding as onb_resolvers
 from resolvers.ids import encode_id

@@ -9,8 +9,8 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain.payout import EarningsSummary as DomainEarnings
-from domain.payout import masked_destination
+from domain.money.payout import EarningsSummary as DomainEarnings
+from domain.money.payout import masked_destination
 from models import Payout as PayoutModel
 from models import PayoutDestination as DestinationModel
 from resolvers import loaders

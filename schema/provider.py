@@ -8,8 +8,8 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain.provider import NearbyProvider as NearbyHit
-from domain.provider import ProviderView, encode_cursor
+from domain.providers.provider import NearbyProvider as NearbyHit
+from domain.providers.provider import ProviderView, encode_cursor
 from resolvers import provider as provider_resolvers
 from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
 from schema.review import RatingSummary, ReviewConnection, provider_rating_summary, provider_reviews

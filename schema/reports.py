@@ -1,5 +1,5 @@
 """Financial reports for the operator's console (admin only). Figures come from the ledger; see
-domain/reports.py for what each column means. Periods are `[from, to)` (ISO 8601 with a zone), at
+domain/operations/reports.py for what each column means. Periods are `[from, to)` (ISO 8601 with a zone), at
 most 366 days; days are UTC days. One SQL statement per report."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Annotated
 
 import strawberry
 
-from domain import reports as domain_reports
+from domain.operations import reports as domain_reports
 from resolvers import reports as report_resolvers
 from resolvers.ids import encode_id
 from schema.common import Money

@@ -1,4 +1,4 @@
-"""Reviews, ratings and the two-strike policy in GraphQL (issue 7; rules in domain/review.py).
+"""Reviews, ratings and the two-strike policy in GraphQL (issue 7; rules in domain/reviews/review.py).
 
 Customers and providers: ``submitReview`` (one mutation for both sides: the caller's side is the
 customer's or the provider's of the named order or visit), ``myReviews``; everyone:
@@ -16,7 +16,7 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain.review import RatingSummary as RatingSummaryView
+from domain.reviews.review import RatingSummary as RatingSummaryView
 from models import Provider as ProviderModel
 from models import ProviderStrike as StrikeModel
 from models import Review as ReviewModel

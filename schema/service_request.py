@@ -9,7 +9,7 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain import service_request as sr_domain
+from domain.orders import service_request as sr_domain
 from models import ServiceRequest as ServiceRequestModel
 from resolvers import contract as contract_resolvers
 from resolvers import loaders

@@ -1,7 +1,7 @@
 """Root Subscription (graphql-transport-ws only; token in `connection_init`).
 
 Every field resumes without gaps: pass `after` = the id of the last event you saw and you receive
-every later event exactly once and in order, then live ones (domain/live.py). Without `after`,
+every later event exactly once and in order, then live ones (domain/shared/live.py). Without `after`,
 events from the moment you subscribe. The same events are available by query for polling clients
 (`serviceRequestStatusEventsSince`, `bookingStatusEventsSince`, `chatMessagesSince`,
 `notificationsSince`). With `ODIM_LIVE_FANOUT=shared` (the default) subscribers with the same
@@ -18,8 +18,8 @@ from typing import Any
 
 import strawberry
 
-from domain import service_request as sr_domain
-from domain.chat import MessageView
+from domain.messaging.chat import MessageView
+from domain.orders import service_request as sr_domain
 from resolvers import live as live_resolvers
 from resolvers.ids import encode_id
 from schema.booking import BookingStatusEvent

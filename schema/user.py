@@ -9,7 +9,7 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
-from domain.user import TokenPair
+from domain.identity.user import TokenPair
 from models import User as UserModel
 from resolvers import user as user_resolvers
 from schema.common import coded_errors

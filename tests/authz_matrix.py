@@ -173,7 +173,7 @@ async def _ada_application(w: Any) -> None:
     the onboarding rows; ``w.case["application"]`` / ``w.case["document"]`` hold their ids."""
     import uuid
 
-    from domain import onboarding
+    from domain.providers import onboarding
     from models import ApplicationDocument
     from models.db import session_scope
 
@@ -203,7 +203,7 @@ async def _fresh_provider(w: Any) -> None:
 
 async def _ada_contract(w: Any, role: str) -> dict[str, Any]:
     """The current contract of A's request (made when P1 was assigned): its global id and hash."""
-    from domain import contract
+    from domain.orders import contract
     from models.db import session_scope
 
     async with session_scope() as s:

@@ -9,10 +9,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
-from domain import availability, booking
-from domain import dispute as dispute_domain
-from domain import payment as payment_domain
-from domain.errors import DomainError
+from domain.bookings import booking
+from domain.orders import dispute as dispute_domain
+from domain.orders import payment as payment_domain
+from domain.providers import availability
+from domain.shared.errors import DomainError
 from models import Booking, Dispute, Payment, Provider, Service, ServiceTier, SubstitutionOffer, User
 from models.db import session_scope
 from settings import get_settings
@@ -139,7 +140,7 @@ class TimerIdle(DomainError):
 
 
 async def offer_to(booking_id: int, provider_id: int) -> None:
-    """A substitution offer of the visit to ``provider_id`` (as domain/substitution.py makes them)."""
+    """A substitution offer of the visit to ``provider_id`` (as domain/bookings/substitution.py makes them)."""
     async with session_scope() as s:
         await s.execute(insert(SubstitutionOffer).values(booking_id=booking_id, provider_id=provider_id)
                         .on_conflict_do_nothing(index_elements=["booking_id", "provider_id"]))

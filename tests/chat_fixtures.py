@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import select
 
-from domain import service_request as sr
+from domain.orders import service_request as sr
 from models import Conversation, User
 from models.db import session_scope
 from resolvers.ids import encode_id

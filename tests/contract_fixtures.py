@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from domain import contract
-from domain import service_request as sr
+from domain.orders import contract
+from domain.orders import service_request as sr
 from models import Booking, Provider, ServiceRequest, User
 from models.db import session_scope
 from tests.factories import make_user

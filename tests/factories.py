@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from domain.user import hash_password
+from domain.identity.user import hash_password
 from models import Affiliate, Provider, Service, ServiceTier, TierPrice, User
 from models.db import session_scope
 
@@ -27,7 +27,7 @@ async def make_user(email: str, *, role: str = "customer", password: str = "corr
 async def token_for(user: User, *, mfa: bool | None = None) -> str:
     """An access token of a new sign-in of ``user``, made directly in the database (admins' as if they
     had presented a TOTP code, unless ``mfa`` says otherwise). Tests of the login flow itself use the API."""
-    from domain.user import open_session
+    from domain.identity.user import open_session
 
     async with session_scope() as s:
         return (await open_session(s, user, mfa=user.role == "admin" if mfa is None else mfa)).access_token

@@ -329,7 +329,7 @@ async def mint_token(role: str, nth: int = 0) -> str | None:
     id, wrapping around); admins' sessions count as MFA-verified. ``anonymous``: None."""
     from sqlalchemy import select
 
-    from domain.user import open_session
+    from domain.identity.user import open_session
     from models import User
     from models.db import session_scope
 

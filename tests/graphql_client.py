@@ -30,7 +30,7 @@ async def login(client: httpx.AsyncClient, email: str, password: str = "correct-
     payload = body["data"]["login"]
     assert payload["errors"] == [], payload["errors"]
     if payload["mfaEnrolmentRequired"]:
-        from domain.user import find_by_email
+        from domain.identity.user import find_by_email
         from models.db import session_scope
         from tests.factories import token_for
 

@@ -19,8 +19,9 @@ import redis.asyncio as aioredis
 from sqlalchemy import func, select
 
 import schema
-from domain import booking as booking_domain
-from domain import escalation, live, outbox
+from domain.bookings import booking as booking_domain
+from domain.orders import escalation
+from domain.shared import live, outbox
 from models import Booking, BookingStatusChange, Email, Escalation, OutboxMessage, ServiceRequest
 from models.db import session_scope
 from resolvers.context import Context

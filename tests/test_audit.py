@@ -19,7 +19,8 @@ from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 
 import server
-from domain import audit, ledger
+from domain.money import ledger
+from domain.shared import audit
 from models import AuditEntry, DeadLetter, LedgerTransaction
 from models.db import get_engine, session_scope
 from resolvers.ids import encode_id
@@ -503,7 +504,7 @@ async def test_the_cli_exports_the_same_csv_as_the_api(tmp_path, api_client):
 def test_csv_cells_defuse_formula_text_but_keep_numbers_numbers():
     from decimal import Decimal
 
-    from domain.audit import csv_cell
+    from domain.shared.audit import csv_cell
 
     assert [csv_cell(v) for v in ("=1+1", "-2+3", "+x", "@SUM(A1)", "\tx", "plain", "")] == [
         "'=1+1", "'-2+3", "'+x", "'@SUM(A1)", "'\tx", "plain", ""]

@@ -24,15 +24,16 @@ from graphql import ExecutionResult
 from sqlalchemy import delete, func, select
 
 import schema as schema_module
-from domain import dead_letter, escalation, live, outbox
-from domain import dispute as dispute_domain
-from domain import feed as feed_domain
-from domain import payout as payout_domain
-from domain import service_request as sr
-from domain import ticket as ticket_domain
-from domain import user as user_domain
-from domain.chat import send_message
-from domain.provider import GeoPoint
+from domain.bookings import ticket as ticket_domain
+from domain.identity import user as user_domain
+from domain.messaging import feed as feed_domain
+from domain.messaging.chat import send_message
+from domain.money import payout as payout_domain
+from domain.orders import dispute as dispute_domain
+from domain.orders import escalation
+from domain.orders import service_request as sr
+from domain.providers.provider import GeoPoint
+from domain.shared import dead_letter, live, outbox
 from models import Booking, Conversation, Email, Notification, ServiceRequest, SubstitutionOffer, Ticket, User
 from models.db import session_scope
 from resolvers.context import Context

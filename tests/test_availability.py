@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from domain import availability as av
-from domain.availability import Rules, Slot, compute_slots, local_instant
-from domain.errors import DomainError
-from domain.provider import GeoPoint
+from domain.providers import availability as av
+from domain.providers.availability import Rules, Slot, compute_slots, local_instant
+from domain.providers.provider import GeoPoint
+from domain.shared.errors import DomainError
 from models import (
     AvailabilityException,
     AvailabilityRule,

@@ -17,10 +17,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, text, update
 
-from domain import availability, booking, dispute, ledger, live
-from domain import payment as payment_domain
-from domain.availability import SlotNotOffered
-from domain.errors import DomainError, Forbidden
+from domain.bookings import booking
+from domain.money import ledger
+from domain.orders import dispute
+from domain.orders import payment as payment_domain
+from domain.providers import availability
+from domain.providers.availability import SlotNotOffered
+from domain.shared import live
+from domain.shared.errors import DomainError, Forbidden
 from models import (
     Booking,
     BookingStatusChange,
@@ -38,7 +42,7 @@ from models import (
     SubstitutionOffer,
     Ticket,
 )
-from models.booking import BOOKING_STATUSES
+from models.bookings import BOOKING_STATUSES
 from models.db import get_sessionmaker, session_scope
 from settings import get_settings
 from tests.booking_fixtures import (

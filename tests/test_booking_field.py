@@ -11,8 +11,9 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 import workers  # noqa: F401  (configures the broker outbox.relay dispatches to)
-from domain import booking, outbox, substitution
-from domain.errors import DomainError
+from domain.bookings import booking, substitution
+from domain.shared import outbox
+from domain.shared.errors import DomainError
 from models import Booking, BookingStatusChange, Email, Escalation, ServiceRequest, SubstitutionOffer, User
 from models.db import session_scope
 from settings import get_settings

@@ -39,8 +39,10 @@ from hypothesis.stateful import (
 from sqlalchemy import func, select
 
 import workers  # noqa: F401  (the Dramatiq broker the outbox dispatches to)
-from domain import booking, ledger, live
-from domain.errors import DomainError
+from domain.bookings import booking
+from domain.money import ledger
+from domain.shared import live
+from domain.shared.errors import DomainError
 from models import (
     Booking,
     BookingStatusChange,
@@ -53,7 +55,7 @@ from models import (
     ServiceRequest,
     SubstitutionOffer,
 )
-from models.booking import BOOKING_STATUSES, LIVE_STATUSES
+from models.bookings import BOOKING_STATUSES, LIVE_STATUSES
 from models.db import dispose_engine, session_scope
 from settings import get_settings
 from tests.booking_fixtures import ACTORS, attempt, cast, drive, hold, hold_clock, slot

@@ -35,9 +35,11 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import event, func, select, text
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from domain import availability, booking, live
-from domain.booking import SlotUnavailable
-from domain.user import hash_password
+from domain.bookings import booking
+from domain.bookings.booking import SlotUnavailable
+from domain.identity.user import hash_password
+from domain.providers import availability
+from domain.shared import live
 from models import Booking, BookingStatusChange, Email, OutboxMessage, Payment, ServiceRequest, Ticket, User
 from models.db import get_engine, session_scope
 from settings import get_settings

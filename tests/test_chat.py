@@ -9,11 +9,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from domain import chat
-from domain.errors import Forbidden
+from domain.messaging import chat
+from domain.shared.errors import Forbidden
 from models import ChatMessage, ChatRead, Conversation, OutboxMessage, User
 from models.db import session_scope
-from models.feed import Notification
+from models.messaging.feed import Notification
 from resolvers.ids import encode_id
 from tests.chat_fixtures import Chat
 from tests.factories import make_provider, make_user

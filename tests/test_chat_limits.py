@@ -12,7 +12,8 @@ from limits.aio.storage.redis import redispy as limits_redispy
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
 
-from domain import chat, presence, ratelimit
+from domain.messaging import chat, presence
+from domain.shared import ratelimit
 from models import ChatMessage
 from models.db import session_scope
 from settings import get_settings
@@ -34,7 +35,7 @@ T0 = 1_900_000_000.0  # a fixed instant for the limiter's clock (Unix seconds)
 
 @pytest.fixture
 def clock(monkeypatch):
-    """The limiter's clock (limits' Redis storage and domain/ratelimit.py), set with ``clock.now = ...``."""
+    """The limiter's clock (limits' Redis storage and domain/shared/ratelimit.py), set with ``clock.now = ...``."""
     fake = SimpleNamespace(now=T0)
     timer = SimpleNamespace(time=lambda: fake.now)
     monkeypatch.setattr(limits_redispy, "time", timer)

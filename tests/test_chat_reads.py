@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from domain import chat
-from domain import service_request as sr
+from domain.messaging import chat
+from domain.orders import service_request as sr
 from models import ChatRead, Conversation, Provider
 from models.db import session_scope
 from resolvers.ids import encode_id

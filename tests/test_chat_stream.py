@@ -8,7 +8,7 @@ import asyncio
 
 from sqlalchemy import select, text
 
-from domain import chat
+from domain.messaging import chat
 from models import ChatMessage, Conversation
 from models.db import session_scope
 from tests.test_chat import event_payloads, say

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from domain import chat
-from domain.errors import Forbidden
+from domain.messaging import chat
+from domain.shared.errors import Forbidden
 from models import Booking, ChatMessage, ChatRead, Conversation, OutboxMessage, User
 from models.db import session_scope
 from resolvers.ids import encode_id

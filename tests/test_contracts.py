@@ -10,10 +10,10 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, func, select
 
-from domain import booking as booking_domain
-from domain import contract as contract_domain
-from domain import dispute as dispute_domain
-from domain import service_request as sr
+from domain.bookings import booking as booking_domain
+from domain.orders import contract as contract_domain
+from domain.orders import dispute as dispute_domain
+from domain.orders import service_request as sr
 from models import AuditEntry, Contract, ContractAcceptance, Email, ServiceRequest, ServiceRequestStatusChange
 from models.db import get_engine, session_scope
 from resolvers.ids import encode_id

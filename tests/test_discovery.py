@@ -1,4 +1,4 @@
-"""Ranked and cached discovery (domain/discovery.py, ``searchProviders``).
+"""Ranked and cached discovery (domain/providers/discovery.py, ``searchProviders``).
 
 The crafted worlds are placed around the CENTRE of Douala's H3 cell (resolution 8), the point every
 search from that cell is ranked from, so the distance terms are exact. With the default settings
@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import text, update
 
-from domain import availability as av
-from domain import discovery
-from domain.provider import GeoPoint
+from domain.providers import availability as av
+from domain.providers import discovery
+from domain.providers.provider import GeoPoint
 from models import Booking, BookingStatusChange, Provider, ProviderService, SubstitutionOffer
 from models.db import session_scope
 from tests.factories import make_provider, make_service, make_user, token_for

@@ -26,9 +26,10 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import func, select, update
 
 import workers.notification
-from domain import dead_letter, notification, outbox
-from domain import service_request as sr
-from domain.service_request import CustomerDetails, purchase_service
+from domain.messaging import notification
+from domain.orders import service_request as sr
+from domain.orders.service_request import CustomerDetails, purchase_service
+from domain.shared import dead_letter, outbox
 from models import (
     DeadLetter,
     Email,

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 from sqlalchemy import select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from domain import privacy
-from domain.user import EmailTaken, find_by_email, register
+from domain.identity.user import EmailTaken, find_by_email, register
+from domain.operations import privacy
 from gateways.storage import get_storage
 from models import (
     Affiliate,

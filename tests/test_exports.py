@@ -1,5 +1,5 @@
 """Streamed CSV export of the admin request table: GET /admin/service-requests.csv and
-`odim export requests` (domain/exports.py)."""
+`odim export requests` (domain/operations/exports.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import sys
 
 from sqlalchemy import update
 
-from domain import exports
-from domain.service_request import RequestFilter
+from domain.operations import exports
+from domain.orders.service_request import RequestFilter
 from models import ServiceRequest
 from models.db import session_scope
 from settings import get_settings

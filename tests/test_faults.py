@@ -35,7 +35,7 @@ import httpx
 from sqlalchemy import func, select
 
 from devstack import services
-from domain import ledger
+from domain.money import ledger
 from gateways import sandbox
 from models import (
     Conversation,

@@ -1,4 +1,4 @@
-"""In-app notifications (domain/feed.py): written at commit under per-user locks, published through the
+"""In-app notifications (domain/messaging/feed.py): written at commit under per-user locks, published through the
 outbox with ``id``/``prev``, read back by ``notifications_since``; the GraphQL feed, unread count and
 mark-read; and the hooks in the service request, booking, payout, dispute and escalation code."""
 
@@ -11,13 +11,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select, update
 
-from domain import booking as booking_domain
-from domain import dispute as dispute_domain
-from domain import escalation as escalation_domain
-from domain import feed
-from domain import payment as payment_domain
-from domain import payout as payout_domain
-from domain import service_request as sr_domain
+from domain.bookings import booking as booking_domain
+from domain.messaging import feed
+from domain.money import payout as payout_domain
+from domain.orders import dispute as dispute_domain
+from domain.orders import escalation as escalation_domain
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr_domain
 from models import Booking, Notification, OutboxMessage, Payment, Provider, ServiceRequest, User
 from models.db import session_scope
 from resolvers.ids import encode_id

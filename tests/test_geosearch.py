@@ -20,8 +20,8 @@ import pytest
 from sqlalchemy import event, func, insert, select, text
 
 import server
-from domain import provider as geo
-from domain.provider import GeoPoint, InvalidCursor, InvalidLocation, InvalidRadius
+from domain.providers import provider as geo
+from domain.providers.provider import GeoPoint, InvalidCursor, InvalidLocation, InvalidRadius
 from models import OutboxMessage, Provider
 from models.db import get_engine, session_scope
 

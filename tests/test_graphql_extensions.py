@@ -38,7 +38,7 @@ async def test_alias_limit_refuses_alias_floods():
 
 
 async def test_unexpected_errors_are_masked_with_a_request_id(monkeypatch):
-    from domain import catalogue
+    from domain.catalogue import services as catalogue
 
     async def boom(*args, **kwargs):
         raise RuntimeError("password=hunter2 leaked internals")

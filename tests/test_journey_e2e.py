@@ -285,7 +285,7 @@ async def subscription_errors(base: str, query: str, variables: dict, token: str
 
 async def test_chat_subscription_is_refused_to_non_participants_and_anonymous(live_stack):
     # given: a paid-for request whose conversation belongs to its customer
-    from domain.service_request import purchase_service
+    from domain.orders.service_request import purchase_service
     from gateways.sandbox import SandboxGateway
     from models.db import session_scope
     from resolvers.ids import encode_id

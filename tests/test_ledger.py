@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
-from domain import fees, ledger
+from domain.catalogue import fees
+from domain.money import ledger
 from models import LedgerAccount, LedgerEntry, LedgerTransaction
 from models.db import session_scope
 
@@ -187,7 +188,7 @@ async def test_a_posting_that_names_a_locked_order_does_not_wait_for_the_orders_
     """Regression (found by the concurrent property test): a refund settling inserts a ledger
     transaction naming its order while an admin's transaction holds that order's row lock and waits
     for the same accounts. Row locks are FOR NO KEY UPDATE, so the foreign-key check does not block."""
-    from domain import service_request as sr
+    from domain.orders import service_request as sr
     from tests.factories import make_service
 
     service, tiers = await make_service(name="Leak repair", prices={"XAF": 10_000})

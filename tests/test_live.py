@@ -9,7 +9,7 @@ import subprocess
 import pytest
 
 from devstack import services
-from domain import live
+from domain.shared import live
 from settings import get_settings
 
 

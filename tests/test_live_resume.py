@@ -12,8 +12,9 @@ import pytest
 from sqlalchemy import select, text
 
 from devstack import services
-from domain import chat, outbox
-from domain import service_request as sr_domain
+from domain.messaging import chat
+from domain.orders import service_request as sr_domain
+from domain.shared import outbox
 from gateways.sandbox import SandboxGateway
 from models import Conversation
 from models.db import session_scope
@@ -254,7 +255,7 @@ async def test_subscribers_with_the_same_selection_share_one_execution_per_event
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_notifications_resume_after_the_last_one_seen_and_only_the_owner_gets_them(mode):
-    from domain import feed
+    from domain.messaging import feed
 
     # given: a user with three notifications, and another user with one
     server = Server(ODIM_LIVE_FANOUT=mode)
@@ -289,7 +290,7 @@ async def test_notifications_resume_after_the_last_one_seen_and_only_the_owner_g
 
 
 async def test_a_participant_watching_the_chat_is_not_notified_and_one_away_is():
-    from domain import feed
+    from domain.messaging import feed
 
     # given: the provider has the conversation open (subscribed), the customer does not
     server = Server(ODIM_LIVE_FANOUT="shared")
@@ -299,7 +300,7 @@ async def test_a_participant_watching_the_chat_is_not_notified_and_one_away_is()
     sub = Subscriber(server, CHAT, {"c": encode_id("Conversation", cid), "after": encode_id("ChatMessage", first)},
                      token=await token_for(provider)).start()
     try:
-        from domain import presence
+        from domain.messaging import presence
 
         for _ in range(200):  # the subscription marks the provider present once it is running
             if await presence.present(cid, {provider.id}):

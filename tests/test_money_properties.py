@@ -28,10 +28,11 @@ from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invar
 from sqlalchemy import select, update
 
 import workers  # noqa: F401  (the Dramatiq broker the outbox dispatches to)
-from domain import dispute, escrow, ledger, payout, refund
-from domain import payment as payment_domain
-from domain import service_request as sr
-from domain.errors import DomainError
+from domain.money import escrow, ledger, payout, refund
+from domain.orders import dispute
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr
+from domain.shared.errors import DomainError
 from gateways import sandbox
 from models import Dispute, Payment, Payout, ProviderEarning, Refund, ServiceRequest, User
 from models.db import dispose_engine, session_scope

@@ -23,7 +23,8 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from domain import health, metrics, outbox
+from domain.operations import health
+from domain.shared import metrics, outbox
 from models import WebhookEvent
 from models.db import get_engine, session_scope
 from schema import observability

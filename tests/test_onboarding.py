@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from domain import onboarding, outbox
+from domain.providers import onboarding
+from domain.shared import outbox
 from models import ApplicationDocument, AuditEntry, Email, Provider, ProviderApplication, User
 from models.db import session_scope
 from resolvers.ids import decode_id, encode_id
@@ -644,7 +645,7 @@ async def test_key_rotation_reseals_document_files_and_seals_files_stored_in_pla
 
     from sqlalchemy import update
 
-    from domain import privacy
+    from domain.operations import privacy
 
     # given: two documents sealed under the current key, one of them put back in plain with no key on
     # its row (as files stored before encryption at rest, migration 0015)

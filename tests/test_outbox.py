@@ -18,8 +18,10 @@ from sqlalchemy import select, update
 
 import server
 import workers
-from domain import maintenance, notification, outbox
-from domain.service_request import CustomerDetails, purchase_service
+from domain.messaging import notification
+from domain.operations import maintenance
+from domain.orders.service_request import CustomerDetails, purchase_service
+from domain.shared import outbox
 from gateways.sandbox import SandboxGateway, build_event, parse_checkout
 from models import Email, OutboxMessage, Payment, WebhookEvent
 from models.db import session_scope

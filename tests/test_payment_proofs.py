@@ -21,11 +21,13 @@ import pytest
 from sqlalchemy import func, select, update
 
 import server
-from domain import dead_letter, ledger, maintenance, outbox, refund
-from domain import payment as payment_domain
-from domain import service_request as sr
-from domain.idempotency import IdempotencyKeyReused
-from domain.service_request import CustomerDetails, purchase_service
+from domain.money import ledger, refund
+from domain.operations import maintenance
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr
+from domain.orders.service_request import CustomerDetails, purchase_service
+from domain.shared import dead_letter, outbox
+from domain.shared.idempotency import IdempotencyKeyReused
 from gateways import registry, sandbox
 from gateways.base import GatewayUnavailable
 from models import (

@@ -23,9 +23,9 @@ import uvicorn
 from sqlalchemy import func, select
 
 import server
-from domain import notification
-from domain import payment as payment_domain
-from domain.service_request import CustomerDetails, purchase_service
+from domain.messaging import notification
+from domain.orders import payment as payment_domain
+from domain.orders.service_request import CustomerDetails, purchase_service
 from gateways import sandbox
 from gateways.sandbox import SIGNATURE_HEADER, SandboxGateway, build_event, parse_checkout, sign_payload
 from models import (

@@ -1,4 +1,4 @@
-"""Provider payouts (domain/payout.py, workers/payout.py) against real PostgreSQL and Redis.
+"""Provider payouts (domain/money/payout.py, workers/payout.py) against real PostgreSQL and Redis.
 
 Orders are made through the real domain path: a guest buys "Leak repair" (10,000 FCFA, so the
 provider's share after the 10 % commission is 9,000 FCFA; the guest pays 11,000 with the surcharge),
@@ -19,12 +19,14 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from sqlalchemy import func, select, text
 
-from domain import dispute, idempotency, ledger
-from domain import payment as payment_domain
-from domain import payout as payout_domain
-from domain import service_request as sr_domain
-from domain.errors import Forbidden
-from domain.service_request import CustomerDetails, purchase_service
+from domain.money import ledger
+from domain.money import payout as payout_domain
+from domain.orders import dispute
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr_domain
+from domain.orders.service_request import CustomerDetails, purchase_service
+from domain.shared import idempotency
+from domain.shared.errors import Forbidden
 from gateways import registry
 from gateways.base import GatewayError
 from gateways.sandbox import EventSubject, SandboxGateway, build_event

@@ -1,4 +1,4 @@
-"""A customer's data export and erasure (domain/privacy.py over GraphQL), and no personal data in
+"""A customer's data export and erasure (domain/operations/privacy.py over GraphQL), and no personal data in
 the logs of a whole journey (issue 6, "Data protection and audit").
 
 In-process API (``api_client``), real PostgreSQL, Redis, SMTP sink and Dramatiq worker; payments
@@ -14,7 +14,7 @@ import pytest
 import structlog
 from sqlalchemy import func, select, text
 
-from domain.user import find_by_email
+from domain.identity.user import find_by_email
 from models import AuditEntry, ChatMessage, Email, Notification, ServiceRequest, User
 from models.crypto import ENCRYPTED_COLUMNS, decrypt
 from models.db import session_scope

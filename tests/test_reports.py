@@ -1,4 +1,4 @@
-"""Financial reports (domain/reports.py, Query.dailyRevenue ... affiliateCommissions): every total
+"""Financial reports (domain/operations/reports.py, Query.dailyRevenue ... affiliateCommissions): every total
 checked against direct sums over the ledger entries, one statement per report, admin only."""
 
 from __future__ import annotations
@@ -8,11 +8,13 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, text
 
-from domain import dispute, ledger, reports
-from domain import payment as payment_domain
-from domain import payout as payout_domain
-from domain import service_request as sr_domain
-from domain.service_request import purchase_service
+from domain.money import ledger
+from domain.money import payout as payout_domain
+from domain.operations import reports
+from domain.orders import dispute
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr_domain
+from domain.orders.service_request import purchase_service
 from models import Payment
 from models.db import session_scope
 from resolvers.ids import encode_id
@@ -185,7 +187,7 @@ async def test_admins_read_reports_over_graphql_others_are_refused_and_bad_perio
     assert [(e["extensions"]["code"], e["extensions"]["field"]) for e in body["errors"]] == [("INVALID_PERIOD", "from")]
 
 
-# --- the journal and payout exports (domain/exports.py) ------------------------------------------------
+# --- the journal and payout exports (domain/operations/exports.py) ------------------------------------------------
 
 async def test_the_journal_export_rebuilds_every_balance_and_the_payout_export_matches_the_report(tmp_path):
     import asyncio
@@ -195,7 +197,7 @@ async def test_the_journal_export_rebuilds_every_balance_and_the_payout_export_m
     import sys
     from urllib.parse import urlencode
 
-    from domain import exports
+    from domain.operations import exports
     from models import LedgerAccount, LedgerEntry
     from tests.test_audit import ROOT, asgi_get, rows
 

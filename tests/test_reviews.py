@@ -1,4 +1,4 @@
-"""Verified, blind reviews and rating aggregates (domain/review.py, schema/review.py; issue 7).
+"""Verified, blind reviews and rating aggregates (domain/reviews/review.py, schema/review.py; issue 7).
 
 Orders are written straight through the models in the state the review rules read (completed or
 not, paid or not, completed when): the purchase and payment paths have their own tests. Visits go
@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
-from domain import review as review_domain
-from domain import service_request as sr
+from domain.orders import service_request as sr
+from domain.reviews import review as review_domain
 from models import AuditEntry, Booking, Email, Provider, Review, ServiceRequest, User
 from models.db import session_scope
 from settings import get_settings
@@ -178,7 +178,7 @@ async def test_a_visit_reviewed_with_review_booking_writes_the_same_review_and_t
     await drive(c, booking.id, "completed")
 
     # when its customer reviews it through the booking mutation's domain path
-    from domain import booking as booking_domain
+    from domain.bookings import booking as booking_domain
 
     async with session_scope() as s:
         await booking_domain.review(s, booking.id, actor=c.customer, rating=3, comment="Fine")
@@ -250,7 +250,7 @@ async def test_review_booking_after_the_window_is_refused_and_the_visit_stays_co
         (await s.get(Booking, booking.id)).completed_at = datetime.now(UTC) - timedelta(days=15)
 
     # when its customer reviews it
-    from domain import booking as booking_domain
+    from domain.bookings import booking as booking_domain
 
     try:
         async with session_scope() as s:
@@ -379,7 +379,7 @@ async def test_erasing_a_customer_blanks_the_texts_of_its_reviews_but_keeps_the_
     await submit(ada, order_id, 4, "Ada from Bonapriso says thanks")
     await submit(eko, order_id, 5, "Kind")
     # when her account is erased
-    from domain import privacy
+    from domain.operations import privacy
 
     async with session_scope() as s:
         await privacy.delete_customer_account(s, ada.id, by="admin")
@@ -400,7 +400,7 @@ async def test_a_customers_data_export_holds_her_reviews_and_only_published_ones
     await submit(eko, first, 5, "Friendly host")
     await submit(ada, second, 2, "Left a mess")
     await submit(eko, third, 3, "Dog barked")  # hidden: Ada has not reviewed the third order
-    from domain import privacy
+    from domain.operations import privacy
 
     # when
     async with session_scope() as s:

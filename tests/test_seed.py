@@ -7,7 +7,7 @@ import phonenumbers
 from sqlalchemy import func, select, text
 
 from devstack import seed
-from domain.user import authenticate
+from domain.identity.user import authenticate
 from models import Provider, Service, TierPrice, User
 from models.db import session_scope
 

@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, func, select, text, update
 
-from domain import payment as payment_domain
-from domain import service_request as sr
-from domain.errors import Forbidden
+from domain.orders import payment as payment_domain
+from domain.orders import service_request as sr
+from domain.shared.errors import Forbidden
 from gateways.sandbox import SandboxGateway
 from models import (
     Conversation,

@@ -1,4 +1,4 @@
-"""The two-strike policy (domain/review.py, schema/review.py; issue 7): strikes, suspension,
+"""The two-strike policy (domain/reviews/review.py, schema/review.py; issue 7): strikes, suspension,
 reinstatement, and what a suspended provider can no longer do."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
-from domain import dispute
-from domain import payout as payout_domain
-from domain import review as review_domain
-from domain import service_request as sr_domain
+from domain.money import payout as payout_domain
+from domain.orders import dispute
+from domain.orders import service_request as sr_domain
+from domain.reviews import review as review_domain
 from models import AuditEntry, Booking, Email, Provider, ProviderStrike
 from models.db import session_scope
 from resolvers.ids import encode_id

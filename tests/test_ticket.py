@@ -10,10 +10,12 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from sqlalchemy import func, select
 
-from domain import booking, escrow, pagination, ticket
-from domain.availability import Slot
-from domain.errors import DomainError
-from domain.provider import GeoPoint
+from domain.bookings import booking, ticket
+from domain.money import escrow
+from domain.providers.availability import Slot
+from domain.providers.provider import GeoPoint
+from domain.shared import pagination
+from domain.shared.errors import DomainError
 from models import ApplianceModel, Booking, Email, Escalation, ServiceRequest, Ticket, User
 from models.db import session_scope
 from settings import get_settings

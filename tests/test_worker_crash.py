@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import select, text
 
-from domain import ledger
+from domain.money import ledger
 from gateways.sandbox import build_event, parse_checkout
 from models import LedgerTransaction
 from models.db import get_engine, session_scope

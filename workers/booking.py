@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 import dramatiq
 import structlog
 
-from domain import booking, outbox, substitution, ticket
+from domain.bookings import booking, substitution, ticket
+from domain.shared import outbox
 from workers.broker import retry_options
 
 log = structlog.get_logger(__name__)

@@ -1,4 +1,4 @@
-"""Run an actor's body so that its final failure lands in the dead-letter table (domain/dead_letter.py).
+"""Run an actor's body so that its final failure lands in the dead-letter table (domain/shared/dead_letter.py).
 
 Dramatiq's Retries middleware counts previous attempts in ``message.options["retries"]``; the
 attempt that runs with ``retries == max_retries`` is the last one. A ``GatewayError`` that is not
@@ -17,7 +17,7 @@ import dramatiq
 import structlog
 from dramatiq.middleware import CurrentMessage
 
-from domain import dead_letter
+from domain.shared import dead_letter
 from gateways.base import GatewayError
 from settings import get_settings
 

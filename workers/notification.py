@@ -3,7 +3,7 @@
 ``send_email`` runs once plus ``settings.email_max_retries`` retries (3: four SMTP attempts in all),
 ``email_min_backoff_ms`` doubling up to ``email_max_backoff_ms`` apart (Dramatiq's Retries
 middleware, with jitter). Each attempt is logged in ``email_deliveries`` in the attempt's own
-transaction (domain/notification.py); past the last one the job is dead-lettered in PostgreSQL
+transaction (domain/messaging/notification.py); past the last one the job is dead-lettered in PostgreSQL
 (workers/deadletter.guarded -> ``dead_letters``) and the email's status is ``dead``.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import dramatiq
 from dramatiq.middleware import CurrentMessage
 
-from domain import notification
+from domain.messaging import notification
 from gateways.email import SmtpMailer
 from models.db import session_scope
 from settings import get_settings

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dramatiq
 
-from domain import outbox, payment, refund
+from domain.money import refund
+from domain.orders import payment
+from domain.shared import outbox
 from models.db import session_scope
 from workers.broker import retry_options
 from workers.deadletter import guarded

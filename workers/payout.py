@@ -1,10 +1,11 @@
-"""Payout actors: send a payout to its gateway; the scheduled payout run (domain/payout.py)."""
+"""Payout actors: send a payout to its gateway; the scheduled payout run (domain/money/payout.py)."""
 
 from __future__ import annotations
 
 import dramatiq
 
-from domain import outbox, payout
+from domain.money import payout
+from domain.shared import outbox
 from workers.broker import retry_options
 from workers.deadletter import guarded
 

@@ -1,14 +1,14 @@
 """The review publisher: the scheduler sends ``publish_due_reviews`` every
 settings.review_publish_sweep_seconds; it publishes the blind reviews whose review window closed
-(domain/review.py ``publish_due``: rating aggregates and flags updated in the same transactions)
+(domain/reviews/review.py ``publish_due``: rating aggregates and flags updated in the same transactions)
 and relays the emails those queued (operator alerts for flagged providers)."""
 
 from __future__ import annotations
 
 import dramatiq
 
-from domain import outbox
-from domain import review as review_domain
+from domain.reviews import review as review_domain
+from domain.shared import outbox
 from workers.broker import retry_options
 
 

@@ -7,15 +7,15 @@ Periodic jobs:
 * every hour: outbox rows dispatched more than 7 days ago are deleted (pending rows never are),
   and client idempotency keys older than settings.idempotency_key_ttl_seconds;
 * every 60 s: escrow of orders whose grace period after completion passed with no dispute is
-  released (domain/escrow.py);
+  released (domain/money/escrow.py);
 * every settings.reconcile_interval_seconds (hourly): reconciliation with the gateways;
-* every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/payout.py);
+* every settings.payout_interval_seconds (hourly): payable earnings batched into payouts (domain/money/payout.py);
 * every settings.booking_sweep_seconds (30 s): the booking sweeper actor (workers/booking.py: hold
   expiry, provider response deadline, auto-complete, substitution and ticket escalations);
 * every settings.discovery_stats_refresh_seconds (15 min): providers' ranking statistics (completed
-  jobs, cancellations, median response time) recomputed from the status histories (domain/discovery.py);
+  jobs, cancellations, median response time) recomputed from the status histories (domain/providers/discovery.py);
 * every settings.review_publish_sweep_seconds (5 min): blind reviews whose window closed are published
-  (workers/review.py; rating aggregates and flags follow, domain/review.py).
+  (workers/review.py; rating aggregates and flags follow, domain/reviews/review.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,11 @@ import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 import workers  # noqa: F401  (configures the broker the outbox dispatches to)
-from domain import discovery, escrow, idempotency, maintenance, outbox, reconciliation
+from domain.money import escrow
+from domain.operations import maintenance
+from domain.orders import reconciliation
+from domain.providers import discovery
+from domain.shared import idempotency, outbox
 from models.db import session_scope
 from settings import get_settings
 from workers import booking as booking_worker

@@ -5,7 +5,7 @@ a booking's visit (``booking_id``), exactly one of the two; the rendered body, t
 rendered from (JSONB), the SHA-256 of the body, and ``superseded_at`` once a newer version replaced
 it (at most one current version per subject: partial unique indexes). ``contract_acceptances``: who
 accepted which version as which party (customer | provider), when, from which IP and user agent;
-once per (contract, party). Matches models/contract.py.
+once per (contract, party). Matches models/orders/contract.py.
 
 Revision ID: 0012
 Revises: 0011

@@ -1,7 +1,7 @@
 """provider ranking statistics for discovery (issue 7)
 
 providers.accepts_urgent (the provider takes urgent jobs; the ``urgent`` search filter), and the
-ranking statistics kept by ``odim discovery refresh-stats`` / the scheduler (domain/discovery.py
+ranking statistics kept by ``odim discovery refresh-stats`` / the scheduler (domain/providers/discovery.py
 refresh_stats): completed_jobs, cancelled_jobs (provider-caused), median_response_seconds (null:
 never answered an offer) and stats_updated_at (when a refresh last changed them).
 

@@ -1,9 +1,9 @@
 """operator console: indexes for the sort orders of the request table (issue 7)
 
 The operator's ``serviceRequests(orderBy: ...)`` pages by keyset on ``(sort value, id)``
-(domain/service_request.py REQUEST_SORTS). ``created_at`` already had its index (0001); this adds
+(domain/orders/service_request.py REQUEST_SORTS). ``created_at`` already had its index (0001); this adds
 ``(updated_at, id)``, ``(amount_minor, id)`` and ``(status, id)`` so each order is an index scan
-that stops after a page instead of a sort of the whole table. The reports (domain/reports.py) add no
+that stops after a page instead of a sort of the whole table. The reports (domain/operations/reports.py) add no
 index: they reach ledger entries through their account (ix_ledger_entries_account_id_id) and filter
 the period there; a date index on the ledger waits until a report is measured to need one.
 
