@@ -51,9 +51,9 @@ if str(PROJECT_ROOT) not in sys.path:
 
 from sqlalchemy import text
 
-from domain.messaging import presence
 from domain.providers import discovery
 from domain.providers.provider import GeoPoint, providers_nearby
+from domain.shared import redis_client
 from models.db import dispose_engine, get_engine, session_scope
 from settings import get_settings
 
@@ -125,7 +125,7 @@ async def timed(session_run) -> tuple[float, object]:
 
 
 async def clear_cache() -> int:
-    client = presence.redis_client()
+    client = redis_client.redis_client()
     keys = [k async for k in client.scan_iter(match="odim:disc:*", count=1000)]
     if keys:
         await client.delete(*keys)

@@ -9,7 +9,7 @@ from sqlalchemy import BigInteger, Boolean, CheckConstraint, DateTime, ForeignKe
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, created_at, pk
-from models.crypto import EncryptedText, blind_index_column, keep_blind_index
+from models.crypto import EncryptedText, blind_index, blind_index_column, keep_blind_index
 
 USER_ROLES = ("customer", "provider", "admin")
 
@@ -97,3 +97,9 @@ class AccountToken(Base):
 
 keep_blind_index(User.email, "email")
 keep_blind_index(User.phone, "phone")
+
+
+def email_matches(email: str):
+    """SQL clause: the ``users`` row whose email is ``email`` (case-insensitive, exact match). Emails are
+    encrypted at rest: this compares the blind index (``users.email_bidx``, unique; models/crypto.py)."""
+    return User.email_bidx == blind_index(email, "email")

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from domain.catalogue import fees
-from domain.money import affiliate, escrow, ledger, refund
+from domain.money import affiliate, escrow, ledger
+from domain.orders import refunds
 from domain.orders import service_request as sr_domain
 from domain.shared import outbox
 from domain.shared.errors import DomainError, Forbidden, NotFound
@@ -111,12 +112,12 @@ async def refund_service_request(
     ctx: Context, *, service_request_id: str, amount: int | None, reason: str, idempotency_key: str | None
 ) -> RefundResult:
     """Admin: refund ``amount`` minor units of an order (None: all that is still refundable) through
-    ``refund.refund_order``; the gateway call happens after commit (the ``send_refund`` job)."""
+    ``refunds.refund_order``; the gateway call happens after commit (the ``send_refund`` job)."""
     admin = await ctx.require_admin()
     try:
         rid = decode_id(service_request_id, "ServiceRequest", field="serviceRequestId")
         async with session_scope() as session:
-            created = await refund.refund_order(
+            created = await refunds.refund_order(
                 session, rid, actor_user_id=admin.id, amount_minor=amount, reason=reason,
                 idempotency_key=idempotency_key,
             )

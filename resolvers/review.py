@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.providers import discovery
+from domain.providers import discovery, standing
 from domain.reviews import review as review_domain
 from domain.shared import outbox
 from domain.shared.errors import DomainError
@@ -115,8 +115,8 @@ async def record_strike(
 ) -> StandingResult:
     admin = await ctx.require_admin()
 
-    async def op(session: AsyncSession) -> review_domain.StrikeOutcome:
-        return await review_domain.record_strike(
+    async def op(session: AsyncSession) -> standing.StrikeOutcome:
+        return await standing.record_strike(
             session, decode_id(provider_id, "Provider", field="providerId"), actor=admin, reason=reason,
             service_request_id=_optional_id(service_request_id, "ServiceRequest", "serviceRequestId"),
             booking_id=_optional_id(booking_id, "Booking", "bookingId"),
@@ -135,7 +135,7 @@ async def suspend_provider(ctx: Context, *, provider_id: str, reason: str) -> St
     admin = await ctx.require_admin()
 
     async def op(session: AsyncSession) -> Provider:
-        return await review_domain.suspend(session, decode_id(provider_id, "Provider", field="providerId"),
+        return await standing.suspend(session, decode_id(provider_id, "Provider", field="providerId"),
                                            actor=admin, reason=reason)
 
     provider, errors = await _write(op)
@@ -148,7 +148,7 @@ async def reinstate_provider(ctx: Context, *, provider_id: str, note: str, reset
     admin = await ctx.require_admin()
 
     async def op(session: AsyncSession) -> Provider:
-        return await review_domain.reinstate(session, decode_id(provider_id, "Provider", field="providerId"),
+        return await standing.reinstate(session, decode_id(provider_id, "Provider", field="providerId"),
                                              actor=admin, note=note, reset_strikes=reset_strikes)
 
     provider, errors = await _write(op)
@@ -162,7 +162,7 @@ async def flagged_providers(ctx: Context, *, first: int | None, after: str | Non
     try:
         size = page_size(first)
         async with ctx.db() as session:
-            return await review_domain.flagged_providers(session, first=size, after=after)
+            return await standing.flagged_providers(session, first=size, after=after)
     except DomainError as exc:
         raise bad_input(exc) from exc
 
@@ -178,4 +178,4 @@ async def provider_standing(ctx: Context, *, provider_id: str) -> tuple[Provider
         provider = await session.get(Provider, ident)
         if provider is None:
             return None, []
-        return provider, await review_domain.strikes_of(session, ident)
+        return provider, await standing.strikes_of(session, ident)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from graphql import GraphQLError
 
+from domain.orders import guest_access
 from domain.orders import service_request as sr_domain
 from domain.shared import outbox
 from domain.shared.errors import DomainError
@@ -60,7 +61,7 @@ async def purchase_service(
         return PurchaseResult(None, None, None, [to_payload_error(exc)])
     await outbox.relay_quietly()
     request = purchase.service_request
-    token = sr_domain.guest_access_token(request.reference) if user is None else None
+    token = guest_access.guest_access_token(request.reference) if user is None else None
     return PurchaseResult(ServiceRequestView(request, True), purchase.checkout_url, token, [])
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from domain.identity import user as user_domain
-from domain.orders import service_request as sr_domain
+from domain.orders import guest_access
 from domain.shared import audit
 from domain.shared.errors import DomainError
 from models import User
@@ -192,7 +192,7 @@ async def request_guest_access_links(ctx: Context, *, email: str) -> Done:
         return Done(False, [_limited("guest links", wait)])
     try:
         async with session_scope() as session:
-            await sr_domain.send_guest_access_links(session, email)
+            await guest_access.send_guest_access_links(session, email)
     except DomainError as exc:
         return Done(False, [to_payload_error(exc)])
     return Done(True)
@@ -204,7 +204,7 @@ async def claim_guest_purchases(ctx: Context, *, references: list[str] | None = 
         async with session_scope() as session:
             user = await session.get(User, viewer.id)
             assert user is not None
-            refs = await sr_domain.claim_guest_purchases(session, user, references=references)
+            refs = await guest_access.claim_guest_purchases(session, user, references=references)
     except DomainError as exc:
         return Done(False, [to_payload_error(exc)])
     return Done(True, count=len(refs), items=refs)

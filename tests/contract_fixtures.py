@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from domain.orders import contract
+from domain.orders import contract, guest_access
 from domain.orders import service_request as sr
 from models import Booking, Provider, ServiceRequest, User
 from models.db import session_scope
@@ -36,7 +36,7 @@ async def accept_both(*, service_request_id: int | None = None, booking_id: int 
                 user = await s.scalar(select(User).where(User.role == "admin").order_by(User.id).limit(1))
                 if user is None:
                     user = await make_user("contracts-admin@example.com", role="admin")
-            token = sr.guest_access_token(reference) if user is None and reference else None
+            token = guest_access.guest_access_token(reference) if user is None and reference else None
             await contract.accept(s, contract_id, user=user, sha256=sha, guest_token=token)
     return contract_id
 

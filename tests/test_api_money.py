@@ -21,6 +21,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from domain.orders import payment as payment_domain
+from domain.orders import refunds
 from domain.orders import service_request as sr
 from domain.shared import dead_letter
 from gateways import sandbox
@@ -972,11 +973,10 @@ async def test_receipts_settlements_and_disputes_on_a_page_take_the_same_stateme
             payment = await s.scalar(select(Payment).where(Payment.id == made.payment.id).with_for_update())
             request = await sr.lock_request(s, made.service_request.id)
             await payment_domain.confirm_payment(s, payment, request, f"evt_{request.id}")
-        from domain.money import refund
         from domain.orders import dispute
 
         async with session_scope() as s:
-            await refund.refund_order(s, made.service_request.id, actor_user_id=admin.id, amount_minor=1000,
+            await refunds.refund_order(s, made.service_request.id, actor_user_id=admin.id, amount_minor=1000,
                                       reason="Late")
         async with session_scope() as s:
             await dispute.open_dispute(s, made.service_request.id, actor=ada, reason="Broken")

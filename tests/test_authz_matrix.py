@@ -30,7 +30,7 @@ from domain.messaging import feed as feed_domain
 from domain.messaging.chat import send_message
 from domain.money import payout as payout_domain
 from domain.orders import dispute as dispute_domain
-from domain.orders import escalation
+from domain.orders import escalation, guest_access
 from domain.orders import service_request as sr
 from domain.providers.provider import GeoPoint
 from domain.shared import dead_letter, live, outbox
@@ -216,7 +216,7 @@ async def build_world(api_client) -> World:
     async with session_scope() as s:
         message = await send_message(s, a, conversation_id, "When can you come?")
     world = World(a=a, b=b, admin=admin, p1=p1, p2=p2, shop=shop, request_a=request_a, request_b=request_b,
-                  guest_request=guest_request, guest_token=sr.guest_access_token(guest_request.reference),
+                  guest_request=guest_request, guest_token=guest_access.guest_access_token(guest_request.reference),
                   conversation_a_id=conversation_id, message_a_gid=encode_id("ChatMessage", message.id),
                   booking_a_id=0, ticket_a_id=0, notification_a_id=0,
                   affiliate_code=(await make_affiliate("AUTHZ-PARTNER")).code)
@@ -445,7 +445,7 @@ async def test_a_reference_alone_a_guessed_one_or_another_guest_s_token_shows_no
     same = [ref, ref.lower(), f"  {ref} "]  # the same reference, as tracking normalises it
     wrong = [ref[:-1] + ("A" if ref[-1] != "A" else "B"), ref[:-2], "ODM-0000-0000"]
     exp, sig = w.guest_token.split(".", 1)
-    forged = [w.guest_token, f"{int(exp) + 3600}.{sig}", sr.guest_access_token(ref, now=time.time() - 10**7),
+    forged = [w.guest_token, f"{int(exp) + 3600}.{sig}", guest_access.guest_access_token(ref, now=time.time() - 10**7),
               f"{exp}.{'A' * len(sig)}", "", "garbage"]
     # when B, P2 and anonymous callers track A's reference (exact or guessed), and guests try tokens on it
     tracked = {(role, r): await gql(api_client, TRACK, {"ref": r}, token=w.tokens[role])

@@ -13,6 +13,7 @@ from sqlalchemy import event, func, select
 from domain.bookings import booking as booking_domain
 from domain.orders import contract as contract_domain
 from domain.orders import dispute as dispute_domain
+from domain.orders import guest_access
 from domain.orders import service_request as sr
 from models import AuditEntry, Contract, ContractAcceptance, Email, ServiceRequest, ServiceRequestStatusChange
 from models.db import get_engine, session_scope
@@ -258,7 +259,7 @@ async def test_a_guest_accepts_with_its_signed_link(api_client):
     await pay(request.id)
     async with session_scope() as s:
         await sr.assign_provider(s, request.id, provider.id, actor=admin)
-    link = sr.guest_access_token(request.reference)
+    link = guest_access.guest_access_token(request.reference)
     shown = await order_contract(api_client, request.reference, None, access_token=link)
     # when: without its token it is hidden; with it the guest accepts
     refused = await accept(api_client, shown["id"], shown["sha256"], None, access_token="1.forged")

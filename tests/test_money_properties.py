@@ -29,7 +29,7 @@ from sqlalchemy import select, update
 
 import workers  # noqa: F401  (the Dramatiq broker the outbox dispatches to)
 from domain.money import escrow, ledger, payout, refund
-from domain.orders import dispute
+from domain.orders import dispute, refunds
 from domain.orders import payment as payment_domain
 from domain.orders import service_request as sr
 from domain.shared.errors import DomainError
@@ -135,7 +135,7 @@ async def refund_some(world: World, request_id: int, percent: int) -> None:
         request = await s.get(ServiceRequest, request_id)
         amount = max(1, escrow.refundable(request) * percent // 100)
     async with session_scope() as s:
-        await refund.refund_order(s, request_id, actor_user_id=world.admin.id, amount_minor=amount, reason="goodwill")
+        await refunds.refund_order(s, request_id, actor_user_id=world.admin.id, amount_minor=amount, reason="goodwill")
 
 
 async def settle_refunds() -> None:

@@ -24,6 +24,7 @@ import server
 from domain.money import ledger, refund
 from domain.operations import maintenance
 from domain.orders import payment as payment_domain
+from domain.orders import refunds
 from domain.orders import service_request as sr
 from domain.orders.service_request import CustomerDetails, purchase_service
 from domain.shared import dead_letter, outbox
@@ -219,7 +220,7 @@ async def test_refund_events_settle_a_refund_once_whatever_the_order_and_repeats
     await run_worker()
     admin = await make_user("ops@example.com", role="admin")
     async with session_scope() as s:
-        made = await refund.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=4000,
+        made = await refunds.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=4000,
                                          reason="Partly done")
     subject = sandbox.EventSubject(made.reference, 4000, "XAF")
     succeeded = sandbox.build_event(subject, "refund.succeeded", event_id="evt_refund_ok")
@@ -316,7 +317,7 @@ async def test_ten_concurrent_refunds_with_one_idempotency_key_make_one_refund_a
 
     async def attempt(amount: int) -> int:
         async with session_scope() as s:
-            made = await refund.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=amount,
+            made = await refunds.refund_order(s, bought.service_request.id, actor_user_id=admin.id, amount_minor=amount,
                                              reason="Partly done", idempotency_key="rf-1")
             return made.id
 

@@ -19,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, func, select, text, update
 
+from domain.orders import guest_access
 from domain.orders import payment as payment_domain
 from domain.orders import service_request as sr
 from domain.shared.errors import Forbidden
@@ -261,7 +262,7 @@ async def test_a_guest_buys_with_details_and_an_other_currency(api_client, shop)
                                    "requirements": "Kitchen sink"}
     # the price plus the 10 % guest checkout fee
     assert request["amount"] == {"amountMinor": 1100000, "currency": "NGN"}
-    assert sr.verify_guest_access_token(request["reference"], payload["guestAccessToken"])
+    assert guest_access.verify_guest_access_token(request["reference"], payload["guestAccessToken"])
     assert payload["checkoutUrl"].startswith(f"{get_settings().public_base_url}/sandbox/checkout/")
 
 
@@ -468,8 +469,8 @@ async def test_an_expired_guest_token_gives_no_details(api_client, shop):
     mine = await purchase(api_client, shop, customer=GUEST)
     reference = mine["serviceRequest"]["reference"]
     issued = time.time() - get_settings().guest_link_ttl_seconds - 60  # so it expired a minute ago
-    expired = sr.guest_access_token(reference, now=issued)
-    assert sr.verify_guest_access_token(reference, sr.guest_access_token(reference))
+    expired = guest_access.guest_access_token(reference, now=issued)
+    assert guest_access.verify_guest_access_token(reference, guest_access.guest_access_token(reference))
     body = await gql(api_client, TRACK, {"reference": reference, "accessToken": expired})
     assert body["data"]["serviceRequest"]["customer"] is None
 

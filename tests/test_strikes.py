@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from domain.money import payout as payout_domain
 from domain.orders import dispute
 from domain.orders import service_request as sr_domain
-from domain.reviews import review as review_domain
+from domain.providers import standing
 from models import AuditEntry, Booking, Email, Provider, ProviderStrike
 from models.db import session_scope
 from resolvers.ids import encode_id
@@ -195,7 +195,7 @@ async def test_a_suspended_provider_gets_no_new_work_and_leaves_search(api_clien
     searched = await gql(api_client, SEARCH, {"near": DOUALA})
     assert pid not in [e["node"]["provider"]["id"] for e in searched["data"]["searchProviders"]["edges"]]
     # a hold on its time is refused with PROVIDER_SUSPENDED, nothing written
-    with pytest.raises(review_domain.ProviderSuspended) as refused:
+    with pytest.raises(standing.ProviderSuspended) as refused:
         await hold(c.b, c.customer, slot(1))
     assert (refused.value.code, refused.value.field) == ("PROVIDER_SUSPENDED", "providerId")
     async with session_scope() as s:
@@ -203,7 +203,7 @@ async def test_a_suspended_provider_gets_no_new_work_and_leaves_search(api_clien
     # and assigning it to an order is refused, the order unchanged
     order_provider, _ = await provider_with_account("bona@example.com", name="Bona Berry")
     order_id = await completed_order(order_provider.id, c.admin)
-    with pytest.raises(review_domain.ProviderSuspended):
+    with pytest.raises(standing.ProviderSuspended):
         async with session_scope() as s:
             await sr_domain.assign_provider(s, order_id, c.b.provider.id, actor=c.admin)
     async with session_scope() as s:
@@ -215,7 +215,7 @@ async def test_assign_provider_over_http_says_provider_suspended(api_client):
     admin = await make_user("ops@example.com", role="admin")
     provider, _ = await provider_with_account()
     async with session_scope() as s:
-        await review_domain.suspend(s, provider.id, actor=admin, reason="Fraud report")
+        await standing.suspend(s, provider.id, actor=admin, reason="Fraud report")
     waiting, _ = await provider_with_account("bona@example.com", name="Bona Berry")
     order_id = await completed_order(waiting.id, admin)
     # when an admin assigns the suspended provider
@@ -240,7 +240,7 @@ async def test_suspension_does_not_release_the_earnings_of_an_open_dispute():
     # when the provider is suspended by two strikes and the payout run goes
     for reason in ("Complaint one", "Complaint two"):
         async with session_scope() as s:
-            await review_domain.record_strike(s, provider.id, actor=admin, reason=reason)
+            await standing.record_strike(s, provider.id, actor=admin, reason=reason)
     assert await payout_domain.run_payouts() == 1
 
     # then the disputed order's earning stays held; only the clean one is paid out

@@ -71,7 +71,7 @@ from domain.catalogue import fees
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
 from domain.orders import contract, dispute, escalation, service_request
-from domain.providers import availability
+from domain.providers import availability, standing
 from domain.reviews import review as review_domain  # not ``review``: this module's function has that name
 from domain.shared import live, outbox, pagination
 from domain.shared.errors import DomainError, Forbidden, NotFound
@@ -257,7 +257,7 @@ async def hold_slot(
         if earlier is not None:
             return _same_hold(earlier, provider_id, service_id, start)
     provider = await lock_provider(session, provider_id)
-    review_domain.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
+    standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
     if provider.user_id is not None and provider.user_id == customer.id:
@@ -887,7 +887,7 @@ async def take_over(
         provider_id = await session.scalar(select(Provider.id).where(Provider.user_id == actor.id))
         actor_type = "provider"
     provider = await lock_provider(session, provider_id) if provider_id is not None else None
-    review_domain.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
+    standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider cannot take visits")
     booking = await lock(session, booking_id)

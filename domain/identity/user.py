@@ -25,7 +25,7 @@ from domain.messaging import notification
 from domain.shared import audit
 from domain.shared.errors import DomainError
 from models import AccountToken, AuthSession, RefreshToken, User
-from models.crypto import blind_index
+from models.identity import email_matches
 from settings import get_settings
 
 _hasher = PasswordHasher()  # argon2id, library defaults (RFC 9106 second recommended profile)
@@ -105,12 +105,6 @@ def normalise_name(name: str) -> str:
     if not 1 <= len(cleaned) <= 200:
         raise InvalidName("Full name must be 1 to 200 characters")
     return cleaned
-
-
-def email_matches(email: str):
-    """SQL clause: ``users`` row whose email is ``email`` (case-insensitive, exact match). Emails are
-    encrypted at rest: this compares the blind index (``users.email_bidx``, unique; models/crypto.py)."""
-    return User.email_bidx == blind_index(email, "email")
 
 
 async def find_by_email(session: AsyncSession, email: str) -> User | None:

@@ -38,7 +38,7 @@ from sqlalchemy import func, select, tuple_, union
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.messaging import presence
+from domain.messaging import feed, presence
 from domain.shared import live, outbox, pagination, ratelimit
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Booking, ChatMessage, ChatRead, Conversation, Provider, ServiceRequest, Ticket, User
@@ -272,8 +272,6 @@ async def send_message(session: AsyncSession, user: User, conversation_id: int, 
 async def _notify_offline(
     session: AsyncSession, conversation_id: int, sender: User, participants: set[int], text: str
 ) -> None:
-    from domain.messaging import feed  # built alongside (issue 5); imported here to keep chat importable on its own
-
     admins_who_posted = set((await session.scalars(
         select(ChatMessage.sender_user_id).distinct().join(User, User.id == ChatMessage.sender_user_id)
         .where(ChatMessage.conversation_id == conversation_id, User.role == "admin")

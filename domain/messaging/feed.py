@@ -307,9 +307,8 @@ async def service_request_status_changed(
     session: AsyncSession, request: ServiceRequest, *, status_label: str, actor_user_id: int | None
 ) -> None:
     """Tell the customer (an account) and the assigned provider's account that ``request`` is now
-    ``status_label``; not the actor; orders of bookings are left to their bookings' notifications."""
-    if request.kind == "booking":
-        return
+    ``status_label``; not the actor. (Orders of bookings are not announced: their visits' changes are,
+    through ``booking_status_changed``; the order kind decides, domain/orders/kinds.py.)"""
     ref = request.reference
     title = f"Request {ref}: {status_label}"
     customer = request.customer_user_id

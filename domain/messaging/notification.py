@@ -48,6 +48,7 @@ from gateways.email import MailDeliveryError, Mailer, OutgoingEmail
 from models import Email, EmailDelivery, EmailSuppression, NotificationPreference, User
 from models.crypto import blind_index
 from models.db import session_scope
+from models.identity import email_matches
 from models.messaging.notification import EMAIL_STATUSES
 from settings import get_settings
 
@@ -683,12 +684,6 @@ def _suppressed(address: str):
     return EmailSuppression.address_bidx == blind_index(address, "email")
 
 
-def _email_matches(address: str):
-    from domain.identity.user import email_matches  # domain.user imports this module
-
-    return email_matches(address)
-
-
 async def _suppression(session: AsyncSession, kind: str, to: str, user_id: int | None) -> tuple[int | None, str | None]:
     """For non-transactional ``kind`` to ``to``: ``(account id or None, why it is suppressed or None)``.
     One statement: the account by address (unless ``user_id`` is given), the address's opt-out, the
@@ -696,7 +691,7 @@ async def _suppression(session: AsyncSession, kind: str, to: str, user_id: int |
     address = normalise_address(to)
     account = (
         literal(user_id) if user_id is not None
-        else select(User.id).where(_email_matches(address)).scalar_subquery()
+        else select(User.id).where(email_matches(address)).scalar_subquery()
     )
     row = (await session.execute(select(
         account.label("user_id"),

@@ -12,40 +12,13 @@ Calls give up after ``chat_redis_timeout_seconds`` without retrying.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
-
-import redis.asyncio as aioredis
 import structlog
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from domain.shared.redis_client import redis_client
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
-
-_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def redis_client() -> aioredis.Redis:
-    """A Redis client for this event loop and the configured URL that fails fast: timeouts of
-    ``chat_redis_timeout_seconds`` and no retries (callers fail open). Shared with domain/messaging/chat.py."""
-    settings = get_settings()
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get(settings.redis_url)
-    if client is None:
-        client = aioredis.from_url(settings.redis_url, **fail_fast_options())
-        per_loop[settings.redis_url] = client
-    return client
-
-
-def fail_fast_options() -> dict:
-    """redis-py connection options: short timeouts, no retries (redis-py's default retries 3 times
-    with backoff of up to 10 s, far too long to hold a request that can do without Redis)."""
-    timeout = get_settings().chat_redis_timeout_seconds
-    return {"socket_connect_timeout": timeout, "socket_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
-
 
 def key(conversation_id: int, user_id: int) -> str:
     return f"odim:presence:{conversation_id}:{user_id}"

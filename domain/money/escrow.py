@@ -29,6 +29,7 @@ from domain.catalogue import fees
 from domain.money import ledger
 from domain.shared.errors import DomainError
 from models import Affiliate, Dispute, Payment, ProviderEarning, ServiceRequest
+from models.db import session_scope
 
 
 class DisputeOpen(DomainError):
@@ -251,8 +252,6 @@ async def _refund_after_release(
 async def release_due_orders(*, limit: int = 200) -> int:
     """Release the escrow of orders whose grace period after completion has passed with no open
     dispute (the scheduler calls this). One transaction per order; returns how many were released."""
-    from models.db import session_scope
-
     now = datetime.now(UTC)
     async with session_scope() as session:
         ids = (

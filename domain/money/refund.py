@@ -183,39 +183,6 @@ async def pending_refund_for_payment(session: AsyncSession, payment_reference: s
     return await session.scalar(stmt)
 
 
-async def refund_order(
-    session: AsyncSession, request_id: int, *, actor_user_id: int, amount_minor: int | None, reason: str,
-    idempotency_key: str | None = None,
-) -> Refund:
-    """An admin refunds an order: ``amount_minor`` (None: everything still refundable). With an
-    ``idempotency_key`` the same key and input return the first refund, another input raises
-    ``IdempotencyKeyReused``. Raises ``NotFound``, ``NotRefundable``, ``escrow.RefundTooLarge``,
-    DomainError ``INVALID_AMOUNT`` / ``REQUIRED`` (reason). The caller checks the actor is an admin."""
-    from domain.orders import service_request
-    from domain.shared import idempotency
-
-    reason = (reason or "").strip()
-    if not reason:
-        raise DomainError("Give a reason for the refund (it is sent to the customer)", field="reason", code="REQUIRED")
-    scope = f"refund:user:{actor_user_id}"
-    if idempotency_key is not None:
-        earlier = await idempotency.claim(
-            session, scope, idempotency_key, idempotency.fingerprint(request_id, amount_minor, reason)
-        )
-        if earlier is not None and "refund_id" in earlier:
-            found = await session.get(Refund, earlier["refund_id"])
-            assert found is not None
-            return found
-    request = await service_request.lock_request(session, request_id)
-    amount = escrow.refundable(request) if amount_minor is None else amount_minor
-    if amount_minor is None and amount == 0:
-        raise NotRefundable("Nothing is left to refund on this order", field="serviceRequestId")
-    created = await create_refund(session, request, amount, reason=reason, requested_by_user_id=actor_user_id)
-    if idempotency_key is not None:
-        await idempotency.remember(session, scope, idempotency_key, {"refund_id": created.id})
-    return created
-
-
 async def refunds_for_requests(session: AsyncSession, request_ids: list[int]) -> dict[int, list[Refund]]:
     """Refunds of many orders in one statement, oldest first."""
     rows = (

@@ -45,6 +45,8 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
+from domain.money import escrow
+from domain.orders.guest_access import verify_guest_access_token
 from domain.shared import audit
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from domain.shared.money import Money
@@ -106,8 +108,6 @@ def sha256_hex(body: str) -> str:
 
 
 def _price(order: ServiceRequest) -> dict[str, Any]:
-    from domain.money import escrow  # escrow imports nothing of ours back; lazily for import order
-
     b = escrow.order_breakdown(order)
     return {
         "currency": b.currency, "price": b.price, "urgentSurcharge": b.urgent_surcharge,
@@ -410,8 +410,6 @@ async def party_of(session: AsyncSession, contract: Contract, viewer: User | Non
 
 
 def _guest_may(subject: Subject, guest_token: str | None) -> bool:
-    from domain.orders.service_request import verify_guest_access_token
-
     return (subject.request is not None and subject.customer_user_id is None
             and verify_guest_access_token(subject.request.reference, guest_token))
 

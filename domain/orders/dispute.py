@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
-from domain.orders import service_request
+from domain.orders import kinds, service_request
 from domain.shared import pagination
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Dispute, ProviderEarning, ServiceRequest, User
@@ -135,18 +135,14 @@ async def resolve_dispute(
             session, request, amount, reason=f"Dispute {dispute.id}: {dispute.resolution_note or resolution}",
             requested_by_user_id=actor.id,
         )
+    kind = kinds.of(request)
     if resolution == "refund_full" and request.status not in ("completed", "cancelled"):
-        await service_request.transition(
-            session, request, "cancelled", actor_type="admin", actor_user_id=actor.id,
-            note="Refunded in full after a dispute",
-        )
+        await kind.on_cancelled(session, request, actor_user_id=actor.id, note="Refunded in full after a dispute")
     elif request.status == "completed" and request.released_at is None and escrow.refundable(request) > 0:
         await escrow.release(session, request)
-    if request.kind == "booking":
-        # The order's disputed visits follow the resolution (imported here: booking.py builds on this module).
-        from domain.bookings import booking
-
-        await booking.dispute_resolved(session, request.id, actor_user_id=actor.id, note=f"Dispute {dispute.id}: {resolution}")
+    await kind.on_dispute_resolved(
+        session, request, actor_user_id=actor.id, resolution=resolution, note=f"Dispute {dispute.id}: {resolution}",
+    )
     detail = {
         "release": "The payment goes to the provider.",
         "refund_full": "Your payment is refunded in full.",

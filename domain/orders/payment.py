@@ -18,22 +18,17 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.bookings import booking
 from domain.messaging import notification
 from domain.money import escrow, payout, refund
-from domain.orders import service_request
+from domain.orders import kinds, service_request
 from domain.shared import metrics, outbox
 from domain.shared.errors import DomainError
 from domain.shared.money import Money
 from gateways.base import GatewayEvent, PaymentGateway
 from models import (
-    Affiliate,
-    AffiliateAttribution,
     Payment,
     PaymentStatusChange,
-    Service,
     ServiceRequest,
-    ServiceTier,
     WebhookEvent,
 )
 from settings import get_settings
@@ -208,47 +203,10 @@ async def confirm_payment(session: AsyncSession, payment: Payment, request: Serv
         why = "a second payment for an order already paid" if already_paid else "the order was cancelled"
         await _refund_on_arrival(session, request, payment, why)
         return
-    if request.kind == "booking":
-        # A booking's order: its held visit becomes paid (domain/bookings/booking.py), or the hold is over.
-        if not await booking.order_paid(session, request, amount=amount):
-            await _refund_on_arrival(session, request, payment, "the slot's hold was over")
-            return
-        await escrow.capture(session, request, payment)
+    refused = await kinds.of(request).on_paid(session, request, payment, amount=amount)
+    if refused is not None:
+        await _refund_on_arrival(session, request, payment, refused)
         return
-    request.paid_at = now
-    await service_request.transition(session, request, "payment_confirmed", actor_type="system", note=f"Paid {amount}")
-    await service_request.transition(session, request, "pending_contact", actor_type="system")
-    affiliate = None
-    if request.affiliate_code:
-        affiliate = await session.scalar(select(Affiliate).where(Affiliate.code == request.affiliate_code))
-        if affiliate is not None:
-            await session.execute(
-                insert(AffiliateAttribution)
-                .values(
-                    affiliate_id=affiliate.id, service_request_id=request.id, payment_id=payment.id,
-                    base_amount_minor=request.price_minor, currency=payment.currency,
-                    commission_bps=request.affiliate_commission_bps,
-                )
-                .on_conflict_do_nothing(index_elements=["service_request_id"])
-            )
-    service = await session.get(Service, request.service_id)
-    tier = await session.get(ServiceTier, request.tier_id)
-    context = {
-        "name": request.customer_name, "reference": request.reference, "amount": amount,
-        "service": service.name if service else "", "tier": tier.name if tier else "",
-        "status_label": service_request.STATUS_LABELS[request.status],
-        "next_step": service_request.NEXT_STEPS[request.status],
-        "tracking_url": service_request.tracking_url(request.reference),
-        "affiliate": affiliate.code if affiliate else None,
-    }
-    await notification.queue_email(
-        session, dedupe_key=f"payment_confirmed:{request.id}", kind="payment_confirmed",
-        to=request.customer_email, template="payment_confirmed", context=context,
-    )
-    await notification.queue_email(
-        session, dedupe_key=f"operator_new_request:{request.id}", kind="operator_new_request",
-        to=get_settings().operator_email, template="operator_new_request", context=context,
-    )
     # Last, so the per-currency accounts every capture shares (the gateway's clearing account) are
     # locked only for the posting and the commit, not for the rest of the work above.
     await escrow.capture(session, request, payment)

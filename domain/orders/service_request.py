@@ -23,14 +23,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
 import secrets
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, false, func, select, tuple_, update
+from sqlalchemy import ColumnElement, and_, false, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -45,9 +43,9 @@ from domain.identity.user import (
 )
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
-from domain.orders import contract
-from domain.reviews import review
-from domain.shared import audit, live, outbox, pagination
+from domain.orders import contract, guest_access, kinds
+from domain.providers import standing
+from domain.shared import live, outbox, pagination
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from gateways import registry
 from gateways.base import GatewayError, GatewayUnavailable, PaymentGateway
@@ -170,35 +168,6 @@ def new_reference() -> str:
     """Human-friendly reference ``ODM-XXXX-XXXX`` (Crockford base32, 40 random bits)."""
     chars = "".join(secrets.choice(REFERENCE_ALPHABET) for _ in range(8))
     return f"ODM-{chars[:4]}-{chars[4:]}"
-
-
-# --- guest access links ------------------------------------------------------------------------
-
-
-def guest_access_token(reference: str, *, now: float | None = None) -> str:
-    """Signed, expiring token giving a guest access to its own request: ``<exp>.<hmac>``,
-    HMAC-SHA256 of ``"<reference>.<exp>"`` under settings.guest_link_secret."""
-    settings = get_settings()
-    exp = int((time.time() if now is None else now) + settings.guest_link_ttl_seconds)
-    return f"{exp}.{_guest_sig(reference, exp)}"
-
-
-def _guest_sig(reference: str, exp: int) -> str:
-    key = get_settings().guest_link_secret.get_secret_value().encode()
-    mac = hmac.new(key, f"{reference}.{exp}".encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
-
-
-def verify_guest_access_token(reference: str, token: str | None) -> bool:
-    """True when ``token`` was issued for ``reference`` and has not expired (constant-time check)."""
-    if not token or "." not in token:
-        return False
-    exp_s, sig = token.split(".", 1)
-    try:
-        exp = int(exp_s)
-    except ValueError:
-        return False
-    return exp >= time.time() and hmac.compare_digest(sig, _guest_sig(reference, exp))
 
 
 # --- purchase ----------------------------------------------------------------------------------
@@ -325,7 +294,7 @@ async def open_order(
         service_request_id=request.id, from_status=None, to_status="awaiting_payment",
         actor_type="customer", actor_user_id=actor_user_id, note="Request created",
     ))
-    if request.kind != "booking":
+    if kinds.of(request).has_own_conversation:
         session.add(Conversation(service_request_id=request.id))
     payment = Payment(
         service_request_id=request.id, gateway=gateway.name, reference=f"pay_{secrets.token_hex(12)}",
@@ -515,7 +484,8 @@ async def transition(
         )
     if to_status == "team_assigned" and request.assigned_provider_id is None:
         raise InvalidTransition("Assign a provider before moving the request to team_assigned")
-    if to_status == "in_progress" and request.kind != "booking":
+    kind = kinds.of(request)
+    if to_status == "in_progress" and kind.has_own_contract:
         # Before work starts: the current contract accepted by both (a booking's order: its visits' own).
         await contract.require_accepted(session, service_request=request)
     change = ServiceRequestStatusChange(
@@ -543,69 +513,14 @@ async def transition(
             context={
                 "name": request.customer_name, "reference": request.reference,
                 "status_label": STATUS_LABELS[to_status], "next_step": NEXT_STEPS[to_status], "note": note,
-                "tracking_url": tracking_url(request.reference),
+                "tracking_url": guest_access.tracking_url(request.reference),
             },
         )
-    await feed.service_request_status_changed(
-        session, request, status_label=STATUS_LABELS[to_status], actor_user_id=actor_user_id
-    )
+    if kind.notifies_status:
+        await feed.service_request_status_changed(
+            session, request, status_label=STATUS_LABELS[to_status], actor_user_id=actor_user_id
+        )
     return change
-
-
-class EmailNotVerified(DomainError):
-    code = "EMAIL_NOT_VERIFIED"
-    field = None
-
-
-def guest_requests_of(email: str):
-    """SQL clause: requests bought as a guest (no account) with ``email`` as the customer's address."""
-    return and_(ServiceRequest.customer_user_id.is_(None),
-                ServiceRequest.customer_email_bidx == blind_index(email, "email"))  # encrypted: its blind index
-
-
-async def send_guest_access_links(session: AsyncSession, email: str) -> int:
-    """Email the signed, expiring tracking links (settings.guest_link_ttl_seconds) of the newest 50 guest
-    requests bought with ``email``: the guest's "magic link" to its purchases. Returns how many (the
-    API never tells the caller: the answer would reveal who bought what). Raises ``InvalidEmail``."""
-    address = normalise_email(email)
-    rows = (await session.execute(
-        select(ServiceRequest.reference, Service.name).join(Service, Service.id == ServiceRequest.service_id)
-        .where(guest_requests_of(address)).order_by(ServiceRequest.id.desc()).limit(50)
-    )).all()
-    if not rows:
-        return 0
-    items = [{"reference": ref, "service": name, "url": tracking_url(ref)} for ref, name in rows]
-    await notification.queue_email(
-        session, dedupe_key=f"guest_links:{secrets.token_hex(16)}", kind="account", to=address,
-        template="guest_links", context={"items": items},
-    )
-    return len(items)
-
-
-async def claim_guest_purchases(session: AsyncSession, user: User, *, references: list[str] | None = None) -> list[str]:
-    """Attach every guest request bought with the account's email to the account (they then show in
-    myServiceRequests and follow the account's rights). Only for a VERIFIED email, or anyone could
-    register a victim's address and take its orders. ``references`` (at most 100) narrows the claim;
-    references that are not such purchases are skipped. Returns the references claimed. Raises
-    ``EmailNotVerified``."""
-    if user.email_verified_at is None:
-        raise EmailNotVerified("Confirm your email address first (we sent you a link); then claim your purchases")
-    claim = update(ServiceRequest).where(guest_requests_of(user.email))
-    if references is not None:
-        claim = claim.where(ServiceRequest.reference.in_([r.strip().upper() for r in references[:100]]))
-    refs = (await session.scalars(
-        claim.values(customer_user_id=user.id).returning(ServiceRequest.reference)
-    )).all()
-    if refs:
-        await audit.record(session, action="account.guest_purchases.claimed", actor_id=user.id, actor_role=user.role,
-                           subject_type="User", subject_id=user.id, details={"references": sorted(refs)})
-    return sorted(refs)
-
-
-def tracking_url(reference: str) -> str:
-    """Signed tracking link for the customer's emails (works for guests)."""
-    base = get_settings().public_base_url.rstrip("/")
-    return f"{base}/track/{reference}?token={guest_access_token(reference)}"
 
 
 async def lock_request(session: AsyncSession, request_id: int) -> ServiceRequest:
@@ -632,7 +547,7 @@ async def update_status(
         raise Forbidden("Only an admin or the assigned provider can change this request's status")
     if len(note) > 2000:
         raise DomainError("Note is limited to 2000 characters", field="note", code="TOO_LONG")
-    if request.kind == "booking":
+    if not kinds.of(request).moved_by_operators:
         raise InvalidTransition("A booking's order follows its visits: change the booking's status instead")
     await transition(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id, note=note.strip())
     await money_effects(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id)
@@ -666,17 +581,17 @@ async def money_effects(
 
 async def assign_provider(session: AsyncSession, request_id: int, provider_id: int, *, actor: User) -> ServiceRequest:
     """Admin assigns a verified, non-suspended provider. If the request is ``pending_contact`` it
-    moves to ``team_assigned`` in the same transaction. Raises ``NotFound``, ``review.ProviderSuspended``
+    moves to ``team_assigned`` in the same transaction. Raises ``NotFound``, ``standing.ProviderSuspended``
     (a suspended provider), ``ProviderNotAssignable`` (unknown or unverified provider; request closed)."""
     request = await lock_request(session, request_id)
-    if request.kind == "booking":
+    if not kinds.of(request).moved_by_operators:
         raise ProviderNotAssignable(
             "A booking's provider changes through its visit (takeOverBooking), not here", field="serviceRequestId"
         )
     provider = await session.get(Provider, provider_id)
     if provider is None:
         raise ProviderNotAssignable("No such provider")
-    review.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: two strikes or an admin
+    standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: two strikes or an admin
     if not provider.verified or provider.suspended:
         raise ProviderNotAssignable("Only verified, non-suspended providers can be assigned")
     if request.status in ("awaiting_payment", "completed", "cancelled"):
@@ -709,7 +624,7 @@ async def _email_assignment(session: AsyncSession, request: ServiceRequest, prov
         session, dedupe_key=f"provider_assigned:{request.id}:{provider.id}", kind="provider_assigned",
         to=request.customer_email, user_id=request.customer_user_id, template="provider_assigned",
         context={**common, "name": request.customer_name, "provider": provider.display_name,
-                 "tracking_url": tracking_url(request.reference)},
+                 "tracking_url": guest_access.tracking_url(request.reference)},
     )
     owner = await session.get(User, provider.user_id) if provider.user_id is not None else None
     if owner is not None:
@@ -744,7 +659,7 @@ async def can_see_private(
             return True
         if viewer.role == "provider" and await _is_assigned_provider(session, request, viewer.id):
             return True
-    return verify_guest_access_token(request.reference, guest_token)
+    return guest_access.verify_guest_access_token(request.reference, guest_token)
 
 
 async def timelines(session: AsyncSession, request_ids: list[int]) -> dict[int, list[ServiceRequestStatusChange]]:

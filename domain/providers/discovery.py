@@ -85,9 +85,9 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.messaging import presence
 from domain.providers import availability
 from domain.providers.provider import MAX_RADIUS_M, GeoPoint, InvalidRadius, NotAProvider, ProviderView
+from domain.shared import redis_client
 from domain.shared.errors import DomainError
 from models.db import session_scope
 from settings import get_settings
@@ -400,7 +400,7 @@ async def invalidate_provider(provider_id: int) -> None:
         ring = json.loads(row["area"])["coordinates"][0]
         polygon = [(lat, lon) for lon, lat in ring]
     cells = provider_cells(row["lat"], row["lon"], row["service_radius_km"], polygon)
-    client = presence.redis_client()
+    client = redis_client.redis_client()
     try:
         previous = {c.decode() if isinstance(c, bytes) else c
                     for c in await client.smembers(_provider_cells_key(provider_id))}
@@ -556,7 +556,7 @@ async def search_providers(
     page = await _compute(session, centre, radius_m, filters, offset, first, point, now, result)
     if key is not None:
         try:
-            await presence.redis_client().set(key, json.dumps(_to_cache(page)), ex=ttl)
+            await redis_client.redis_client().set(key, json.dumps(_to_cache(page)), ex=ttl)
         except (RedisError, OSError) as exc:
             log.warning("discovery.cache_store_failed", error=str(exc))
     return page
@@ -567,7 +567,7 @@ async def _cache_get(
 ) -> tuple[str, dict | None]:
     coarse = sorted(disk_cells(centre.latitude, centre.longitude, round(radius_m, 1),
                                get_settings().discovery_invalidation_resolution))
-    client = presence.redis_client()
+    client = redis_client.redis_client()
     versions = await client.mget([_version_key(c) for c in coarse])
     pairs = zip(coarse, versions, strict=True)
     stamp = _digest([[c, (v.decode() if isinstance(v, bytes) else v) or "0"] for c, v in pairs], 16)

@@ -45,7 +45,7 @@ from domain.shared import audit, pagination
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import ApplicationDocument, Provider, ProviderApplication, User
 from models.crypto import current_key_id, decrypt_bytes, encrypt_bytes, is_encrypted_bytes
-from models.providers.onboarding import DOCUMENT_KINDS, OPEN_STATUSES
+from models.providers.onboarding import APPLICATION_STATUSES, DOCUMENT_KINDS, OPEN_STATUSES
 
 STEPS = ("business", "categories", "service_area", "documents")
 EDITABLE_STATUSES = ("draft", "more_documents_requested")
@@ -558,8 +558,6 @@ async def application_queue(
     creation for drafts; ties by id), keyset-paginated; documents included. Returns ``(views,
     has_next)`` in two statements (index ix_provider_applications_status_queued). Raises
     ``InvalidCursor``, ``DomainError`` (unknown status)."""
-    from models.providers.onboarding import APPLICATION_STATUSES
-
     if status not in APPLICATION_STATUSES:
         raise DomainError(f"status is one of {', '.join(APPLICATION_STATUSES)}", field="status")
     query = select(ProviderApplication, *_GEO).where(ProviderApplication.status == status)

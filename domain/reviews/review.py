@@ -49,18 +49,18 @@ Lock order (as everywhere, domain/bookings/booking.py ``lock``): provider -> ord
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.messaging import notification
-from domain.shared import audit, pagination
+from domain.providers import standing
+from domain.shared import pagination
 from domain.shared.errors import DomainError, Forbidden, NotFound
-from models import Booking, Dispute, Provider, ProviderStrike, Review, ServiceRequest, User
+from models import Booking, Provider, Review, ServiceRequest, User
 from models.db import session_scope
 from settings import get_settings
 
@@ -80,23 +80,6 @@ class ReviewWindowClosed(DomainError):
 
 class AlreadyReviewed(DomainError):
     code = "ALREADY_REVIEWED"
-
-
-class ProviderSuspended(DomainError):
-    """The provider is suspended (two strikes or an admin): it takes no new work."""
-
-    code = "PROVIDER_SUSPENDED"
-    field = "providerId"
-
-
-class NotSuspended(DomainError):
-    code = "NOT_SUSPENDED"
-    field = "providerId"
-
-
-class AlreadySuspended(DomainError):
-    code = "ALREADY_SUSPENDED"
-    field = "providerId"
 
 
 # --- reviews ---------------------------------------------------------------------------------------
@@ -142,15 +125,6 @@ def validate(rating: int, text_: str, *, text_field: str = "text") -> str:
     return text_
 
 
-async def _lock_provider(session: AsyncSession, provider_id: int) -> Provider:
-    provider = await session.scalar(
-        select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True)
-    )
-    if provider is None:
-        raise NotFound("No such provider", field="providerId")
-    return provider
-
-
 async def lock_subject(
     session: AsyncSession, *, service_request_id: int | None = None, booking_id: int | None = None,
     viewer: User | None = None,
@@ -165,7 +139,7 @@ async def lock_subject(
         )).one_or_none()
         if row is None:
             raise NotFound("No such booking", field="bookingId")
-        provider = await _lock_provider(session, row.provider_id)
+        provider = await standing.lock_provider(session, row.provider_id)
         order = None
         if row.service_request_id is not None:
             order = await session.scalar(select(ServiceRequest).where(ServiceRequest.id == row.service_request_id)
@@ -181,14 +155,16 @@ async def lock_subject(
     )).one_or_none()
     if row is None:
         raise NotFound("No such order", field="serviceRequestId")
-    unassigned = row.kind == "booking" or row.assigned_provider_id is None
+    # Only catalogue purchases are reviewed as orders; a booking's order is reviewed through its visits.
+    as_order = row.kind == "purchase"
+    unassigned = not as_order or row.assigned_provider_id is None
     if unassigned and viewer is not None and (row.customer_user_id is None or row.customer_user_id != viewer.id):
         raise NotFound("No such order", field="serviceRequestId")
-    if row.kind == "booking":
+    if not as_order:
         raise NotReviewable("A booking's order is reviewed through its visits (bookingId)", field="serviceRequestId")
     if row.assigned_provider_id is None:
         raise NotReviewable("Nobody did this order yet", field="serviceRequestId")
-    provider = await _lock_provider(session, row.assigned_provider_id)
+    provider = await standing.lock_provider(session, row.assigned_provider_id)
     order = await session.scalar(select(ServiceRequest).where(ServiceRequest.id == service_request_id)
                                  .with_for_update(key_share=True))
     if order.assigned_provider_id != provider.id:
@@ -247,6 +223,34 @@ async def record(
     return review
 
 
+class VisitReviews(Protocol):
+    """How a visit's customer review is taken: implemented and registered by the bookings context
+    (domain/bookings/hooks.py), because it moves the visit too."""
+
+    async def customer_review(
+        self, session: AsyncSession, subject: Subject, *, actor: User, rating: int, text_: str,
+        now: datetime | None,
+    ) -> Review:
+        """Record the customer's review of the visit ``subject`` (locked) and move the visit. Raises the
+        refusals of ``record`` and the visit's state machine."""
+        ...
+
+
+_visit_reviews: list[VisitReviews] = []
+
+
+def register_visit_reviews(flow: VisitReviews) -> None:
+    """Install the visits' review flow (the bookings context does, on import). Idempotent."""
+    _visit_reviews[:] = [flow]
+
+
+def visit_reviews() -> VisitReviews:
+    """The registered visit review flow. Raises ``RuntimeError`` when the bookings context was not imported."""
+    if not _visit_reviews:
+        raise RuntimeError("no visit review flow registered: import domain.bookings")
+    return _visit_reviews[0]
+
+
 async def submit_review(
     session: AsyncSession, *, actor: User, rating: int, text_: str = "", service_request_id: int | None = None,
     booking_id: int | None = None, now: datetime | None = None,
@@ -262,18 +266,10 @@ async def submit_review(
     subject = await lock_subject(session, service_request_id=service_request_id, booking_id=booking_id, viewer=actor)
     side = side_of(subject, actor)
     if subject.booking is not None and side == "customer":
-        if subject.booking.status != "completed":
-            reviewed = await session.scalar(select(Review.id).where(Review.booking_id == booking_id,
-                                                                   Review.author_role == "customer"))
-            if reviewed is not None:
-                raise AlreadyReviewed("You already reviewed this", field="bookingId")
-            raise NotReviewable("Only completed work can be reviewed", field="bookingId")
-        # domain/bookings/booking.py imports this module: import it here, at call time (no import cycle).
-        from domain.bookings import booking as booking_domain
-
-        await booking_domain.review(session, booking_id, actor=actor, rating=rating, comment=text_, now=now)
-        return await session.scalar(select(Review).where(Review.booking_id == booking_id,
-                                                         Review.author_role == "customer"))
+        # A visit's customer review is also the visit's ``completed -> reviewed``: bookings' to make.
+        return await visit_reviews().customer_review(
+            session, subject, actor=actor, rating=rating, text_=text_, now=now
+        )
     return await record(session, subject, side=side, author=actor, rating=rating, text_=text_, now=now)
 
 
@@ -287,43 +283,7 @@ async def _publish(session: AsyncSession, provider: Provider, review: Review, no
     counts = [getattr(provider, f"rating_{n}") for n in range(1, 6)]
     provider.review_count = sum(counts)
     provider.rating = round(sum(n * c for n, c in zip(range(1, 6), counts, strict=True)) / provider.review_count, 2)
-    await _check_flag(session, provider, now)
-
-
-async def completed_jobs(session: AsyncSession, provider_id: int) -> int:
-    """Completed catalogue orders assigned to the provider + its completed visits (one statement)."""
-    return int(await session.scalar(text(
-        "SELECT (SELECT count(*) FROM service_requests WHERE assigned_provider_id = :p AND status = 'completed'"
-        " AND kind <> 'booking') + (SELECT count(*) FROM bookings WHERE provider_id = :p AND completed_at IS NOT NULL)"
-    ), {"p": provider_id}))
-
-
-async def _check_flag(session: AsyncSession, provider: Provider, now: datetime) -> None:
-    settings = get_settings()
-    low = provider.review_count > 0 and provider.rating < settings.rating_flag_threshold
-    if low and provider.flagged_at is None:
-        jobs = await completed_jobs(session, provider.id)
-        if jobs < settings.rating_flag_min_jobs:
-            return
-        provider.flagged_at = now
-        provider.flag_reason = (f"Average rating {provider.rating:.2f} below {settings.rating_flag_threshold} "
-                                f"after {jobs} completed jobs")
-        await audit.record(session, action="provider.flagged", subject_type="Provider", subject_id=provider.id,
-                           details={"rating": provider.rating, "reviewCount": provider.review_count,
-                                    "completedJobs": jobs}, actor_id=None, actor_role="system")
-        await notification.queue_email(
-            session, dedupe_key=f"provider_flagged:{provider.id}:{now.isoformat()}", kind="operator_alert",
-            to=settings.operator_email, template="operator_alert",
-            context={"subject": f"Provider flagged: {provider.display_name}",
-                     "body": f"Provider {provider.id} ({provider.display_name}) was flagged for review: "
-                             f"{provider.flag_reason}.\nSee flaggedProviders; record a strike or suspend it if needed."},
-        )
-    elif not low and provider.flagged_at is not None:
-        provider.flagged_at = None
-        provider.flag_reason = None
-        await audit.record(session, action="provider.unflagged", subject_type="Provider", subject_id=provider.id,
-                           details={"rating": provider.rating, "reviewCount": provider.review_count},
-                           actor_id=None, actor_role="system")
+    await standing.check_flag(session, provider, now)
 
 
 async def publish_due(*, now: datetime | None = None, limit: int = 500) -> int:
@@ -341,7 +301,7 @@ async def publish_due(*, now: datetime | None = None, limit: int = 500) -> int:
         if published >= limit:
             break
         async with session_scope() as session:
-            provider = await _lock_provider(session, provider_id)
+            provider = await standing.lock_provider(session, provider_id)
             due = (await session.scalars(
                 select(Review).where(Review.provider_id == provider_id, Review.published_at.is_(None),
                                      Review.window_closes_at <= now)
@@ -380,18 +340,6 @@ async def rating_summary(session: AsyncSession, provider_id: int) -> RatingSumma
                                                                row.rating_4, row.rating_5])
 
 
-def _cursor(at: datetime, ident: int) -> str:
-    return base64.urlsafe_b64encode(f"{at.isoformat()}|{ident}".encode()).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
-    try:
-        at, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
-        return pagination.timestamp(at), pagination.row_id(ident)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise pagination.InvalidCursor("Malformed cursor") from exc
-
-
 async def provider_reviews(
     session: AsyncSession, provider_id: int, *, first: int, after: str | None = None
 ) -> tuple[list[tuple[Review, str]], bool]:
@@ -402,10 +350,10 @@ async def provider_reviews(
                                  Review.published_at.is_not(None))
             .order_by(Review.published_at.desc(), Review.id.desc()).limit(first + 1))
     if after:
-        at, ident = _decode_cursor(after)
+        at, ident = pagination.decode_at(after)
         stmt = stmt.where(or_(Review.published_at < at, and_(Review.published_at == at, Review.id < ident)))
     rows = (await session.scalars(stmt)).all()
-    return [(r, _cursor(r.published_at, r.id)) for r in rows[:first]], len(rows) > first
+    return [(r, pagination.encode_at(r.published_at, r.id)) for r in rows[:first]], len(rows) > first
 
 
 async def my_reviews(
@@ -427,177 +375,3 @@ async def my_reviews(
         stmt = stmt.where(Review.id < pagination.decode("Review", after))
     rows = (await session.scalars(stmt)).all()
     return [(r, pagination.encode("Review", r.id)) for r in rows[:first]], len(rows) > first
-
-
-# --- strikes, suspension, reinstatement (admins) ---------------------------------------------------
-
-
-def _reason(value: str, field: str = "reason") -> str:
-    value = (value or "").strip()
-    if not value:
-        raise DomainError("Say why", field=field, code="REASON_REQUIRED")
-    if len(value) > MAX_REASON:
-        raise DomainError(f"Limited to {MAX_REASON} characters", field=field, code="TOO_LONG")
-    return value
-
-
-async def _owner(session: AsyncSession, provider: Provider) -> User | None:
-    return await session.get(User, provider.user_id) if provider.user_id is not None else None
-
-
-async def _email_provider(session: AsyncSession, provider: Provider, template: str, key: str, **context) -> None:
-    owner = await _owner(session, provider)
-    if owner is None:
-        return
-    await notification.queue_email(
-        session, dedupe_key=key, kind="provider_standing", to=owner.email, user_id=owner.id, template=template,
-        context={"name": owner.full_name or provider.display_name, "business_name": provider.display_name, **context},
-    )
-
-
-def _clear_flag(provider: Provider) -> None:
-    provider.flagged_at = None
-    provider.flag_reason = None
-
-
-@dataclass(frozen=True)
-class StrikeOutcome:
-    """The strike written, the provider after it, and whether this strike suspended it."""
-
-    strike: ProviderStrike
-    provider: Provider
-    suspended_now: bool
-
-
-async def _check_reference(
-    session: AsyncSession, provider_id: int, service_request_id: int | None, booking_id: int | None,
-    dispute_id: int | None,
-) -> None:
-    if sum(x is not None for x in (service_request_id, booking_id, dispute_id)) > 1:
-        raise DomainError("Name at most one of serviceRequestId, bookingId, disputeId", field="bookingId",
-                          code="INVALID")
-    if service_request_id is not None:
-        owner = await session.scalar(select(ServiceRequest.assigned_provider_id)
-                                     .where(ServiceRequest.id == service_request_id))
-        if owner != provider_id:
-            raise NotFound("No such order of this provider", field="serviceRequestId")
-    if booking_id is not None:
-        owner = await session.scalar(select(Booking.provider_id).where(Booking.id == booking_id))
-        if owner != provider_id:
-            raise NotFound("No such visit of this provider", field="bookingId")
-    if dispute_id is not None:
-        owner = await session.scalar(select(ServiceRequest.assigned_provider_id)
-                                     .join(Dispute, Dispute.service_request_id == ServiceRequest.id)
-                                     .where(Dispute.id == dispute_id))
-        if owner != provider_id:
-            raise NotFound("No such dispute about this provider", field="disputeId")
-
-
-async def record_strike(
-    session: AsyncSession, provider_id: int, *, actor: User, reason: str, service_request_id: int | None = None,
-    booking_id: int | None = None, dispute_id: int | None = None, now: datetime | None = None,
-) -> StrikeOutcome:
-    """An admin records a strike for a serious complaint (issue 7, "Two-strike policy"), optionally
-    about one order, visit or dispute of this provider. The second strike suspends the provider in
-    this transaction (``suspend``). Audited ``provider.strike_recorded``; the provider is emailed.
-    Raises ``NotFound`` (provider, or a reference not about it), DomainError ``REASON_REQUIRED`` /
-    ``TOO_LONG``; nothing is written on error."""
-    now = now or datetime.now(UTC)
-    reason = _reason(reason)
-    provider = await _lock_provider(session, provider_id)
-    await _check_reference(session, provider_id, service_request_id, booking_id, dispute_id)
-    strike = ProviderStrike(provider_id=provider_id, reason=reason, service_request_id=service_request_id,
-                            booking_id=booking_id, dispute_id=dispute_id, created_by_user_id=actor.id)
-    session.add(strike)
-    await session.flush()
-    provider.strike_count += 1
-    _clear_flag(provider)
-    await audit.record(session, action="provider.strike_recorded", subject_type="Provider", subject_id=provider_id,
-                       details={"strikeId": strike.id, "strikeCount": provider.strike_count})
-    await _email_provider(session, provider, "provider_strike", f"provider_strike:{strike.id}",
-                          reason=reason, strike_count=provider.strike_count)
-    suspended_now = False
-    if provider.strike_count >= 2 and not provider.suspended:
-        await _suspend(session, provider, actor=actor, now=now, trigger="second_strike",
-                       reason=f"Second strike: {reason}")
-        suspended_now = True
-    return StrikeOutcome(strike, provider, suspended_now)
-
-
-async def _suspend(session: AsyncSession, provider: Provider, *, actor: User, now: datetime, trigger: str,
-                   reason: str) -> None:
-    provider.suspended = True
-    provider.suspended_at = now
-    provider.suspension_reason = reason[:MAX_REASON]
-    _clear_flag(provider)
-    await audit.record(session, action="provider.suspended", subject_type="Provider", subject_id=provider.id,
-                       details={"trigger": trigger, "strikeCount": provider.strike_count})
-    await _email_provider(session, provider, "provider_suspended",
-                          f"provider_suspended:{provider.id}:{now.isoformat()}", reason=provider.suspension_reason)
-
-
-async def suspend(session: AsyncSession, provider_id: int, *, actor: User, reason: str,
-                  now: datetime | None = None) -> Provider:
-    """An admin suspends a provider: no new work, hidden from search (``providers.suspended``).
-    Audited ``provider.suspended``, emailed. Raises ``NotFound``, ``AlreadySuspended``, DomainError
-    ``REASON_REQUIRED``/``TOO_LONG``. The caller invalidates discovery after commit."""
-    reason = _reason(reason)
-    provider = await _lock_provider(session, provider_id)
-    if provider.suspended:
-        raise AlreadySuspended("This provider is already suspended")
-    await _suspend(session, provider, actor=actor, now=now or datetime.now(UTC), trigger="admin", reason=reason)
-    return provider
-
-
-async def reinstate(session: AsyncSession, provider_id: int, *, actor: User, note: str,
-                    reset_strikes: bool = False, now: datetime | None = None) -> Provider:
-    """An admin lifts a suspension (``note`` says why, required). Strikes stay on record; the count
-    is kept (the next strike suspends again) unless ``reset_strikes``. Audited
-    ``provider.reinstated``, emailed. Raises ``NotFound``, ``NotSuspended``, DomainError
-    ``REASON_REQUIRED`` (field note) / ``TOO_LONG``. The caller invalidates discovery after commit."""
-    note = _reason(note, "note")
-    now = now or datetime.now(UTC)
-    provider = await _lock_provider(session, provider_id)
-    if not provider.suspended:
-        raise NotSuspended("This provider is not suspended")
-    provider.suspended = False
-    provider.suspended_at = None
-    provider.suspension_reason = None
-    if reset_strikes:
-        provider.strike_count = 0
-    _clear_flag(provider)
-    await audit.record(session, action="provider.reinstated", subject_type="Provider", subject_id=provider.id,
-                       details={"strikeCount": provider.strike_count, "resetStrikes": reset_strikes})
-    await _email_provider(session, provider, "provider_reinstated",
-                          f"provider_reinstated:{provider.id}:{now.isoformat()}", note=note)
-    return provider
-
-
-async def strikes_of(session: AsyncSession, provider_id: int) -> list[ProviderStrike]:
-    """A provider's strikes, newest first (one statement)."""
-    return list((await session.scalars(
-        select(ProviderStrike).where(ProviderStrike.provider_id == provider_id)
-        .order_by(ProviderStrike.id.desc())
-    )).all())
-
-
-async def flagged_providers(
-    session: AsyncSession, *, first: int, after: str | None = None
-) -> tuple[list[tuple[Provider, str]], bool]:
-    """The admins' queue: flagged providers, oldest flag first, ``first`` per page after ``after``, in
-    one statement (index ix_providers_flagged). Raises ``InvalidCursor``."""
-    stmt = (select(Provider).where(Provider.flagged_at.is_not(None))
-            .order_by(Provider.flagged_at, Provider.id).limit(first + 1))
-    if after:
-        at, ident = _decode_cursor(after)
-        stmt = stmt.where(or_(Provider.flagged_at > at, and_(Provider.flagged_at == at, Provider.id > ident)))
-    rows = (await session.scalars(stmt)).all()
-    return [(p, _cursor(p.flagged_at, p.id)) for p in rows[:first]], len(rows) > first
-
-
-def ensure_not_suspended(provider: Provider | None) -> None:
-    """Raise ``ProviderSuspended`` when ``provider`` is suspended (the work paths call it first, so
-    the refusal says why)."""
-    if provider is not None and provider.suspended:
-        raise ProviderSuspended("This provider is suspended and takes no new work")
-

@@ -53,3 +53,17 @@ def decode(kind: str, cursor: str) -> int:
         return row_id(value)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise InvalidCursor("Malformed cursor") from exc
+
+
+def encode_at(at: datetime, ident: int) -> str:
+    """Cursor of a list ordered by ``(instant, id)``: ``base64url("<ISO 8601>|<id>")``."""
+    return base64.urlsafe_b64encode(f"{at.isoformat()}|{ident}".encode()).decode()
+
+
+def decode_at(cursor: str) -> tuple[datetime, int]:
+    """The ``(instant, id)`` inside a cursor made by ``encode_at``. Raises ``InvalidCursor``."""
+    try:
+        at, ident = base64.urlsafe_b64decode(cursor.encode()).decode().split("|")
+        return timestamp(at), row_id(ident)
+    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
+        raise InvalidCursor("Malformed cursor") from exc

@@ -1,6 +1,6 @@
 """Rate limits on Redis: the `limits` library's moving-window strategy over its async Redis storage.
 
-One limiter per event loop and Redis URL, with fail-fast connection options (``presence.fail_fast_options``:
+One limiter per event loop and Redis URL, with fail-fast connection options (``redis_client.fail_fast_options``:
 ``chat_redis_timeout_seconds``, no retries), so a dead Redis costs at most that timeout per call,
 never a hang. Callers decide what a dead Redis means (``RateLimitUnavailable``): the chat and the
 per-IP limit let the request through (fail open), login/register/password reset refuse it (fail
@@ -24,7 +24,7 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
 from redis.exceptions import RedisError
 
-from domain.messaging import presence
+from domain.shared import redis_client
 from settings import get_settings
 
 _limiters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -40,7 +40,7 @@ def _limiter() -> MovingWindowRateLimiter:
     per_loop = _limiters.setdefault(asyncio.get_running_loop(), {})
     limiter = per_loop.get(url)
     if limiter is None:
-        storage = RedisStorage(f"async+{url}", implementation="redispy", **presence.fail_fast_options())
+        storage = RedisStorage(f"async+{url}", implementation="redispy", **redis_client.fail_fast_options())
         limiter = MovingWindowRateLimiter(storage)
         per_loop[url] = limiter
     return limiter
