@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, DateTime, MetaData, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -35,3 +37,10 @@ def updated_at() -> Mapped[datetime]:
     return mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now(), nullable=False
     )
+
+
+def sql_in(values: Iterable[str] | type[StrEnum]) -> str:
+    """``('a', 'b')``: the SQL list of a CHECK or partial-index ``IN``, from a status ``StrEnum`` (its
+    values, in declaration order) or any iterable of plain strings. One source for the database's list
+    and the code's."""
+    return "(" + ", ".join("'" + str(v) + "'" for v in values) + ")"

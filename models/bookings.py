@@ -10,6 +10,7 @@ Double booking is impossible by construction: ``bookings`` carries an exclusion 
 from __future__ import annotations
 
 from datetime import date, datetime
+from enum import StrEnum
 
 from geoalchemy2 import Geography
 from sqlalchemy import (
@@ -31,40 +32,60 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB, TSTZRANGE, ExcludeConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 from models.crypto import EncryptedText
 
-BOOKING_STATUSES = (
-    "held",
-    "payment_expired",
-    "paid",
-    "declined",
-    "expired",
-    "accepted",
-    "en_route",
-    "arrived",
-    "in_progress",
-    "needs_follow_up",
-    "completed",
-    "cancelled_by_customer",
-    "cancelled_by_provider",
-    "cancelled_by_admin",
-    "cannot_make_it",
-    "customer_no_show",
-    "disputed",
-    "resolved",
-    "reviewed",
-)
+
+class BookingStatus(StrEnum):
+    """Where a visit is in the booking state machine (domain/bookings/booking.py)."""
+
+    HELD = "held"
+    PAYMENT_EXPIRED = "payment_expired"
+    PAID = "paid"
+    DECLINED = "declined"
+    EXPIRED = "expired"
+    ACCEPTED = "accepted"
+    EN_ROUTE = "en_route"
+    ARRIVED = "arrived"
+    IN_PROGRESS = "in_progress"
+    NEEDS_FOLLOW_UP = "needs_follow_up"
+    COMPLETED = "completed"
+    CANCELLED_BY_CUSTOMER = "cancelled_by_customer"
+    CANCELLED_BY_PROVIDER = "cancelled_by_provider"
+    CANCELLED_BY_ADMIN = "cancelled_by_admin"
+    CANNOT_MAKE_IT = "cannot_make_it"
+    CUSTOMER_NO_SHOW = "customer_no_show"
+    DISPUTED = "disputed"
+    RESOLVED = "resolved"
+    REVIEWED = "reviewed"
+
+
+BOOKING_STATUSES = tuple(BookingStatus)
 # The statuses that occupy the provider's time: only these take part in the exclusion constraint.
-LIVE_STATUSES = ("held", "paid", "accepted", "en_route", "arrived", "in_progress")
-TICKET_STATUSES = ("open", "scheduled", "closed", "cancelled")
-OFFER_STATUSES = ("offered", "accepted", "lost", "expired")
+LIVE_STATUSES = (BookingStatus.HELD, BookingStatus.PAID, BookingStatus.ACCEPTED, BookingStatus.EN_ROUTE,
+                 BookingStatus.ARRIVED, BookingStatus.IN_PROGRESS)
+class TicketStatus(StrEnum):
+    """A ticket: open, scheduled (a visit booked), closed or cancelled."""
+
+    OPEN = "open"
+    SCHEDULED = "scheduled"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+
+TICKET_STATUSES = tuple(TicketStatus)
+class SubstitutionOfferStatus(StrEnum):
+    """A substitution offer: offered, accepted, lost (another took it) or expired."""
+
+    OFFERED = "offered"
+    ACCEPTED = "accepted"
+    LOST = "lost"
+    EXPIRED = "expired"
+
+
+OFFER_STATUSES = tuple(SubstitutionOfferStatus)
 ESCALATION_KINDS = ("ticket_unassigned", "substitution_unanswered", "customer_no_show", "model_unlisted")
 ACTOR_TYPES = ("customer", "provider", "admin", "system")
-
-
-def _in(values: tuple[str, ...]) -> str:
-    return "(" + ", ".join(f"'{v}'" for v in values) + ")"
 
 
 class ProviderBookingSettings(Base):
@@ -164,7 +185,7 @@ class Ticket(Base):
 
     __tablename__ = "tickets"
     __table_args__ = (
-        CheckConstraint(f"status IN {_in(TICKET_STATUSES)}", name="status"),
+        CheckConstraint(f"status IN {sql_in(TicketStatus)}", name="status"),
         Index("ix_tickets_open_created", "created_at", postgresql_where=text("status = 'open'")),
     )
 
@@ -195,13 +216,13 @@ class Booking(Base):
 
     __tablename__ = "bookings"
     __table_args__ = (
-        CheckConstraint(f"status IN {_in(BOOKING_STATUSES)}", name="status"),
+        CheckConstraint(f"status IN {sql_in(BookingStatus)}", name="status"),
         CheckConstraint("starts_at < ends_at AND ends_at <= blocked_until", name="times_ordered"),
         CheckConstraint("review_rating IS NULL OR review_rating BETWEEN 1 AND 5", name="rating_range"),
         ExcludeConstraint(
             ("provider_id", "="), ("during", "&&"),
             name="bookings_no_overlap", using="gist",
-            where=text(f"status IN {_in(LIVE_STATUSES)}"),
+            where=text(f"status IN {sql_in(LIVE_STATUSES)}"),
         ),
         Index("ix_bookings_hold_expiry", "hold_expires_at", postgresql_where=text("status = 'held'")),
         Index("ix_bookings_response_due", "response_due_at", postgresql_where=text("status = 'paid'")),
@@ -245,7 +266,7 @@ class BookingStatusChange(Base):
     """One row per booking transition, written in the same transaction (never updated)."""
 
     __tablename__ = "booking_status_history"
-    __table_args__ = (CheckConstraint(f"actor_type IN {_in(ACTOR_TYPES)}", name="actor_type"),)
+    __table_args__ = (CheckConstraint(f"actor_type IN {sql_in(ACTOR_TYPES)}", name="actor_type"),)
 
     id: Mapped[int] = pk()
     booking_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("bookings.id"), nullable=False, index=True)
@@ -262,7 +283,7 @@ class SubstitutionOffer(Base):
 
     __tablename__ = "substitution_offers"
     __table_args__ = (
-        CheckConstraint(f"status IN {_in(OFFER_STATUSES)}", name="status"),
+        CheckConstraint(f"status IN {sql_in(SubstitutionOfferStatus)}", name="status"),
         UniqueConstraint("booking_id", "provider_id"),
     )
 
@@ -280,7 +301,7 @@ class Escalation(Base):
 
     __tablename__ = "escalations"
     __table_args__ = (
-        CheckConstraint(f"kind IN {_in(ESCALATION_KINDS)}", name="kind"),
+        CheckConstraint(f"kind IN {sql_in(ESCALATION_KINDS)}", name="kind"),
         Index("uq_escalations_open", "kind", "subject", unique=True, postgresql_where=text("resolved_at IS NULL")),
     )
 

@@ -138,7 +138,7 @@ def state_machine() -> list[tuple[str, str, list[str], str]]:
     """The transition table as ``(from, to, actors sorted, description)``, in the table's order."""
     order = ["customer", "provider", "admin", "system"]
     return [
-        (frm, to, sorted(rule.actors, key=order.index), rule.description)
+        (frm, to, sorted(rule.actors, key=order.index), rule.why)
         for (frm, to), rule in booking_domain.TRANSITIONS.items()
     ]
 

@@ -2,37 +2,10 @@
 state machine (a Sharetribe-style transaction process: one table of states and transitions, each
 with the actors allowed to make it, its guards and its effects).
 
-    held            -> paid                   system    payment captured within the hold
-    held            -> payment_expired        system    hold expired (sweeper, or lazily by a later hold)
-    held            -> cancelled_by_customer  customer  the customer lets the hold go
-    paid            -> accepted               provider, admin
-    paid            -> declined               provider  full refund
-    paid            -> expired                system    provider never answered (response deadline): full refund
-    paid            -> cancelled_by_customer  customer  refund per the cancellation policy
-    paid            -> cancelled_by_admin     admin     full refund
-    accepted        -> en_route               provider
-    accepted        -> in_progress            provider
-    accepted        -> cannot_make_it         provider  the visit is offered to substitutes (domain/bookings/ticket.py)
-    accepted        -> cancelled_by_customer  customer  refund per the cancellation policy
-    accepted        -> cancelled_by_provider  provider  full refund
-    accepted        -> cancelled_by_admin     admin     full refund
-    en_route        -> arrived                provider
-    en_route        -> in_progress            provider
-    en_route        -> cannot_make_it         provider
-    arrived         -> in_progress            provider
-    arrived         -> customer_no_show       provider  guard: settings.booking_no_show_wait_seconds after arrival; escalated
-    cannot_make_it  -> accepted               provider (a substitute taking the offer), admin
-    cannot_make_it  -> cancelled_by_customer  customer  full refund (the provider could not come)
-    cannot_make_it  -> cancelled_by_admin     admin     full refund
-    customer_no_show-> completed              admin     the provider is paid for the trip
-    customer_no_show-> cancelled_by_admin     admin     full refund
-    in_progress     -> completed              provider, admin, system (auto-complete after the grace period)
-    in_progress     -> needs_follow_up        provider, admin  another visit is booked on the same order
-    needs_follow_up -> completed              admin     (no follow-up after all)
-    needs_follow_up -> cancelled_by_admin     admin
-    completed       -> disputed               customer (within the dispute window), admin
-    completed       -> reviewed               customer
-    disputed        -> resolved               admin, system (the dispute's resolution)
+The booking state machine is ``MACHINE`` below (each rule names its actors and what it means;
+rendered in docs/state-machines.md). Guards: a no-show needs settings.booking_no_show_wait_seconds
+after arrival; ``in_progress`` needs the visit's contract accepted by both parties. Effects per target
+status are ``EFFECTS``.
 
 Contracts (issue 7, domain/orders/contract.py): a visit gets its contract when paid and when accepted (a
 take-over by another provider makes a new version; a follow-up visit gets its own); any move to
@@ -73,8 +46,9 @@ from domain.money import escrow, refund
 from domain.orders import contract, dispute, escalation, service_request
 from domain.providers import availability, standing
 from domain.reviews import review as review_domain  # not ``review``: this module's function has that name
-from domain.shared import live, outbox, pagination
+from domain.shared import live, outbox, pagination, statemachine
 from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.statemachine import rule
 from gateways.base import PaymentGateway
 from models import (
     Booking,
@@ -87,54 +61,45 @@ from models import (
     Ticket,
     User,
 )
-from models.bookings import LIVE_STATUSES
+from models.bookings import LIVE_STATUSES, BookingStatus
 from models.db import session_scope
 from settings import get_settings
 
-ALL = frozenset({"customer", "provider", "admin", "system"})
-
-
-@dataclass(frozen=True)
-class Rule:
-    """One row of the transition table: who may make it and what it is for."""
-
-    actors: frozenset[str]
-    description: str
-
-
-TRANSITIONS: dict[tuple[str, str], Rule] = {
-    ("held", "paid"): Rule(frozenset({"system"}), "payment captured within the hold"),
-    ("held", "payment_expired"): Rule(frozenset({"system"}), "the hold expired unpaid"),
-    ("held", "cancelled_by_customer"): Rule(frozenset({"customer"}), "the customer lets the hold go"),
-    ("paid", "accepted"): Rule(frozenset({"provider", "admin"}), "the provider takes the visit"),
-    ("paid", "declined"): Rule(frozenset({"provider"}), "the provider declines: full refund"),
-    ("paid", "expired"): Rule(frozenset({"system"}), "no answer by the response deadline: full refund"),
-    ("paid", "cancelled_by_customer"): Rule(frozenset({"customer"}), "refund per the cancellation policy"),
-    ("paid", "cancelled_by_admin"): Rule(frozenset({"admin"}), "full refund"),
-    ("accepted", "en_route"): Rule(frozenset({"provider"}), "the provider is on the way"),
-    ("accepted", "in_progress"): Rule(frozenset({"provider"}), "work starts"),
-    ("accepted", "cannot_make_it"): Rule(frozenset({"provider"}), "offered to substitutes"),
-    ("accepted", "cancelled_by_customer"): Rule(frozenset({"customer"}), "refund per the cancellation policy"),
-    ("accepted", "cancelled_by_provider"): Rule(frozenset({"provider"}), "full refund"),
-    ("accepted", "cancelled_by_admin"): Rule(frozenset({"admin"}), "full refund"),
-    ("en_route", "arrived"): Rule(frozenset({"provider"}), "the provider is at the door"),
-    ("en_route", "in_progress"): Rule(frozenset({"provider"}), "work starts"),
-    ("en_route", "cannot_make_it"): Rule(frozenset({"provider"}), "offered to substitutes"),
-    ("arrived", "in_progress"): Rule(frozenset({"provider"}), "work starts"),
-    ("arrived", "customer_no_show"): Rule(frozenset({"provider"}), "nobody home after the wait: escalated"),
-    ("cannot_make_it", "accepted"): Rule(frozenset({"provider", "admin"}), "a substitute takes the visit"),
-    ("cannot_make_it", "cancelled_by_customer"): Rule(frozenset({"customer"}), "full refund"),
-    ("cannot_make_it", "cancelled_by_admin"): Rule(frozenset({"admin"}), "full refund"),
-    ("customer_no_show", "completed"): Rule(frozenset({"admin"}), "the provider is paid for the trip"),
-    ("customer_no_show", "cancelled_by_admin"): Rule(frozenset({"admin"}), "full refund"),
-    ("in_progress", "completed"): Rule(frozenset({"provider", "admin", "system"}), "the work is done"),
-    ("in_progress", "needs_follow_up"): Rule(frozenset({"provider", "admin"}), "another visit is booked"),
-    ("needs_follow_up", "completed"): Rule(frozenset({"admin"}), "no follow-up after all"),
-    ("needs_follow_up", "cancelled_by_admin"): Rule(frozenset({"admin"}), "the job is abandoned"),
-    ("completed", "disputed"): Rule(frozenset({"customer", "admin"}), "a dispute is opened on the order"),
-    ("completed", "reviewed"): Rule(frozenset({"customer"}), "the customer reviews the visit"),
-    ("disputed", "resolved"): Rule(frozenset({"admin", "system"}), "the dispute is settled"),
+TRANSITIONS: dict[tuple[str, str], statemachine.Rule] = {
+    ("held", "paid"): rule("system", why="payment captured within the hold"),
+    ("held", "payment_expired"): rule("system", why="the hold expired unpaid"),
+    ("held", "cancelled_by_customer"): rule("customer", why="the customer lets the hold go"),
+    ("paid", "accepted"): rule("provider", "admin", why="the provider takes the visit"),
+    ("paid", "declined"): rule("provider", why="the provider declines: full refund"),
+    ("paid", "expired"): rule("system", why="no answer by the response deadline: full refund"),
+    ("paid", "cancelled_by_customer"): rule("customer", why="refund per the cancellation policy"),
+    ("paid", "cancelled_by_admin"): rule("admin", why="full refund"),
+    ("accepted", "en_route"): rule("provider", why="the provider is on the way"),
+    ("accepted", "in_progress"): rule("provider", why="work starts"),
+    ("accepted", "cannot_make_it"): rule("provider", why="offered to substitutes"),
+    ("accepted", "cancelled_by_customer"): rule("customer", why="refund per the cancellation policy"),
+    ("accepted", "cancelled_by_provider"): rule("provider", why="full refund"),
+    ("accepted", "cancelled_by_admin"): rule("admin", why="full refund"),
+    ("en_route", "arrived"): rule("provider", why="the provider is at the door"),
+    ("en_route", "in_progress"): rule("provider", why="work starts"),
+    ("en_route", "cannot_make_it"): rule("provider", why="offered to substitutes"),
+    ("arrived", "in_progress"): rule("provider", why="work starts"),
+    ("arrived", "customer_no_show"): rule("provider", why="nobody home after the wait: escalated"),
+    ("cannot_make_it", "accepted"): rule("provider", "admin", why="a substitute takes the visit"),
+    ("cannot_make_it", "cancelled_by_customer"): rule("customer", why="full refund"),
+    ("cannot_make_it", "cancelled_by_admin"): rule("admin", why="full refund"),
+    ("customer_no_show", "completed"): rule("admin", why="the provider is paid for the trip"),
+    ("customer_no_show", "cancelled_by_admin"): rule("admin", why="full refund"),
+    ("in_progress", "completed"): rule("provider", "admin", "system", why="the work is done"),
+    ("in_progress", "needs_follow_up"): rule("provider", "admin", why="another visit is booked"),
+    ("needs_follow_up", "completed"): rule("admin", why="no follow-up after all"),
+    ("needs_follow_up", "cancelled_by_admin"): rule("admin", why="the job is abandoned"),
+    ("completed", "disputed"): rule("customer", "admin", why="a dispute is opened on the order"),
+    ("completed", "reviewed"): rule("customer", why="the customer reviews the visit"),
+    ("disputed", "resolved"): rule("admin", "system", why="the dispute is settled"),
 }
+MACHINE = statemachine.Machine("booking", BookingStatus, TRANSITIONS, initial=BookingStatus.HELD)
+InvalidTransition = statemachine.InvalidTransition
 STATUS_LABELS = {
     "held": "Slot held: complete the payment",
     "payment_expired": "The hold expired before payment",
@@ -178,20 +143,14 @@ class HoldExpired(DomainError):
     field = "bookingId"
 
 
-class InvalidTransition(DomainError):
-    code = "INVALID_TRANSITION"
-    field = "status"
-
-
 class ProviderNotBookable(DomainError):
     code = "PROVIDER_NOT_BOOKABLE"
     field = "providerId"
 
 
 def allowed(from_status: str, to_status: str, actor_type: str) -> bool:
-    """Whether the table lets ``actor_type`` move a booking from ``from_status`` to ``to_status``."""
-    rule = TRANSITIONS.get((from_status, to_status))
-    return rule is not None and actor_type in rule.actors
+    """Whether ``MACHINE`` lets ``actor_type`` move a booking from ``from_status`` to ``to_status``."""
+    return MACHINE.allowed(from_status, to_status, actor_type)
 
 
 def new_reference() -> str:
@@ -504,16 +463,12 @@ async def transition(
     writes the history row and the live event, then runs the transition's effects, all in the
     caller's transaction. Raises ``InvalidTransition``."""
     now = now or datetime.now(UTC)
-    if to_status not in STATUS_LABELS:
-        raise InvalidTransition(f"Unknown booking status {to_status!r}")
-    if not allowed(booking.status, to_status, actor_type):
-        article = "An" if actor_type[0] in "aeiou" else "A"
-        raise InvalidTransition(f"{article} {actor_type} cannot move a booking from {booking.status} to {to_status}")
+    MACHINE.check(booking.status, to_status, actor_type)
     _guard(booking, to_status, now)
     if to_status == "in_progress":  # before work starts: the visit's contract accepted by both
         await contract.require_accepted(session, booking=booking)
     previous = booking.status
-    booking.status = to_status
+    MACHINE.move(booking, to_status, actor=actor_type, history=None)
     booking.updated_at = now
     change = await _record(session, booking, previous, to_status, actor_type=actor_type, actor_user_id=actor_user_id, note=note)
     effect = EFFECTS.get(to_status)

@@ -11,11 +11,8 @@ order its earning is *held*: no payout picks it up (issue 3). Earnings move
 ``available -> in_payout -> paid``, or back to ``available`` (``payout_id`` cleared) when their
 payout fails, so the next run pays them again with a new payout and a new reference.
 
-Payout state machine (``PAYOUT_TRANSITIONS``; a ``payout_status_history`` row for every change)::
-
-    pending --gateway accepted, not settled--> sent
-    pending | sent --gateway says paid-------> paid     (final)
-    pending | sent --gateway says failed-----> failed   (final)
+The payout state machine is ``MACHINE`` below (docs/state-machines.md); a ``payout_status_history``
+row is written for every change.
 
 A "paid" for a pending payout goes through ``sent`` (two history rows). Repeated or out-of-order
 news never moves a final payout; a "paid" after "failed" is a conflict for an operator (the money
@@ -53,21 +50,29 @@ from sqlalchemy.sql.selectable import Exists
 from domain.identity.user import InvalidPhone, normalise_phone
 from domain.messaging import feed, notification
 from domain.money import ledger
-from domain.shared import idempotency, outbox, pagination
+from domain.shared import idempotency, outbox, pagination, statemachine
 from domain.shared.errors import DomainError, Forbidden, NotFound
 from domain.shared.money import Money
 from domain.shared.pagination import InvalidCursor  # noqa: F401  (raised by the list functions below)
+from domain.shared.statemachine import rule
 from gateways import registry
 from gateways.base import GatewayError, PaymentGateway, PayoutResult
 from gateways.base import PayoutDestination as GatewayDestination
 from models import Dispute, Payout, PayoutDestination, PayoutStatusChange, Provider, ProviderEarning, User
 from models.db import session_scope
+from models.money.payout import PayoutStatus
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
 
 # pending -> sent -> paid | failed; pending -> failed. paid and failed are final.
-PAYOUT_TRANSITIONS = frozenset({("pending", "sent"), ("sent", "paid"), ("sent", "failed"), ("pending", "failed")})
+PS = PayoutStatus
+MACHINE = statemachine.Machine("payout", PayoutStatus, {
+    (PS.PENDING, PS.SENT): rule("system", why="the gateway accepted it, not settled yet"),
+    (PS.SENT, PS.PAID): rule("system", why="the gateway paid it (final)"),
+    (PS.SENT, PS.FAILED): rule("system", why="the gateway failed it: its earnings are available again (final)"),
+    (PS.PENDING, PS.FAILED): rule("system", why="refused before it was sent (final)"),
+}, initial=PS.PENDING)
 FINAL_STATUSES = frozenset({"paid", "failed"})
 
 # Mobile-money operators we can pay out to, per country (ISO 3166-1 alpha-2). Sources: Notch Pay
@@ -643,10 +648,8 @@ async def _after_refusal(gateway: PaymentGateway, payout_id: int, reference: str
 
 
 def _transition(session: AsyncSession, payout: Payout, to_status: str, note: str = "") -> None:
-    if (payout.status, to_status) not in PAYOUT_TRANSITIONS:
-        raise DomainError(f"payout cannot go from {payout.status} to {to_status}", code="INVALID_TRANSITION")
-    session.add(PayoutStatusChange(payout_id=payout.id, from_status=payout.status, to_status=to_status, note=note))
-    payout.status = to_status
+    MACHINE.move(payout, to_status, actor="system", session=session, history=lambda frm, to: PayoutStatusChange(
+        payout_id=payout.id, from_status=frm, to_status=to, note=note))
     payout.updated_at = datetime.now(UTC)
 
 

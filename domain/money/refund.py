@@ -2,11 +2,10 @@
 sent through the gateway the payment came from; settled from the gateway's answer, its webhook or
 reconciliation.
 
-Life of a refund (one state machine, ``REFUND_TRANSITIONS``)::
-
-    pending --gateway says succeeded--> succeeded   ledger: refunds_payable -> gateway_clearing; email
-    pending --gateway says failed-----> failed      money stays in refunds_payable (still owed); operator alert
-    failed  --gateway says succeeded--> succeeded   (late success wins; a late failure never undoes a success)
+Life of a refund: ``MACHINE`` below (docs/state-machines.md). On ``succeeded`` the ledger moves it
+from ``refunds_payable`` to the gateway's clearing account and the customer is emailed; on ``failed``
+the money stays in ``refunds_payable`` (still owed) and operations are alerted. A late success wins;
+a late failure never undoes a success.
 
 ``create_refund`` writes the refund row, its ledger reservation (domain/money/escrow.py) and the
 ``send_refund`` job in the caller's transaction. ``send_refund`` then calls the gateway outside any
@@ -25,20 +24,26 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
 from domain.money import escrow, ledger
-from domain.shared import outbox
+from domain.shared import outbox, statemachine
 from domain.shared.errors import DomainError
 from domain.shared.money import Money
+from domain.shared.statemachine import rule
 from gateways import registry
 from gateways.base import GatewayError, RefundResult
 from models import Payment, Refund, ServiceRequest
 from models.db import session_scope
+from models.orders.payment import RefundStatus
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
 
-# A success is final whatever came before (money left: a "failed" that arrived first was stale or
-# premature); a failure after a success is stale and ignored.
-REFUND_TRANSITIONS = {("pending", "succeeded"), ("pending", "failed"), ("failed", "succeeded")}
+R = RefundStatus
+MACHINE = statemachine.Machine("refund", RefundStatus, {
+    (R.PENDING, R.SUCCEEDED): rule("system", why="the gateway sent it: settled in the ledger, customer emailed"),
+    (R.PENDING, R.FAILED): rule("system", why="the gateway refused it: still owed, operations alerted"),
+    # A success is final whatever came before (a "failed" that arrived first was stale or premature).
+    (R.FAILED, R.SUCCEEDED): rule("system", why="a late success wins"),
+}, initial=R.PENDING)
 
 
 class NotRefundable(DomainError):
@@ -134,7 +139,7 @@ async def apply_refund_status(
         return "unknown"
     if gateway_id and not refund.gateway_id:
         refund.gateway_id = gateway_id
-    if status == "pending" or (refund.status, status) not in REFUND_TRANSITIONS:
+    if status == "pending" or not MACHINE.allowed(refund.status, status, "system"):
         return refund.status
     request = await session.get(ServiceRequest, refund.service_request_id)
     assert request is not None
@@ -146,7 +151,7 @@ async def apply_refund_status(
              (ledger.gateway_clearing(refund.gateway, refund.currency), refund.amount_minor)],
             service_request_id=refund.service_request_id, memo=f"refund {refund.reference} settled",
         )
-        refund.status = "succeeded"
+        MACHINE.move(refund, "succeeded", actor="system", history=None)
         refund.settled_at = datetime.now(UTC)
         await notification.queue_email(
             session, dedupe_key=f"refund:{refund.reference}", kind="refund", to=request.customer_email,
@@ -155,7 +160,7 @@ async def apply_refund_status(
                      "reason": refund.reason},
         )
     else:
-        refund.status = "failed"
+        MACHINE.move(refund, "failed", actor="system", history=None)
         refund.failure_reason = failure_reason or "refused by the gateway"
         log.error("refund.failed", refund_id=refund.id, gateway=refund.gateway)
         await notification.queue_email(

@@ -21,9 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.messaging import notification
 from domain.money import escrow, payout, refund
 from domain.orders import kinds, service_request
-from domain.shared import metrics, outbox
-from domain.shared.errors import DomainError
+from domain.shared import metrics, outbox, statemachine
 from domain.shared.money import Money
+from domain.shared.statemachine import rule
 from gateways.base import GatewayEvent, PaymentGateway
 from models import (
     Payment,
@@ -31,6 +31,7 @@ from models import (
     ServiceRequest,
     WebhookEvent,
 )
+from models.orders.payment import PaymentStatus
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -60,18 +61,18 @@ async def receive_webhook(
     return event, True
 
 
-# pending -> completed | failed; failed -> completed (the customer tried again and paid). Nothing
-# leaves completed: a late "failed" after "succeeded" (out of order) is ignored.
-PAYMENT_TRANSITIONS = {("pending", "completed"), ("pending", "failed"), ("failed", "completed")}
+P = PaymentStatus
+MACHINE = statemachine.Machine("payment", PaymentStatus, {
+    (P.PENDING, P.COMPLETED): rule("system", why="the gateway confirms it: captured into escrow"),
+    (P.PENDING, P.FAILED): rule("system", why="declined at the gateway"),
+    (P.FAILED, P.COMPLETED): rule("system", why="the customer tried again and paid"),
+}, initial=P.PENDING)
+# Nothing leaves completed: a late "failed" after "succeeded" (out of order) is ignored by the callers.
 
 
 def _payment_transition(session: AsyncSession, payment: Payment, to_status: str, event_id: str, note: str = "") -> None:
-    if (payment.status, to_status) not in PAYMENT_TRANSITIONS:
-        raise DomainError(f"payment cannot go from {payment.status} to {to_status}", code="INVALID_TRANSITION")
-    session.add(PaymentStatusChange(
-        payment_id=payment.id, from_status=payment.status, to_status=to_status, gateway_event_id=event_id, note=note,
-    ))
-    payment.status = to_status
+    MACHINE.move(payment, to_status, actor="system", session=session, history=lambda frm, to: PaymentStatusChange(
+        payment_id=payment.id, from_status=frm, to_status=to, gateway_event_id=event_id, note=note))
     payment.gateway_event_id = event_id
     payment.updated_at = datetime.now(UTC)
 

@@ -1,19 +1,9 @@
 """Service requests: purchase of a catalogue tier, the request state machine, tracking and admin.
 
-State machine (purchase-flow design; each transition names who may make it):
-
-    awaiting_payment  -> payment_confirmed   system (gateway webhook)
-    awaiting_payment  -> cancelled           admin, system
-    payment_confirmed -> pending_contact     system
-    pending_contact   -> team_assigned       admin          guard: a provider is assigned
-    pending_contact   -> cancelled           admin
-    team_assigned     -> in_progress         admin, provider  guard: the contract accepted by both (domain/orders/contract.py)
-    team_assigned     -> cancelled           admin
-    in_progress       -> completed           admin, provider
-    in_progress       -> cancelled           admin
-
-A booking's order (``kind = 'booking'``) is moved by its visits (domain/bookings/booking.py), as ``system``:
-payment_confirmed -> team_assigned -> in_progress -> completed, or -> cancelled from any of them.
+The request state machine is ``MACHINE`` below (rendered in docs/state-machines.md). Guards: a move
+to ``team_assigned`` needs an assigned provider; ``in_progress`` needs the order's contract accepted
+by both parties when its kind has one (domain/orders/contract.py). A booking's order is moved by its
+visits (domain/bookings/booking.py) as ``system``.
 
 Every transition writes a ``service_request_status_history`` row and an outbox event in the same
 transaction; customer-visible transitions also queue an email.
@@ -45,8 +35,9 @@ from domain.messaging import feed, notification
 from domain.money import escrow, refund
 from domain.orders import contract, guest_access, kinds
 from domain.providers import standing
-from domain.shared import live, outbox, pagination
+from domain.shared import live, outbox, pagination, statemachine
 from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.statemachine import rule
 from gateways import registry
 from gateways.base import GatewayError, GatewayUnavailable, PaymentGateway
 from models import (
@@ -63,7 +54,7 @@ from models import (
     User,
 )
 from models.crypto import blind_index
-from models.orders.service_request import SERVICE_REQUEST_STATUSES
+from models.orders.service_request import SERVICE_REQUEST_STATUSES, ServiceRequestStatus
 from settings import get_settings
 
 STATUS_LABELS = {
@@ -84,19 +75,22 @@ NEXT_STEPS = {
     "completed": "The work is done. Thank you for using Odim!",
     "cancelled": "This request was cancelled. Contact support if you have questions.",
 }
-TRANSITIONS: dict[tuple[str, str], frozenset[str]] = {
-    ("awaiting_payment", "payment_confirmed"): frozenset({"system"}),
-    ("awaiting_payment", "cancelled"): frozenset({"admin", "system"}),
-    ("payment_confirmed", "pending_contact"): frozenset({"system"}),
-    ("payment_confirmed", "team_assigned"): frozenset({"system"}),
-    ("payment_confirmed", "cancelled"): frozenset({"system"}),
-    ("pending_contact", "team_assigned"): frozenset({"admin"}),
-    ("pending_contact", "cancelled"): frozenset({"admin"}),
-    ("team_assigned", "in_progress"): frozenset({"admin", "provider", "system"}),
-    ("team_assigned", "cancelled"): frozenset({"admin", "system"}),
-    ("in_progress", "completed"): frozenset({"admin", "provider", "system"}),
-    ("in_progress", "cancelled"): frozenset({"admin", "system"}),
-}
+S = ServiceRequestStatus
+MACHINE = statemachine.Machine("request", ServiceRequestStatus, {
+    (S.AWAITING_PAYMENT, S.PAYMENT_CONFIRMED): rule("system", why="the gateway confirms the payment"),
+    (S.AWAITING_PAYMENT, S.CANCELLED): rule("admin", "system", why="never paid"),
+    (S.PAYMENT_CONFIRMED, S.PENDING_CONTACT): rule("system", why="a catalogue order waits for an operator"),
+    (S.PAYMENT_CONFIRMED, S.TEAM_ASSIGNED): rule("system", why="a booking's visit was accepted"),
+    (S.PAYMENT_CONFIRMED, S.CANCELLED): rule("system", why="a booking's visit was declined, expired or cancelled"),
+    (S.PENDING_CONTACT, S.TEAM_ASSIGNED): rule("admin", why="a provider is assigned (guard: one is)"),
+    (S.PENDING_CONTACT, S.CANCELLED): rule("admin", why="cancelled and refunded in full"),
+    (S.TEAM_ASSIGNED, S.IN_PROGRESS): rule("admin", "provider", "system", why="work starts (guard: contract accepted)"),
+    (S.TEAM_ASSIGNED, S.CANCELLED): rule("admin", "system", why="cancelled and refunded"),
+    (S.IN_PROGRESS, S.COMPLETED): rule("admin", "provider", "system", why="the work is done; escrow is released"),
+    (S.IN_PROGRESS, S.CANCELLED): rule("admin", "system", why="cancelled and refunded"),
+}, initial=S.AWAITING_PAYMENT)
+TRANSITIONS = MACHINE.rules
+InvalidTransition = statemachine.InvalidTransition
 # Customer gets an email for these (payment_confirmed/pending_contact get the confirmation email).
 EMAILED_STATUSES = {"team_assigned", "in_progress", "completed", "cancelled"}
 
@@ -142,11 +136,6 @@ class IdempotencyKeyReused(DomainError):
 class RequirementsTooLong(DomainError):
     code = "TOO_LONG"
     field = "customer.requirements"
-
-
-class InvalidTransition(DomainError):
-    code = "INVALID_TRANSITION"
-    field = "status"
 
 
 class GatewayUnavailableError(DomainError):
@@ -456,7 +445,8 @@ async def latest_status_event_id(session: AsyncSession, reference: str) -> int:
 
 
 def allowed_transition(from_status: str, to_status: str, actor_type: str) -> bool:
-    return actor_type in TRANSITIONS.get((from_status, to_status), frozenset())
+    """Whether ``MACHINE`` lets ``actor_type`` move a request from ``from_status`` to ``to_status``."""
+    return MACHINE.allowed(from_status, to_status, actor_type)
 
 
 async def transition(
@@ -472,30 +462,21 @@ async def transition(
     """Move ``request`` (locked by the caller, ``SELECT ... FOR UPDATE``) to ``to_status``: writes the
     history row, the live event and (for customer-visible statuses, unless ``email_customer`` is
     False because the caller sends a more specific email) the customer email, all in the
-    caller's transaction. Raises ``InvalidTransition`` when TRANSITIONS does not allow it for
+    caller's transaction. Raises ``InvalidTransition`` when ``MACHINE`` does not allow it for
     ``actor_type`` or a guard fails (``team_assigned`` needs an assigned provider); a catalogue order's
     ``in_progress`` needs its contract accepted by both parties (``contract.ContractNotAccepted``)."""
-    if to_status not in STATUS_LABELS:
-        raise InvalidTransition(f"Unknown status {to_status!r}")
-    if not allowed_transition(request.status, to_status, actor_type):
-        article = "An" if actor_type[0] in "aeiou" else "A"
-        raise InvalidTransition(
-            f"{article} {actor_type} cannot move a request from {request.status} to {to_status}"
-        )
+    MACHINE.check(request.status, to_status, actor_type)
     if to_status == "team_assigned" and request.assigned_provider_id is None:
         raise InvalidTransition("Assign a provider before moving the request to team_assigned")
     kind = kinds.of(request)
     if to_status == "in_progress" and kind.has_own_contract:
         # Before work starts: the current contract accepted by both (a booking's order: its visits' own).
         await contract.require_accepted(session, service_request=request)
-    change = ServiceRequestStatusChange(
-        service_request_id=request.id, from_status=request.status, to_status=to_status,
-        actor_type=actor_type, actor_user_id=actor_user_id, note=note,
-    )
     previous = request.status
-    request.status = to_status
+    change = MACHINE.move(request, to_status, actor=actor_type, session=session, history=lambda frm, to: (
+        ServiceRequestStatusChange(service_request_id=request.id, from_status=frm, to_status=to,
+                                   actor_type=actor_type, actor_user_id=actor_user_id, note=note)))
     request.updated_at = datetime.now(UTC)
-    session.add(change)
     await session.flush()
     prev = await session.scalar(
         select(func.coalesce(func.max(ServiceRequestStatusChange.id), 0)).where(

@@ -4,6 +4,7 @@ email preferences of accounts and the addresses that opted out of non-transactio
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -20,13 +21,24 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 from models.crypto import BIDX_LENGTH, EncryptedText, blind_index_column, blind_index_default, keep_blind_index
+
 
 # queued: waiting for its first attempt; failed: an attempt failed, a retry is scheduled;
 # sent: the SMTP relay accepted it; dead: retries ran out (a dead letter holds the job);
 # suppressed: never sent because the recipient turned this kind of email off.
-EMAIL_STATUSES = ("queued", "sent", "failed", "dead", "suppressed")
+class EmailStatus(StrEnum):
+    """An outgoing email: queued, sent, failed (to retry), dead (given up) or suppressed."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+    DEAD = "dead"
+    SUPPRESSED = "suppressed"
+
+
+EMAIL_STATUSES = tuple(EmailStatus)
 DELIVERY_OUTCOMES = ("sent", "failed", "dead_lettered", "suppressed")
 SUPPRESSION_SOURCES = ("one_click", "account")
 
@@ -36,7 +48,7 @@ class Email(Base):
 
     __tablename__ = "emails"
     __table_args__ = (
-        CheckConstraint(f"status IN {EMAIL_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(EmailStatus)}", name="status"),
         # The admin list (newest first, optionally of one status) and the stalled-work sweeper.
         Index("ix_emails_status_id", "status", "id"),
     )

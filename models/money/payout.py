@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -18,12 +19,29 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 from models.crypto import EncryptedJSON, EncryptedText
 
 DESTINATION_KINDS = ("mobile_money", "bank_account")
-EARNING_STATUSES = ("available", "in_payout", "paid")
-PAYOUT_STATUSES = ("pending", "sent", "paid", "failed")
+class EarningStatus(StrEnum):
+    """A provider earning: available, in a payout, or paid."""
+
+    AVAILABLE = "available"
+    IN_PAYOUT = "in_payout"
+    PAID = "paid"
+
+
+EARNING_STATUSES = tuple(EarningStatus)
+class PayoutStatus(StrEnum):
+    """A payout: pending (to send), sent to the gateway, paid, or failed (its earnings available again)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    PAID = "paid"
+    FAILED = "failed"
+
+
+PAYOUT_STATUSES = tuple(PayoutStatus)
 
 
 class PayoutDestination(Base):
@@ -56,7 +74,7 @@ class ProviderEarning(Base):
 
     __tablename__ = "provider_earnings"
     __table_args__ = (
-        CheckConstraint(f"status IN {EARNING_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(EarningStatus)}", name="status"),
         CheckConstraint("amount_minor >= 0", name="amount_non_negative"),
         Index("ix_provider_earnings_available", "provider_id", "currency",
               postgresql_where=text("status = 'available'")),
@@ -82,7 +100,7 @@ class Payout(Base):
 
     __tablename__ = "payouts"
     __table_args__ = (
-        CheckConstraint(f"status IN {PAYOUT_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(PayoutStatus)}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
 

@@ -3,20 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk
+from models.base import Base, created_at, pk, sql_in
 
-DISPUTE_STATUSES = ("open", "resolved")
+
+class DisputeStatus(StrEnum):
+    """A dispute: open (the order's money held) or resolved."""
+
+    OPEN = "open"
+    RESOLVED = "resolved"
+
+
+DISPUTE_STATUSES = tuple(DisputeStatus)
 DISPUTE_RESOLUTIONS = ("release", "refund_full", "refund_partial")
 
 
 class Dispute(Base):
     __tablename__ = "disputes"
     __table_args__ = (
-        CheckConstraint(f"status IN {DISPUTE_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(DisputeStatus)}", name="status"),
         CheckConstraint(f"resolution IS NULL OR resolution IN {DISPUTE_RESOLUTIONS}", name="resolution"),
         # At most one open dispute per order.
         Index("uq_disputes_open", "service_request_id", unique=True, postgresql_where=text("status = 'open'")),

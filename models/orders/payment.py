@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 
-PAYMENT_STATUSES = ("pending", "completed", "failed")
+
+class PaymentStatus(StrEnum):
+    """A payment: pending at the gateway, completed (captured into escrow) or failed."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+PAYMENT_STATUSES = tuple(PaymentStatus)
 
 
 class Payment(Base):
     __tablename__ = "payments"
     __table_args__ = (
-        CheckConstraint(f"status IN {PAYMENT_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(PaymentStatus)}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
 
@@ -42,7 +52,15 @@ class Payment(Base):
     updated_at: Mapped[datetime] = updated_at()
 
 
-REFUND_STATUSES = ("pending", "succeeded", "failed")
+class RefundStatus(StrEnum):
+    """A refund: pending at the gateway, succeeded or failed (still owed)."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+REFUND_STATUSES = tuple(RefundStatus)
 
 
 class Refund(Base):
@@ -51,7 +69,7 @@ class Refund(Base):
 
     __tablename__ = "refunds"
     __table_args__ = (
-        CheckConstraint(f"status IN {REFUND_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(RefundStatus)}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
     )
 

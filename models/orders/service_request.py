@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
@@ -18,25 +19,30 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 from models.crypto import EncryptedText, blind_index_column, keep_blind_index
 
-SERVICE_REQUEST_STATUSES = (
-    "awaiting_payment",
-    "payment_confirmed",
-    "pending_contact",
-    "team_assigned",
-    "in_progress",
-    "completed",
-    "cancelled",
-)
+
+class ServiceRequestStatus(StrEnum):
+    """Where an order is in the request state machine (domain/orders/service_request.py)."""
+
+    AWAITING_PAYMENT = "awaiting_payment"
+    PAYMENT_CONFIRMED = "payment_confirmed"
+    PENDING_CONTACT = "pending_contact"
+    TEAM_ASSIGNED = "team_assigned"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+
+
+SERVICE_REQUEST_STATUSES = tuple(ServiceRequestStatus)
 ACTOR_TYPES = ("customer", "provider", "admin", "system")
 
 
 class ServiceRequest(Base):
     __tablename__ = "service_requests"
     __table_args__ = (
-        CheckConstraint(f"status IN {SERVICE_REQUEST_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(ServiceRequestStatus)}", name="status"),
         CheckConstraint("amount_minor > 0", name="amount_positive"),
         CheckConstraint("kind IN ('purchase', 'booking')", name="kind"),
         CheckConstraint("refunded_minor <= captured_minor", name="refund_within_captured"),

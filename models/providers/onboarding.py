@@ -16,6 +16,7 @@ unique index. Personal data (phone, address, original file names) is encrypted a
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from geoalchemy2 import Geography
 from sqlalchemy import (
@@ -32,22 +33,33 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk, updated_at
+from models.base import Base, created_at, pk, sql_in, updated_at
 from models.crypto import EncryptedText
 
-APPLICATION_STATUSES = ("draft", "submitted", "more_documents_requested", "approved", "rejected")
-OPEN_STATUSES = ("draft", "submitted", "more_documents_requested")
+
+class ApplicationStatus(StrEnum):
+    """Where a provider application stands."""
+
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    MORE_DOCUMENTS_REQUESTED = "more_documents_requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+APPLICATION_STATUSES = tuple(ApplicationStatus)
+OPEN_STATUSES = (ApplicationStatus.DRAFT, ApplicationStatus.SUBMITTED, ApplicationStatus.MORE_DOCUMENTS_REQUESTED)
 DOCUMENT_KINDS = ("id_card", "business_registration", "certificate")
 
 
 class ProviderApplication(Base):
     __tablename__ = "provider_applications"
     __table_args__ = (
-        CheckConstraint(f"status IN {APPLICATION_STATUSES}", name="status"),
+        CheckConstraint(f"status IN {sql_in(ApplicationStatus)}", name="status"),
         CheckConstraint("service_radius_km IS NULL OR (service_radius_km > 0 AND service_radius_km <= 100)",
                         name="service_radius_km"),
         Index("uq_provider_applications_open_user", "user_id", unique=True,
-              postgresql_where=text(f"status IN {OPEN_STATUSES}")),
+              postgresql_where=text(f"status IN {sql_in(OPEN_STATUSES)}")),
         # The admin queue: one status, oldest first (keyset on queued_at, id).
         Index("ix_provider_applications_status_queued", "status", "queued_at", "id"),
         Index("ix_provider_applications_user_id", "user_id", "id"),

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import BigInteger, CheckConstraint, DateTime, ForeignKey, Integer, PrimaryKeyConstraint, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
-from models.base import Base, created_at, pk
+from models.base import Base, created_at, pk, sql_in
 
 
 class IdempotencyKey(Base):
@@ -25,7 +26,15 @@ class IdempotencyKey(Base):
     created_at: Mapped[datetime] = created_at()
 
 
-DEAD_LETTER_STATUSES = ("open", "replayed", "discarded")
+class DeadLetterStatus(StrEnum):
+    """A dead letter: open, replayed or discarded."""
+
+    OPEN = "open"
+    REPLAYED = "replayed"
+    DISCARDED = "discarded"
+
+
+DEAD_LETTER_STATUSES = tuple(DeadLetterStatus)
 
 
 class DeadLetter(Base):
@@ -33,7 +42,7 @@ class DeadLetter(Base):
     Dramatiq's volatile ``.XQ`` set, so an admin can read, replay or discard it."""
 
     __tablename__ = "dead_letters"
-    __table_args__ = (CheckConstraint(f"status IN {DEAD_LETTER_STATUSES}", name="status"),)
+    __table_args__ = (CheckConstraint(f"status IN {sql_in(DeadLetterStatus)}", name="status"),)
 
     id: Mapped[int] = pk()
     actor: Mapped[str] = mapped_column(String(80), nullable=False)
