@@ -25,7 +25,7 @@ from domain.orders import escalation
 from domain.providers import availability, discovery
 from domain.providers.provider import GeoPoint
 from domain.shared import outbox, pagination
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import Booking, Escalation, Ticket
 from models.db import session_scope
 from resolvers import loaders, ratelimit
@@ -220,7 +220,7 @@ class BookingResult:
 
 def _key(idempotency_key: str | None) -> str | None:
     if idempotency_key is not None and not 1 <= len(idempotency_key) <= 120:
-        raise DomainError("Idempotency keys are 1 to 120 characters", field="idempotencyKey", code="INVALID")
+        raise DomainError("Idempotency keys are 1 to 120 characters", field="idempotencyKey", code=CommonErrorCode.INVALID)
     return idempotency_key
 
 

@@ -14,7 +14,7 @@ from starlette.responses import Response
 from domain.operations import exports
 from domain.operations.exports import PeriodFilter
 from domain.orders.service_request import RequestFilter
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models.orders.service_request import SERVICE_REQUEST_STATUSES
 from resolvers.audit import admin_csv_export
 from resolvers.ids import decode_id
@@ -25,9 +25,9 @@ def _instant(raw: str, name: str) -> datetime:
     try:
         at = datetime.fromisoformat(raw)
     except ValueError:
-        raise DomainError(f"{name} must be an ISO 8601 time with a zone", field=name, code="INVALID_INPUT") from None
+        raise DomainError(f"{name} must be an ISO 8601 time with a zone", field=name, code=CommonErrorCode.INVALID_INPUT) from None
     if at.tzinfo is None:
-        raise DomainError(f"{name} must be an ISO 8601 time with a zone", field=name, code="INVALID_INPUT")
+        raise DomainError(f"{name} must be an ISO 8601 time with a zone", field=name, code=CommonErrorCode.INVALID_INPUT)
     return at
 
 
@@ -38,7 +38,7 @@ def request_filter_from_query(params: Mapping[str, str]) -> RequestFilter:
     status = (params.get("status") or "").strip().lower() or None
     if status is not None and status not in SERVICE_REQUEST_STATUSES:
         raise DomainError(f"status must be one of {', '.join(s.upper() for s in SERVICE_REQUEST_STATUSES)}",
-                          field="status", code="INVALID_INPUT")
+                          field="status", code=CommonErrorCode.INVALID_INPUT)
     service, provider = params.get("serviceId"), params.get("assignedProviderId")
     return RequestFilter(
         service_id=decode_id(service, "Service", field="serviceId") if service else None,
@@ -67,14 +67,14 @@ def period_filter_from_query(params: Mapping[str, str]) -> PeriodFilter:
     naming the parameter."""
     currency = (params.get("currency") or "").strip().upper() or None
     if currency is not None and not (len(currency) == 3 and currency.isascii() and currency.isalpha()):
-        raise DomainError("currency must be an ISO 4217 code such as XAF", field="currency", code="INVALID_INPUT")
+        raise DomainError("currency must be an ISO 4217 code such as XAF", field="currency", code=CommonErrorCode.INVALID_INPUT)
     f = PeriodFilter(
         start=_instant(params["from"], "from") if params.get("from") else None,
         end=_instant(params["to"], "to") if params.get("to") else None,
         currency=currency,
     )
     if f.start and f.end and f.start >= f.end:
-        raise DomainError("from must be before to", field="to", code="INVALID_INPUT")
+        raise DomainError("from must be before to", field="to", code=CommonErrorCode.INVALID_INPUT)
     return f
 
 

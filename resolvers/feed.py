@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from domain.messaging import feed
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import Notification
 from models.db import session_scope
 from resolvers.context import Context
@@ -71,9 +71,9 @@ async def mark_read(ctx: Context, *, ids: list[str] | None, up_to: str | None) -
     viewer = await ctx.require_user()
     try:
         if not ids and up_to is None:
-            raise DomainError("Give the ids to mark read, or upTo", field="ids", code="REQUIRED")
+            raise DomainError("Give the ids to mark read, or upTo", field="ids", code=CommonErrorCode.REQUIRED)
         if ids and len(ids) > MAX_MARK_IDS:
-            raise DomainError(f"At most {MAX_MARK_IDS} ids at once; use upTo for more", field="ids", code="TOO_MANY")
+            raise DomainError(f"At most {MAX_MARK_IDS} ids at once; use upTo for more", field="ids", code=CommonErrorCode.TOO_MANY)
         wanted = [decode_id(i, "Notification", field="ids") for i in ids or []]
         limit = decode_id(up_to, "Notification", field="upTo") if up_to is not None else None
     except DomainError as exc:

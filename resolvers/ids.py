@@ -6,11 +6,11 @@ import base64
 import binascii
 import re
 
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 
 
 class InvalidId(DomainError):
-    code = "INVALID_ID"
+    code = CommonErrorCode.INVALID_ID
 
 
 # A database id: ASCII digits only (str.isdigit() also takes "²" and "１", which int() refuses or

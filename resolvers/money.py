@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.catalogue import fees
+from domain.catalogue import fees, offers
 from domain.money import affiliate, escrow, ledger
 from domain.orders import refunds
 from domain.orders import service_request as sr_domain
@@ -41,7 +41,7 @@ async def fee_quote(
         sid = decode_id(service_id, "Service", field="serviceId")
         tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
         async with ctx.db() as session:
-            breakdown = await sr_domain.fee_quote(
+            breakdown = await offers.fee_quote(
                 session, service_id=sid, tier_id=tid, currency=currency, guest=viewer is None,
                 affiliate_code=affiliate_code,
             )
@@ -134,7 +134,6 @@ async def refund_service_request(
 
 async def refund_nodes(ctx: Context, ids: list[int]) -> list[Refund | None]:
     """Refunds by global id: only for callers who may see their order's private view."""
-    from domain.orders import service_request as sr_domain
 
     viewer = await ctx.viewer()
     if viewer is None:

@@ -23,7 +23,7 @@ from domain.providers import discovery
 from domain.providers import onboarding as onb
 from domain.providers.provider import GeoPoint
 from domain.shared import audit
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from gateways.storage import ObjectNotFound, StorageError, get_storage
 from models import ApplicationDocument
 from models.crypto import DecryptionError
@@ -150,7 +150,7 @@ async def upload_document(ctx: Context, *, application_id: str | None, kind: str
     except StorageError as exc:
         log.error("onboarding.storage_failed", error=str(exc))
         await _discard(storage, key)
-        return DocumentResult(None, None, [PayloadError("file", "STORAGE_UNAVAILABLE",
+        return DocumentResult(None, None, [PayloadError("file", CommonErrorCode.STORAGE_UNAVAILABLE,
                                                         "The file could not be stored; try again later")])
     except BaseException:
         await _discard(storage, key)

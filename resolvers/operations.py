@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from domain.orders import reconciliation
 from domain.shared import dead_letter, outbox
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import DeadLetter, Payment, ReconciliationRun
 from models.db import session_scope
 from resolvers.context import Context
@@ -94,7 +94,7 @@ async def run_reconciliation(ctx: Context, *, older_than_seconds: int | None) ->
     The run manages its own transactions; jobs it queued are relayed afterwards."""
     await ctx.require_admin()
     if older_than_seconds is not None and older_than_seconds < 0:
-        return RunResult(None, [PayloadError("olderThanSeconds", "INVALID", "olderThanSeconds cannot be negative")])
+        return RunResult(None, [PayloadError("olderThanSeconds", CommonErrorCode.INVALID, "olderThanSeconds cannot be negative")])
     run_id = await reconciliation.run(
         older_than_seconds=get_settings().reconcile_after_seconds if older_than_seconds is None else older_than_seconds
     )

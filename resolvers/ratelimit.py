@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from domain.shared import ratelimit
+from domain.shared.errors import CommonErrorCode
 from resolvers.errors import PayloadError
 from settings import get_settings
 
@@ -137,4 +138,4 @@ async def limit(ctx: Any, bucket: str, key: str) -> int | None:
 
 def rate_limited_error(wait: int, what: str = "attempts") -> PayloadError:
     """The payload error of a refused attempt: code RATE_LIMITED, no field, a message giving the wait."""
-    return PayloadError(field=None, code="RATE_LIMITED", message=f"Too many {what}: try again in {wait} s")
+    return PayloadError(field=None, code=CommonErrorCode.RATE_LIMITED, message=f"Too many {what}: try again in {wait} s")

@@ -10,7 +10,7 @@ from graphql import GraphQLError
 from domain.orders import guest_access
 from domain.orders import service_request as sr_domain
 from domain.shared import outbox
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import ServiceRequest
 from models.db import session_scope
 from resolvers import ratelimit
@@ -43,7 +43,7 @@ async def purchase_service(
     user = await ctx.viewer()
     try:
         if idempotency_key is not None and not 1 <= len(idempotency_key) <= 120:
-            raise DomainError("Idempotency keys are 1 to 120 characters", field="idempotencyKey", code="INVALID")
+            raise DomainError("Idempotency keys are 1 to 120 characters", field="idempotencyKey", code=CommonErrorCode.INVALID)
         # rate_limit_purchase per account, guests per email (no email: per IP); over it nothing is written.
         guest_key = (f"email:{customer.email}" if customer is not None and customer.email
                      else f"ip:{ratelimit.request_client_ip(ctx)}")

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from domain.identity import user as user_domain
 from domain.orders import guest_access
 from domain.shared import audit
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import User
 from models.db import session_scope
 from resolvers import ratelimit
@@ -46,7 +46,7 @@ def _user_agent(ctx: Context) -> str | None:
 
 
 def _limited(bucket: str, seconds: int) -> PayloadError:
-    return PayloadError(None, "RATE_LIMITED", f"Too many attempts ({bucket}); try again in {seconds} seconds")
+    return PayloadError(None, CommonErrorCode.RATE_LIMITED, f"Too many attempts ({bucket}); try again in {seconds} seconds")
 
 
 async def register(ctx: Context, *, email: str, password: str, full_name: str, phone: str | None) -> AuthResult:

@@ -21,9 +21,15 @@ from strawberry import relay
 
 from domain.bookings import booking as booking_domain
 from domain.bookings import ticket as ticket_domain
+from domain.bookings.errors import BookingsErrorCode
+from domain.catalogue.errors import CatalogueErrorCode
+from domain.orders.errors import OrdersErrorCode
 from domain.providers.availability import DateException as DomainDateException
 from domain.providers.availability import ServiceSlot as DomainServiceSlot
+from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import NearbyProvider as NearbyHit
+from domain.reviews.errors import ReviewsErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import Booking as BookingModel
 from models import BookingStatusChange
 from models import Escalation as EscalationModel
@@ -37,7 +43,7 @@ from resolvers.ids import encode_id
 from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service, ServiceTier
 from schema.chat import Conversation
-from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
 from schema.contract import Contract, contract_or_none
 from schema.money import FeeQuote
 from schema.provider import Provider
@@ -136,7 +142,20 @@ class EscalationKind(Enum):
 # --- errors ---------------------------------------------------------------------------------------
 
 
-@strawberry.enum(description="SLOT_UNAVAILABLE: another booking or hold overlaps that time (buffers included); "
+BookingErrorCode = error_code_enum("BookingErrorCode", [
+    BookingsErrorCode.SLOT_UNAVAILABLE, ProvidersErrorCode.SLOT_NOT_OFFERED,
+    ProvidersErrorCode.SERVICE_NOT_BOOKABLE, BookingsErrorCode.PROVIDER_NOT_BOOKABLE,
+    ProvidersErrorCode.PROVIDER_SUSPENDED, ReviewsErrorCode.NOT_REVIEWABLE,
+    ReviewsErrorCode.REVIEW_WINDOW_CLOSED, ReviewsErrorCode.ALREADY_REVIEWED, BookingsErrorCode.HOLD_EXPIRED,
+    CommonErrorCode.IDEMPOTENCY_KEY_REUSED, CommonErrorCode.INVALID_TRANSITION,
+    BookingsErrorCode.SUBSTITUTION_TAKEN, CommonErrorCode.SERVICE_NOT_FOUND, CatalogueErrorCode.TIER_NOT_FOUND,
+    CatalogueErrorCode.TIER_REQUIRED, CatalogueErrorCode.CURRENCY_NOT_OFFERED, BookingsErrorCode.TICKET_CLOSED,
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.REQUIRED, CommonErrorCode.TOO_LONG,
+    BookingsErrorCode.INVALID_DATETIME, ReviewsErrorCode.INVALID_RATING, OrdersErrorCode.NOT_DISPUTABLE,
+    OrdersErrorCode.DISPUTE_ALREADY_OPEN, OrdersErrorCode.GATEWAY_UNAVAILABLE, CommonErrorCode.RATE_LIMITED,
+    OrdersErrorCode.PAYMENT_GATEWAY_ERROR, OrdersErrorCode.CONTRACT_NOT_ACCEPTED, CommonErrorCode.INVALID_ID,
+    CommonErrorCode.INVALID,
+], description="SLOT_UNAVAILABLE: another booking or hold overlaps that time (buffers included); "
                  "SLOT_NOT_OFFERED: not a slot of the provider's plan, or inside its minimum notice or beyond its "
                  "horizon; HOLD_EXPIRED: hold the slot again; INVALID_TRANSITION: not allowed from the current "
                  "status for you (nothing changed); SUBSTITUTION_TAKEN: another provider took the visit first; "
@@ -147,37 +166,6 @@ class EscalationKind(Enum):
                  "PROVIDER_SUSPENDED: the provider is suspended (two strikes or an operator) and takes no new work. "
                  "reviewBooking: REVIEW_WINDOW_CLOSED (more than the review window after completion), ALREADY_REVIEWED, "
                  "NOT_REVIEWABLE (not paid).")
-class BookingErrorCode(Enum):
-    SLOT_UNAVAILABLE = "SLOT_UNAVAILABLE"
-    SLOT_NOT_OFFERED = "SLOT_NOT_OFFERED"
-    SERVICE_NOT_BOOKABLE = "SERVICE_NOT_BOOKABLE"
-    PROVIDER_NOT_BOOKABLE = "PROVIDER_NOT_BOOKABLE"
-    PROVIDER_SUSPENDED = "PROVIDER_SUSPENDED"
-    NOT_REVIEWABLE = "NOT_REVIEWABLE"
-    REVIEW_WINDOW_CLOSED = "REVIEW_WINDOW_CLOSED"
-    ALREADY_REVIEWED = "ALREADY_REVIEWED"
-    HOLD_EXPIRED = "HOLD_EXPIRED"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    INVALID_TRANSITION = "INVALID_TRANSITION"
-    SUBSTITUTION_TAKEN = "SUBSTITUTION_TAKEN"
-    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
-    TIER_NOT_FOUND = "TIER_NOT_FOUND"
-    TIER_REQUIRED = "TIER_REQUIRED"
-    CURRENCY_NOT_OFFERED = "CURRENCY_NOT_OFFERED"
-    TICKET_CLOSED = "TICKET_CLOSED"
-    NOT_FOUND = "NOT_FOUND"
-    REQUIRED = "REQUIRED"
-    TOO_LONG = "TOO_LONG"
-    INVALID_DATETIME = "INVALID_DATETIME"
-    INVALID_RATING = "INVALID_RATING"
-    NOT_DISPUTABLE = "NOT_DISPUTABLE"
-    DISPUTE_ALREADY_OPEN = "DISPUTE_ALREADY_OPEN"
-    GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
-    RATE_LIMITED = "RATE_LIMITED"
-    PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
-    CONTRACT_NOT_ACCEPTED = "CONTRACT_NOT_ACCEPTED"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type
@@ -187,18 +175,13 @@ class BookingError:
     message: str = strawberry.field(description="For people; switch on `code`.")
 
 
-@strawberry.enum(description="INVALID_RANGE: a time is not HH:MM (24:00 only as an end) or a range ends before it "
+AvailabilityErrorCode = error_code_enum("AvailabilityErrorCode", [
+    ProvidersErrorCode.INVALID_RANGE, ProvidersErrorCode.OVERLAPPING_RANGES,
+    ProvidersErrorCode.INVALID_BOOKING_RULES, ProvidersErrorCode.INVALID_SLOT_LENGTH,
+    ProvidersErrorCode.INVALID_TIME_ZONE, CommonErrorCode.SERVICE_NOT_FOUND, CommonErrorCode.NOT_FOUND,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+], description="INVALID_RANGE: a time is not HH:MM (24:00 only as an end) or a range ends before it "
                  "starts; OVERLAPPING_RANGES: two ranges of one day overlap (touching is fine).")
-class AvailabilityErrorCode(Enum):
-    INVALID_RANGE = "INVALID_RANGE"
-    OVERLAPPING_RANGES = "OVERLAPPING_RANGES"
-    INVALID_BOOKING_RULES = "INVALID_BOOKING_RULES"
-    INVALID_SLOT_LENGTH = "INVALID_SLOT_LENGTH"
-    INVALID_TIME_ZONE = "INVALID_TIME_ZONE"
-    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type
@@ -208,22 +191,15 @@ class AvailabilityError:
     message: str = strawberry.field(description="For people; switch on `code`.")
 
 
-@strawberry.enum(description="Ticket and appliance-model errors. INVALID_WINDOW: a preferred window is in the past, "
+TicketErrorCode = error_code_enum("TicketErrorCode", [
+    CommonErrorCode.REQUIRED, CommonErrorCode.TOO_LONG, BookingsErrorCode.UNKNOWN_CATEGORY,
+    BookingsErrorCode.SERVICE_NOT_IN_CATEGORY, CommonErrorCode.INVALID_WINDOW,
+    BookingsErrorCode.TOO_MANY_WINDOWS, ProvidersErrorCode.INVALID_LOCATION,
+    BookingsErrorCode.TICKET_HAS_OPEN_VISIT, BookingsErrorCode.TICKET_CLOSED, CommonErrorCode.NOT_FOUND,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+], description="Ticket and appliance-model errors. INVALID_WINDOW: a preferred window is in the past, "
                  "ends before it starts or is too wide (field `preferredWindows.<i>.start|end`); UNKNOWN_CATEGORY: no "
                  "service is offered in that category; TICKET_HAS_OPEN_VISIT: cancel the ticket's visit first.")
-class TicketErrorCode(Enum):
-    REQUIRED = "REQUIRED"
-    TOO_LONG = "TOO_LONG"
-    UNKNOWN_CATEGORY = "UNKNOWN_CATEGORY"
-    SERVICE_NOT_IN_CATEGORY = "SERVICE_NOT_IN_CATEGORY"
-    INVALID_WINDOW = "INVALID_WINDOW"
-    TOO_MANY_WINDOWS = "TOO_MANY_WINDOWS"
-    INVALID_LOCATION = "INVALID_LOCATION"
-    TICKET_HAS_OPEN_VISIT = "TICKET_HAS_OPEN_VISIT"
-    TICKET_CLOSED = "TICKET_CLOSED"
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type
@@ -233,11 +209,9 @@ class TicketError:
     message: str = strawberry.field(description="For people; switch on `code`.")
 
 
-@strawberry.enum
-class EscalationErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+EscalationErrorCode = error_code_enum("EscalationErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

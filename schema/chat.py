@@ -16,10 +16,12 @@ from strawberry import relay
 
 from domain.messaging import chat as chat_domain
 from domain.messaging.chat import MessageView
+from domain.messaging.errors import MessagingErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import Conversation as ConversationModel
 from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
-from schema.common import coded_errors, page_info
+from schema.common import coded_errors, error_code_enum, page_info
 
 SUBJECT_TYPE_NAMES = {"service_request": "ServiceRequest", "booking": "Booking", "ticket": "Ticket"}
 
@@ -148,15 +150,11 @@ class ConversationConnection:
     page_info: relay.PageInfo
 
 
-@strawberry.enum(description="RATE_LIMITED: too many messages from your account; wait the payload's "
+ChatErrorCode = error_code_enum("ChatErrorCode", [
+    MessagingErrorCode.EMPTY, CommonErrorCode.TOO_LONG, CommonErrorCode.RATE_LIMITED,
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+], description="RATE_LIMITED: too many messages from your account; wait the payload's "
                  "`retryAfterSeconds`.")
-class ChatErrorCode(Enum):
-    EMPTY = "EMPTY"
-    TOO_LONG = "TOO_LONG"
-    RATE_LIMITED = "RATE_LIMITED"
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type

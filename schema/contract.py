@@ -11,11 +11,13 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+from domain.orders.errors import OrdersErrorCode
+from domain.shared.errors import CommonErrorCode
 from resolvers import booking as booking_resolvers
 from resolvers import contract as contract_resolvers
 from resolvers import service_request as sr_resolvers
 from resolvers.contract import ContractView
-from schema.common import coded_errors
+from schema.common import coded_errors, error_code_enum
 
 if TYPE_CHECKING:
     from schema.booking import Booking
@@ -108,14 +110,12 @@ def contract_or_none(view: ContractView | None) -> Contract | None:
     return Contract.of(view) if view is not None else None
 
 
-@strawberry.enum(description="CONTRACT_CHANGED: the hash is not the current version's (it changed, or you hold a "
+AcceptContractErrorCode = error_code_enum("AcceptContractErrorCode", [
+    OrdersErrorCode.CONTRACT_CHANGED, CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID,
+    CommonErrorCode.INVALID,
+], description="CONTRACT_CHANGED: the hash is not the current version's (it changed, or you hold a "
                  "stale copy): reload the contract and accept its current text; NOT_FOUND: no such contract, or "
                  "not yours; nothing was written in either case.")
-class AcceptContractErrorCode(Enum):
-    CONTRACT_CHANGED = "CONTRACT_CHANGED"
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type

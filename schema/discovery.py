@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 import strawberry
 from strawberry import relay
 
 from domain.providers import discovery
+from domain.providers.errors import ProvidersErrorCode
+from domain.shared.errors import CommonErrorCode
 from resolvers import discovery as discovery_resolvers
-from schema.common import GeoPointInput, coded_errors, page_info
+from schema.common import GeoPointInput, coded_errors, error_code_enum, page_info
 from schema.provider import Provider
 
 
@@ -115,10 +116,9 @@ def ranked_connection(page: discovery.SearchPage, had_cursor: bool) -> RankedPro
     )
 
 
-@strawberry.enum
-class SetAcceptsUrgentErrorCode(Enum):
-    NOT_A_PROVIDER = "NOT_A_PROVIDER"
-    INVALID = "INVALID"
+SetAcceptsUrgentErrorCode = error_code_enum("SetAcceptsUrgentErrorCode", [
+    ProvidersErrorCode.NOT_A_PROVIDER, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

@@ -10,12 +10,15 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import relay
 
+from domain.money.errors import MoneyErrorCode
+from domain.orders.errors import OrdersErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import Dispute as DisputeModel
 from resolvers import contract as contract_resolvers
 from resolvers import dispute as dispute_resolvers
 from resolvers import loaders
 from resolvers.service_request import ServiceRequestView
-from schema.common import Money, coded_errors, page_info
+from schema.common import Money, coded_errors, error_code_enum, page_info
 from schema.contract import Contract, contract_or_none
 from schema.user import UserRole
 
@@ -112,19 +115,12 @@ async def dispute_connection(
     return DisputeConnection(edges=edges, page_info=page_info(edges, has_next=has_next, has_previous=had_cursor))
 
 
-@strawberry.enum
-class DisputeErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    NOT_DISPUTABLE = "NOT_DISPUTABLE"
-    DISPUTE_ALREADY_OPEN = "DISPUTE_ALREADY_OPEN"
-    DISPUTE_NOT_OPEN = "DISPUTE_NOT_OPEN"
-    REQUIRED = "REQUIRED"
-    TOO_LONG = "TOO_LONG"
-    INVALID_AMOUNT = "INVALID_AMOUNT"
-    REFUND_EXCEEDS_CAPTURED = "REFUND_EXCEEDS_CAPTURED"
-    NOT_REFUNDABLE = "NOT_REFUNDABLE"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+DisputeErrorCode = error_code_enum("DisputeErrorCode", [
+    CommonErrorCode.NOT_FOUND, OrdersErrorCode.NOT_DISPUTABLE, OrdersErrorCode.DISPUTE_ALREADY_OPEN,
+    OrdersErrorCode.DISPUTE_NOT_OPEN, CommonErrorCode.REQUIRED, CommonErrorCode.TOO_LONG,
+    CommonErrorCode.INVALID_AMOUNT, MoneyErrorCode.REFUND_EXCEEDS_CAPTURED, MoneyErrorCode.NOT_REFUNDABLE,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

@@ -13,10 +13,12 @@ import strawberry
 from strawberry import relay
 
 from domain.messaging import notification as notification_domain
+from domain.messaging.errors import MessagingErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import Email as EmailModel
 from models import EmailDelivery as EmailDeliveryModel
 from resolvers import email as email_resolvers
-from schema.common import coded_errors, page_info
+from schema.common import coded_errors, error_code_enum, page_info
 
 
 def _doc(resolver: Callable) -> str:
@@ -88,11 +90,9 @@ class EmailPreferences:
         return cls(email_opt_out=p.opted_out, kinds=[EmailKindPreference.of(k) for k in p.kinds])
 
 
-@strawberry.enum
-class EmailPreferenceErrorCode(Enum):
-    TRANSACTIONAL_KIND = "TRANSACTIONAL_KIND"
-    UNKNOWN_KIND = "UNKNOWN_KIND"
-    INVALID = "INVALID"
+EmailPreferenceErrorCode = error_code_enum("EmailPreferenceErrorCode", [
+    MessagingErrorCode.TRANSACTIONAL_KIND, MessagingErrorCode.UNKNOWN_KIND, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

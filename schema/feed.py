@@ -12,10 +12,11 @@ from typing import Annotated
 import strawberry
 from strawberry import relay
 
+from domain.shared.errors import CommonErrorCode
 from models import Notification as NotificationModel
 from resolvers import feed as feed_resolvers
 from resolvers.ids import encode_id
-from schema.common import coded_errors, page_info
+from schema.common import coded_errors, error_code_enum, page_info
 
 
 @strawberry.enum(description="What a notification is about.")
@@ -81,12 +82,9 @@ class NotificationConnection:
     page_info: relay.PageInfo
 
 
-@strawberry.enum
-class NotificationErrorCode(Enum):
-    REQUIRED = "REQUIRED"
-    TOO_MANY = "TOO_MANY"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+NotificationErrorCode = error_code_enum("NotificationErrorCode", [
+    CommonErrorCode.REQUIRED, CommonErrorCode.TOO_MANY, CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

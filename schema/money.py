@@ -11,14 +11,17 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry import relay
 
+from domain.catalogue.errors import CatalogueErrorCode
 from domain.catalogue.fees import FeeBreakdown, customer_lines
 from domain.catalogue.fees import ReceiptLine as DomainReceiptLine
 from domain.money.affiliate import AffiliateTotals as DomainAffiliateTotals
+from domain.money.errors import MoneyErrorCode
 from domain.money.escrow import Settlement as SettlementFigures
+from domain.shared.errors import CommonErrorCode
 from models import Refund as RefundModel
 from resolvers import money as money_resolvers
 from resolvers.money import ReceiptView, TrialBalance
-from schema.common import Money, coded_errors
+from schema.common import Money, coded_errors, error_code_enum
 
 if TYPE_CHECKING:
     from schema.service_request import ServiceRequest
@@ -72,15 +75,11 @@ class FeeQuoteInput:
     affiliate_code: str | None = None
 
 
-@strawberry.enum
-class FeeQuoteErrorCode(Enum):
-    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
-    TIER_NOT_FOUND = "TIER_NOT_FOUND"
-    TIER_REQUIRED = "TIER_REQUIRED"
-    CURRENCY_NOT_OFFERED = "CURRENCY_NOT_OFFERED"
-    INVALID_AFFILIATE_CODE = "INVALID_AFFILIATE_CODE"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+FeeQuoteErrorCode = error_code_enum("FeeQuoteErrorCode", [
+    CommonErrorCode.SERVICE_NOT_FOUND, CatalogueErrorCode.TIER_NOT_FOUND, CatalogueErrorCode.TIER_REQUIRED,
+    CatalogueErrorCode.CURRENCY_NOT_OFFERED, CatalogueErrorCode.INVALID_AFFILIATE_CODE,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type
@@ -195,16 +194,11 @@ class Settlement:
         )
 
 
-@strawberry.enum
-class RefundErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    NOT_REFUNDABLE = "NOT_REFUNDABLE"
-    REFUND_EXCEEDS_CAPTURED = "REFUND_EXCEEDS_CAPTURED"
-    INVALID_AMOUNT = "INVALID_AMOUNT"
-    REQUIRED = "REQUIRED"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+RefundErrorCode = error_code_enum("RefundErrorCode", [
+    CommonErrorCode.NOT_FOUND, MoneyErrorCode.NOT_REFUNDABLE, MoneyErrorCode.REFUND_EXCEEDS_CAPTURED,
+    CommonErrorCode.INVALID_AMOUNT, CommonErrorCode.REQUIRED, CommonErrorCode.IDEMPOTENCY_KEY_REUSED,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

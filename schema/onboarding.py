@@ -17,11 +17,14 @@ import strawberry
 from strawberry import relay
 from strawberry.file_uploads import Upload
 
+from domain.identity.errors import IdentityErrorCode
 from domain.providers import onboarding as onb
+from domain.providers.errors import ProvidersErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import ApplicationDocument as DocumentModel
 from resolvers import onboarding as onb_resolvers
 from resolvers.ids import encode_id
-from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
 
 
 @strawberry.enum(description="Where an application stands.")
@@ -48,28 +51,17 @@ class ApplicationDocumentKind(Enum):
     CERTIFICATE = "certificate"
 
 
-@strawberry.enum
-class ProviderApplicationErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
-    INVALID_PHONE = "INVALID_PHONE"
-    INVALID_LOCATION = "INVALID_LOCATION"
-    MISSING_FIELD = "MISSING_FIELD"
-    INVALID_CATEGORY = "INVALID_CATEGORY"
-    INVALID_SERVICE_AREA = "INVALID_SERVICE_AREA"
-    INVALID_DOCUMENT_KIND = "INVALID_DOCUMENT_KIND"
-    UNSUPPORTED_FILE_TYPE = "UNSUPPORTED_FILE_TYPE"
-    FILE_TOO_LARGE = "FILE_TOO_LARGE"
-    STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
-    ALREADY_A_PROVIDER = "ALREADY_A_PROVIDER"
-    APPLICATION_LOCKED = "APPLICATION_LOCKED"
-    MISSING_BUSINESS_DETAILS = "MISSING_BUSINESS_DETAILS"
-    MISSING_CATEGORIES = "MISSING_CATEGORIES"
-    MISSING_SERVICE_AREA = "MISSING_SERVICE_AREA"
-    MISSING_DOCUMENT = "MISSING_DOCUMENT"
-    INVALID_TRANSITION = "INVALID_TRANSITION"
-    REASON_REQUIRED = "REASON_REQUIRED"
+ProviderApplicationErrorCode = error_code_enum("ProviderApplicationErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+    IdentityErrorCode.INVALID_PHONE, ProvidersErrorCode.INVALID_LOCATION, ProvidersErrorCode.MISSING_FIELD,
+    ProvidersErrorCode.INVALID_CATEGORY, ProvidersErrorCode.INVALID_SERVICE_AREA,
+    ProvidersErrorCode.INVALID_DOCUMENT_KIND, ProvidersErrorCode.UNSUPPORTED_FILE_TYPE,
+    ProvidersErrorCode.FILE_TOO_LARGE, CommonErrorCode.STORAGE_UNAVAILABLE,
+    ProvidersErrorCode.ALREADY_A_PROVIDER, ProvidersErrorCode.APPLICATION_LOCKED,
+    ProvidersErrorCode.MISSING_BUSINESS_DETAILS, ProvidersErrorCode.MISSING_CATEGORIES,
+    ProvidersErrorCode.MISSING_SERVICE_AREA, ProvidersErrorCode.MISSING_DOCUMENT,
+    CommonErrorCode.INVALID_TRANSITION, ProvidersErrorCode.REASON_REQUIRED,
+])
 
 
 @strawberry.type

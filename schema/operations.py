@@ -10,13 +10,14 @@ import strawberry
 from strawberry import relay
 from strawberry.scalars import JSON
 
+from domain.shared.errors import CommonErrorCode
 from models import DeadLetter as DeadLetterModel
 from models import Payment as PaymentModel
 from models import ReconciliationItem as ItemModel
 from models import ReconciliationRun as RunModel
 from resolvers import loaders
 from resolvers import operations as ops_resolvers
-from schema.common import Money, coded_errors, page_info
+from schema.common import Money, coded_errors, error_code_enum, page_info
 
 
 @strawberry.enum
@@ -73,12 +74,10 @@ def dead_letter_connection(rows: list[tuple[DeadLetterModel, str]], has_next: bo
     return DeadLetterConnection(edges=edges, page_info=page_info(edges, has_next=has_next, has_previous=had_cursor))
 
 
-@strawberry.enum
-class DeadLetterErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    DEAD_LETTER_NOT_OPEN = "DEAD_LETTER_NOT_OPEN"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+DeadLetterErrorCode = error_code_enum("DeadLetterErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.DEAD_LETTER_NOT_OPEN, CommonErrorCode.INVALID_ID,
+    CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type
@@ -193,9 +192,9 @@ class FlaggedPayment:
                    service_request_reference=request_reference)
 
 
-@strawberry.enum
-class ReconciliationErrorCode(Enum):
-    INVALID = "INVALID"
+ReconciliationErrorCode = error_code_enum("ReconciliationErrorCode", [
+    CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

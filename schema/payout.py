@@ -9,14 +9,17 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
+from domain.identity.errors import IdentityErrorCode
+from domain.money.errors import MoneyErrorCode
 from domain.money.payout import EarningsSummary as DomainEarnings
 from domain.money.payout import masked_destination
+from domain.shared.errors import CommonErrorCode
 from models import Payout as PayoutModel
 from models import PayoutDestination as DestinationModel
 from resolvers import loaders
 from resolvers import payout as payout_resolvers
 from resolvers.payout import PayoutPage
-from schema.common import Money, coded_errors, page_info
+from schema.common import Money, coded_errors, error_code_enum, page_info
 from schema.provider import Provider
 
 
@@ -139,25 +142,14 @@ class EarningsSummary:
                    in_payout=Money.of(e.in_payout_minor, c), paid_out=Money.of(e.paid_out_minor, c))
 
 
-@strawberry.enum
-class PayoutErrorCode(Enum):
-    INVALID_KIND = "INVALID_KIND"
-    UNSUPPORTED_CURRENCY = "UNSUPPORTED_CURRENCY"
-    INVALID_COUNTRY = "INVALID_COUNTRY"
-    CURRENCY_MISMATCH = "CURRENCY_MISMATCH"
-    REQUIRED = "REQUIRED"
-    TOO_LONG = "TOO_LONG"
-    INVALID_PHONE = "INVALID_PHONE"
-    MOBILE_MONEY_UNAVAILABLE = "MOBILE_MONEY_UNAVAILABLE"
-    UNKNOWN_OPERATOR = "UNKNOWN_OPERATOR"
-    INVALID_BANK_CODE = "INVALID_BANK_CODE"
-    INVALID_ACCOUNT_NUMBER = "INVALID_ACCOUNT_NUMBER"
-    NOT_FOUND = "NOT_FOUND"
-    NO_PAYOUT_DESTINATION = "NO_PAYOUT_DESTINATION"
-    BELOW_PAYOUT_MINIMUM = "BELOW_PAYOUT_MINIMUM"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+PayoutErrorCode = error_code_enum("PayoutErrorCode", [
+    CommonErrorCode.INVALID_KIND, MoneyErrorCode.UNSUPPORTED_CURRENCY, MoneyErrorCode.INVALID_COUNTRY,
+    MoneyErrorCode.CURRENCY_MISMATCH, CommonErrorCode.REQUIRED, CommonErrorCode.TOO_LONG,
+    IdentityErrorCode.INVALID_PHONE, MoneyErrorCode.MOBILE_MONEY_UNAVAILABLE, MoneyErrorCode.UNKNOWN_OPERATOR,
+    MoneyErrorCode.INVALID_BANK_CODE, MoneyErrorCode.INVALID_ACCOUNT_NUMBER, CommonErrorCode.NOT_FOUND,
+    MoneyErrorCode.NO_PAYOUT_DESTINATION, MoneyErrorCode.BELOW_PAYOUT_MINIMUM,
+    CommonErrorCode.IDEMPOTENCY_KEY_REUSED, CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

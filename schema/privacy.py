@@ -2,24 +2,19 @@
 
 from __future__ import annotations
 
-from enum import Enum
-
 import strawberry
 from strawberry.scalars import JSON
 
+from domain.operations.errors import OperationsErrorCode
+from domain.shared.errors import CommonErrorCode
 from resolvers import privacy as privacy_resolvers
-from schema.common import coded_errors
+from schema.common import coded_errors, error_code_enum
 
-
-@strawberry.enum
-class AccountDeletionErrorCode(Enum):
-    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-    OPEN_ORDERS = "OPEN_ORDERS"
-    NOT_A_CUSTOMER = "NOT_A_CUSTOMER"
-    ACCOUNT_DELETED = "ACCOUNT_DELETED"
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
+AccountDeletionErrorCode = error_code_enum("AccountDeletionErrorCode", [
+    CommonErrorCode.INVALID_CREDENTIALS, OperationsErrorCode.OPEN_ORDERS, OperationsErrorCode.NOT_A_CUSTOMER,
+    OperationsErrorCode.ACCOUNT_DELETED, CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID,
+    CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

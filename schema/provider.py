@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
 
 import strawberry
 from strawberry import relay
 
+from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import NearbyProvider as NearbyHit
 from domain.providers.provider import ProviderView, encode_cursor
+from domain.shared.errors import CommonErrorCode
 from resolvers import provider as provider_resolvers
-from schema.common import GeoPoint, GeoPointInput, coded_errors, page_info
+from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
 from schema.review import RatingSummary, ReviewConnection, provider_rating_summary, provider_reviews
 
 
@@ -93,13 +94,10 @@ def nearby_connection(hits: list[NearbyHit], has_next: bool, had_cursor: bool) -
     )
 
 
-@strawberry.enum
-class ProviderErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    INVALID_LOCATION = "INVALID_LOCATION"
-    NOT_A_PROVIDER = "NOT_A_PROVIDER"
-    INVALID = "INVALID"
+ProviderErrorCode = error_code_enum("ProviderErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, ProvidersErrorCode.INVALID_LOCATION,
+    ProvidersErrorCode.NOT_A_PROVIDER, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

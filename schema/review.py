@@ -16,13 +16,16 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
+from domain.providers.errors import ProvidersErrorCode
+from domain.reviews.errors import ReviewsErrorCode
 from domain.reviews.review import RatingSummary as RatingSummaryView
+from domain.shared.errors import CommonErrorCode
 from models import Provider as ProviderModel
 from models import ProviderStrike as StrikeModel
 from models import Review as ReviewModel
 from resolvers import review as review_resolvers
 from resolvers.ids import encode_id
-from schema.common import coded_errors, page_info
+from schema.common import coded_errors, error_code_enum, page_info
 
 
 @strawberry.enum(description="Who wrote a review: the CUSTOMER (about the provider) or the PROVIDER (about the customer).")
@@ -146,20 +149,14 @@ class ProviderStandingConnection:
 # --- errors and inputs -------------------------------------------------------------------------------
 
 
-@strawberry.enum(description="NOT_REVIEWABLE: not completed, not paid, or a booking's order (review its visits); "
+ReviewErrorCode = error_code_enum("ReviewErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, ReviewsErrorCode.NOT_REVIEWABLE,
+    ReviewsErrorCode.REVIEW_WINDOW_CLOSED, ReviewsErrorCode.ALREADY_REVIEWED, ReviewsErrorCode.INVALID_RATING,
+    CommonErrorCode.TOO_LONG, CommonErrorCode.REQUIRED, CommonErrorCode.INVALID_TRANSITION,
+    CommonErrorCode.INVALID,
+], description="NOT_REVIEWABLE: not completed, not paid, or a booking's order (review its visits); "
                  "REVIEW_WINDOW_CLOSED: more than `reviewWindowDays` after completion; ALREADY_REVIEWED: your side "
                  "already reviewed it; NOT_FOUND: no such order or visit of yours. Nothing is written on error.")
-class ReviewErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    NOT_REVIEWABLE = "NOT_REVIEWABLE"
-    REVIEW_WINDOW_CLOSED = "REVIEW_WINDOW_CLOSED"
-    ALREADY_REVIEWED = "ALREADY_REVIEWED"
-    INVALID_RATING = "INVALID_RATING"
-    TOO_LONG = "TOO_LONG"
-    REQUIRED = "REQUIRED"
-    INVALID_TRANSITION = "INVALID_TRANSITION"
-    INVALID = "INVALID"
 
 
 @strawberry.type
@@ -169,16 +166,12 @@ class ReviewError:
     message: str
 
 
-@strawberry.enum(description="ALREADY_SUSPENDED / NOT_SUSPENDED: nothing to do; REASON_REQUIRED: say why; NOT_FOUND: "
+ProviderStandingErrorCode = error_code_enum("ProviderStandingErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_ID, ProvidersErrorCode.REASON_REQUIRED,
+    CommonErrorCode.TOO_LONG, ProvidersErrorCode.ALREADY_SUSPENDED, ProvidersErrorCode.NOT_SUSPENDED,
+    CommonErrorCode.INVALID,
+], description="ALREADY_SUSPENDED / NOT_SUSPENDED: nothing to do; REASON_REQUIRED: say why; NOT_FOUND: "
                  "no such provider, or the named order, visit or dispute is not about it.")
-class ProviderStandingErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_ID = "INVALID_ID"
-    REASON_REQUIRED = "REASON_REQUIRED"
-    TOO_LONG = "TOO_LONG"
-    ALREADY_SUSPENDED = "ALREADY_SUSPENDED"
-    NOT_SUSPENDED = "NOT_SUSPENDED"
-    INVALID = "INVALID"
 
 
 @strawberry.type

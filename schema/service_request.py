@@ -9,7 +9,12 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
+from domain.catalogue.errors import CatalogueErrorCode
+from domain.identity.errors import IdentityErrorCode
 from domain.orders import service_request as sr_domain
+from domain.orders.errors import OrdersErrorCode
+from domain.providers.errors import ProvidersErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import ServiceRequest as ServiceRequestModel
 from resolvers import contract as contract_resolvers
 from resolvers import loaders
@@ -18,7 +23,7 @@ from resolvers import service_request as sr_resolvers
 from resolvers.service_request import ServiceRequestView
 from schema.catalogue import Service
 from schema.chat import Conversation
-from schema.common import Money, coded_errors
+from schema.common import Money, coded_errors, error_code_enum
 from schema.contract import Contract, contract_or_none
 from schema.dispute import Dispute
 from schema.money import FeeQuote, Receipt, Settlement
@@ -216,27 +221,17 @@ class ServiceRequestStatusEvent:
     at: datetime
 
 
-@strawberry.enum(description="GATEWAY_UNAVAILABLE: the payment gateway is failing right now; retry in a little "
+PurchaseServiceErrorCode = error_code_enum("PurchaseServiceErrorCode", [
+    CommonErrorCode.SERVICE_NOT_FOUND, CatalogueErrorCode.TIER_NOT_FOUND, CatalogueErrorCode.TIER_REQUIRED,
+    CatalogueErrorCode.CURRENCY_NOT_OFFERED, CommonErrorCode.REQUIRED, IdentityErrorCode.INVALID_EMAIL,
+    IdentityErrorCode.INVALID_PHONE, IdentityErrorCode.INVALID_NAME, CommonErrorCode.TOO_LONG,
+    CatalogueErrorCode.INVALID_AFFILIATE_CODE, CommonErrorCode.IDEMPOTENCY_KEY_REUSED,
+    OrdersErrorCode.GATEWAY_UNAVAILABLE, CommonErrorCode.RATE_LIMITED, OrdersErrorCode.PAYMENT_GATEWAY_ERROR,
+    CommonErrorCode.INVALID_ID, CommonErrorCode.INVALID,
+], description="GATEWAY_UNAVAILABLE: the payment gateway is failing right now; retry in a little "
                               "while (nothing was written). PAYMENT_GATEWAY_ERROR: the gateway refused the checkout. "
                               "RATE_LIMITED: too many purchases from your account (or email); retry after the "
                               "HTTP Retry-After seconds (nothing was written).")
-class PurchaseServiceErrorCode(Enum):
-    SERVICE_NOT_FOUND = "SERVICE_NOT_FOUND"
-    TIER_NOT_FOUND = "TIER_NOT_FOUND"
-    TIER_REQUIRED = "TIER_REQUIRED"
-    CURRENCY_NOT_OFFERED = "CURRENCY_NOT_OFFERED"
-    REQUIRED = "REQUIRED"
-    INVALID_EMAIL = "INVALID_EMAIL"
-    INVALID_PHONE = "INVALID_PHONE"
-    INVALID_NAME = "INVALID_NAME"
-    TOO_LONG = "TOO_LONG"
-    INVALID_AFFILIATE_CODE = "INVALID_AFFILIATE_CODE"
-    IDEMPOTENCY_KEY_REUSED = "IDEMPOTENCY_KEY_REUSED"
-    GATEWAY_UNAVAILABLE = "GATEWAY_UNAVAILABLE"
-    RATE_LIMITED = "RATE_LIMITED"
-    PAYMENT_GATEWAY_ERROR = "PAYMENT_GATEWAY_ERROR"
-    INVALID_ID = "INVALID_ID"
-    INVALID = "INVALID"
 
 
 @strawberry.type
@@ -279,18 +274,13 @@ class PurchaseServicePayload:
     errors: list[PurchaseServiceError]
 
 
-@strawberry.enum(description="CONTRACT_NOT_ACCEPTED: work cannot start (IN_PROGRESS) before the customer and the "
+ServiceRequestErrorCode = error_code_enum("ServiceRequestErrorCode", [
+    CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID_TRANSITION, OrdersErrorCode.CONTRACT_NOT_ACCEPTED,
+    OrdersErrorCode.PROVIDER_NOT_ASSIGNABLE, ProvidersErrorCode.PROVIDER_SUSPENDED, CommonErrorCode.INVALID_ID,
+    CommonErrorCode.TOO_LONG, CommonErrorCode.INVALID,
+], description="CONTRACT_NOT_ACCEPTED: work cannot start (IN_PROGRESS) before the customer and the "
                  "provider both accept the order's current contract (`contract`, acceptContract); nothing changed. "
                  "PROVIDER_SUSPENDED: the provider is suspended (two strikes or an operator) and takes no new work.")
-class ServiceRequestErrorCode(Enum):
-    NOT_FOUND = "NOT_FOUND"
-    INVALID_TRANSITION = "INVALID_TRANSITION"
-    CONTRACT_NOT_ACCEPTED = "CONTRACT_NOT_ACCEPTED"
-    PROVIDER_NOT_ASSIGNABLE = "PROVIDER_NOT_ASSIGNABLE"
-    PROVIDER_SUSPENDED = "PROVIDER_SUSPENDED"
-    INVALID_ID = "INVALID_ID"
-    TOO_LONG = "TOO_LONG"
-    INVALID = "INVALID"
 
 
 @strawberry.type

@@ -9,10 +9,13 @@ from enum import Enum
 import strawberry
 from strawberry import relay
 
+from domain.identity.errors import IdentityErrorCode
 from domain.identity.user import TokenPair
+from domain.orders.errors import OrdersErrorCode
+from domain.shared.errors import CommonErrorCode
 from models import User as UserModel
 from resolvers import user as user_resolvers
-from schema.common import coded_errors
+from schema.common import coded_errors, error_code_enum
 
 
 @strawberry.enum
@@ -43,24 +46,14 @@ class User(relay.Node):
         return [cls.of(u) if u else None for u in users]
 
 
-@strawberry.enum
-class AccountErrorCode(Enum):
-    INVALID_EMAIL = "INVALID_EMAIL"
-    INVALID_PHONE = "INVALID_PHONE"
-    INVALID_NAME = "INVALID_NAME"
-    WEAK_PASSWORD = "WEAK_PASSWORD"
-    EMAIL_TAKEN = "EMAIL_TAKEN"
-    INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
-    MFA_REQUIRED = "MFA_REQUIRED"
-    INVALID_MFA_CODE = "INVALID_MFA_CODE"
-    MFA_ALREADY_ENABLED = "MFA_ALREADY_ENABLED"
-    MFA_NOT_STARTED = "MFA_NOT_STARTED"
-    INVALID_REFRESH_TOKEN = "INVALID_REFRESH_TOKEN"
-    REFRESH_TOKEN_REUSED = "REFRESH_TOKEN_REUSED"
-    INVALID_TOKEN = "INVALID_TOKEN"
-    EMAIL_NOT_VERIFIED = "EMAIL_NOT_VERIFIED"
-    RATE_LIMITED = "RATE_LIMITED"
-    INVALID = "INVALID"
+AccountErrorCode = error_code_enum("AccountErrorCode", [
+    IdentityErrorCode.INVALID_EMAIL, IdentityErrorCode.INVALID_PHONE, IdentityErrorCode.INVALID_NAME,
+    IdentityErrorCode.WEAK_PASSWORD, IdentityErrorCode.EMAIL_TAKEN, CommonErrorCode.INVALID_CREDENTIALS,
+    IdentityErrorCode.MFA_REQUIRED, IdentityErrorCode.INVALID_MFA_CODE, IdentityErrorCode.MFA_ALREADY_ENABLED,
+    IdentityErrorCode.MFA_NOT_STARTED, IdentityErrorCode.INVALID_REFRESH_TOKEN,
+    IdentityErrorCode.REFRESH_TOKEN_REUSED, CommonErrorCode.INVALID_TOKEN, OrdersErrorCode.EMAIL_NOT_VERIFIED,
+    CommonErrorCode.RATE_LIMITED, CommonErrorCode.INVALID,
+])
 
 
 @strawberry.type

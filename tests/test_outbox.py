@@ -19,9 +19,10 @@ from sqlalchemy import select, update
 import server
 import workers
 from domain.messaging import notification
+from domain.messaging.events import NotificationEvent
 from domain.operations import maintenance
 from domain.orders.service_request import CustomerDetails, purchase_service
-from domain.shared import outbox
+from domain.shared import live, outbox
 from gateways.sandbox import SandboxGateway, build_event, parse_checkout
 from models import Email, OutboxMessage, Payment, WebhookEvent
 from models.db import session_scope
@@ -59,6 +60,23 @@ async def paid_webhook_for_a_new_purchase() -> tuple[bytes, dict[str, str]]:
     return build_event(parse_checkout(bought.checkout_url.rsplit("/", 1)[1]), "paid")
 
 
+def note_event(title: str) -> NotificationEvent:
+    """A typed live event (only those can be published) for a user's notification channel."""
+    return NotificationEvent(id=1, prev=0, userId=7, kind="account", title=title, body="", subjectType=None,
+                             subjectId=None, createdAt=None, readAt=None)
+
+
+async def test_publishing_refuses_a_payload_that_is_not_the_channels_event_model():
+    # when a plain dict, or another stream's event, is published
+    async with session_scope() as s:
+        with pytest.raises(TypeError):
+            outbox.publish_event(s, live.notification_channel(7), {"n": 1})
+        with pytest.raises(TypeError):
+            outbox.publish_event(s, live.conversation_channel(7), note_event("wrong channel"))
+    # then nothing was recorded
+    assert await outbox_rows() == []
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -73,7 +91,7 @@ async def test_job_enqueued_in_a_rolled_back_transaction_is_never_dispatched():
     with pytest.raises(Boom):
         async with session_scope() as s:
             outbox.enqueue_actor(s, "send_email", queue="notifications", email_id=1)
-            outbox.publish_event(s, "odim:test", {"n": 1})
+            outbox.publish_event(s, live.notification_channel(7), note_event("rolled back"))
             await s.flush()
             raise Boom()
     sent = await outbox.relay()
@@ -105,16 +123,16 @@ async def test_events_are_published_only_after_commit():
     # given a subscriber on the channel
     client = aioredis.from_url(get_settings().redis_url)
     pubsub = client.pubsub()
-    await pubsub.subscribe("odim:test-outbox")
+    await pubsub.subscribe(live.notification_channel(7))
     await pubsub.get_message(timeout=1)  # the subscribe confirmation
     try:
         # when one event is rolled back and one committed
         with pytest.raises(Boom):
             async with session_scope() as s:
-                outbox.publish_event(s, "odim:test-outbox", {"n": "rolled back"})
+                outbox.publish_event(s, live.notification_channel(7), note_event("rolled back"))
                 raise Boom()
         async with session_scope() as s:
-            outbox.publish_event(s, "odim:test-outbox", {"n": "committed"})
+            outbox.publish_event(s, live.notification_channel(7), note_event("committed"))
         sent = await outbox.relay()
         # then
         received = []
@@ -124,7 +142,7 @@ async def test_events_are_published_only_after_commit():
         await pubsub.aclose()
         await client.aclose()
     assert sent == 1
-    assert received == [{"n": "committed"}]
+    assert received == [note_event("committed").payload()]
 
 
 async def test_concurrent_relays_dispatch_each_row_once():

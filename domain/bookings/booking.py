@@ -40,14 +40,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.bookings import substitution
-from domain.catalogue import fees
+from domain.bookings.errors import BookingsErrorCode
+from domain.bookings.events import BookingStatusEvent
+from domain.catalogue import fees, offers
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
 from domain.orders import contract, dispute, escalation, service_request
 from domain.providers import availability, standing
 from domain.reviews import review as review_domain  # not ``review``: this module's function has that name
 from domain.shared import live, outbox, pagination, statemachine
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from domain.shared.statemachine import rule
 from gateways.base import PaymentGateway
 from models import (
@@ -134,17 +136,17 @@ REFERENCE_ALPHABET = service_request.REFERENCE_ALPHABET
 class SlotUnavailable(DomainError):
     """The slot overlaps a live booking or hold of this provider (the exclusion constraint said so)."""
 
-    code = "SLOT_UNAVAILABLE"
+    code = BookingsErrorCode.SLOT_UNAVAILABLE
     field = "start"
 
 
 class HoldExpired(DomainError):
-    code = "HOLD_EXPIRED"
+    code = BookingsErrorCode.HOLD_EXPIRED
     field = "bookingId"
 
 
 class ProviderNotBookable(DomainError):
-    code = "PROVIDER_NOT_BOOKABLE"
+    code = BookingsErrorCode.PROVIDER_NOT_BOOKABLE
     field = "providerId"
 
 
@@ -205,10 +207,10 @@ async def hold_slot(
     settings = get_settings()
     now = now or datetime.now(UTC)
     if start.tzinfo is None:
-        raise DomainError("Give the start with its UTC offset", field="start", code="INVALID_DATETIME")
+        raise DomainError("Give the start with its UTC offset", field="start", code=BookingsErrorCode.INVALID_DATETIME)
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
-        raise DomainError(f"The note is limited to {MAX_NOTE} characters", field="note", code="TOO_LONG")
+        raise DomainError(f"The note is limited to {MAX_NOTE} characters", field="note", code=CommonErrorCode.TOO_LONG)
     if idempotency_key:
         earlier = await session.scalar(
             select(Booking).where(Booking.customer_user_id == customer.id, Booking.idempotency_key == idempotency_key)
@@ -223,7 +225,7 @@ async def hold_slot(
         # A provider booking its own time would pay itself through escrow and could review itself.
         raise Forbidden("You cannot book your own time", field="providerId")
     currency = (currency or settings.default_currency).upper()
-    _, tier, _, _ = await service_request.offer(session, service_id, tier_id, currency, None)
+    _, tier, _, _ = await offers.offer(session, service_id, tier_id, currency, None)
     ticket = await _customer_ticket(session, ticket_id, customer) if ticket_id is not None else None
     offered = await availability.offered_slot(session, provider_id=provider_id, service_id=service_id, start=start, now=now)
     slot, blocked_until = offered.slot, offered.blocked_until
@@ -288,7 +290,7 @@ async def _customer_ticket(session: AsyncSession, ticket_id: int, customer: User
     if ticket.customer_user_id != customer.id:
         raise Forbidden("This ticket is not yours", field="ticketId")
     if ticket.status in ("closed", "cancelled"):
-        raise DomainError("This ticket is closed", field="ticketId", code="TICKET_CLOSED")
+        raise DomainError("This ticket is closed", field="ticketId", code=BookingsErrorCode.TICKET_CLOSED)
     return ticket
 
 
@@ -349,7 +351,7 @@ async def checkout(
         )
         assert payment is not None
         return Checkout(booking, order, payment, payment.checkout_url or "", escrow.order_breakdown(order))
-    service, tier, price, _ = await service_request.offer(session, booking.service_id, booking.tier_id, booking.currency, None)
+    service, tier, price, _ = await offers.offer(session, booking.service_id, booking.tier_id, booking.currency, None)
     urgent = False
     if booking.ticket_id is not None:
         urgent = bool(await session.scalar(select(Ticket.urgent).where(Ticket.id == booking.ticket_id)))
@@ -440,7 +442,7 @@ async def change_status(
     ``TOO_LONG`` for the note; plus the effects' errors. Nothing is written on error."""
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
-        raise DomainError(f"The note is limited to {MAX_NOTE} characters", field="note", code="TOO_LONG")
+        raise DomainError(f"The note is limited to {MAX_NOTE} characters", field="note", code=CommonErrorCode.TOO_LONG)
     booking = await lock(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
     if to_status in ("disputed", "reviewed", "resolved", "needs_follow_up"):
@@ -516,15 +518,13 @@ async def _record(
 def status_event(
     change_id: int, prev: int, booking_id: int, reference: str, status: str, previous: str | None, note: str | None,
     actor_type: str, at: datetime | None,
-) -> dict:
-    """The live payload of one booking status change (stream contract of domain/shared/live.py): ``{"id",
-    "prev", "historyId", "bookingId", "reference", "status", "previousStatus", "note", "actorType",
-    "at"}`` (``at`` ISO 8601 UTC)."""
-    return {
-        "id": change_id, "prev": prev, "historyId": change_id, "bookingId": booking_id, "reference": reference,
-        "status": status, "previousStatus": previous, "note": note or "", "actorType": actor_type,
-        "at": (at or datetime.now(UTC)).isoformat(),
-    }
+) -> BookingStatusEvent:
+    """The live event of one booking status change (``BookingStatusEvent``; ``at`` ISO 8601 UTC)."""
+    return BookingStatusEvent(
+        id=change_id, prev=prev, historyId=change_id, bookingId=booking_id, reference=reference, status=str(status),
+        previousStatus=None if previous is None else str(previous), note=note or "", actorType=actor_type,
+        at=(at or datetime.now(UTC)).isoformat(),
+    )
 
 
 async def latest_status_event_id(session: AsyncSession, booking_id: int) -> int:
@@ -552,7 +552,7 @@ async def status_events_since(session: AsyncSession, booking_id: int, after: int
     ).all()
     return [
         status_event(r.id, r.prev, booking_id, r.reference, r.to_status, r.from_status, r.note, r.actor_type,
-                     r.created_at)
+                     r.created_at).payload()
         for r in rows
     ]
 
@@ -821,7 +821,7 @@ async def book_follow_up(
 
 
 class SubstitutionTaken(DomainError):
-    code = "SUBSTITUTION_TAKEN"
+    code = BookingsErrorCode.SUBSTITUTION_TAKEN
     field = "bookingId"
 
 
@@ -836,7 +836,7 @@ async def take_over(
     ``SlotUnavailable``."""
     if actor.role == "admin":
         if provider_id is None:
-            raise DomainError("Choose the provider who takes the visit", field="providerId", code="REQUIRED")
+            raise DomainError("Choose the provider who takes the visit", field="providerId", code=CommonErrorCode.REQUIRED)
         actor_type = "admin"
     else:
         provider_id = await session.scalar(select(Provider.id).where(Provider.user_id == actor.id))

@@ -26,11 +26,12 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.bookings.errors import BookingsErrorCode
 from domain.orders import escalation
 from domain.providers import availability
 from domain.providers.provider import GeoPoint, NearbyProvider, providers_nearby
 from domain.shared import pagination
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import ApplianceModel, Booking, Escalation, Provider, ProviderService, Service, Ticket, User
 from models.bookings import BOOKING_STATUSES, LIVE_STATUSES
 from models.db import session_scope
@@ -58,36 +59,36 @@ OPEN_VISIT_STATUSES = LIVE_STATUSES + ("cannot_make_it",)
 class UnknownCategory(DomainError):
     """No catalogue service has this category."""
 
-    code = "UNKNOWN_CATEGORY"
+    code = BookingsErrorCode.UNKNOWN_CATEGORY
     field = "category"
 
 
 class ServiceNotInCategory(DomainError):
-    code = "SERVICE_NOT_IN_CATEGORY"
+    code = BookingsErrorCode.SERVICE_NOT_IN_CATEGORY
     field = "serviceId"
 
 
 class InvalidWindow(DomainError):
     """A preferred window is naive, empty, in the past or too wide (field ``preferredWindows.<i>.<start|end>``)."""
 
-    code = "INVALID_WINDOW"
+    code = CommonErrorCode.INVALID_WINDOW
     field = "preferredWindows"
 
 
 class TooManyWindows(DomainError):
-    code = "TOO_MANY_WINDOWS"
+    code = BookingsErrorCode.TOO_MANY_WINDOWS
     field = "preferredWindows"
 
 
 class TicketClosed(DomainError):
-    code = "TICKET_CLOSED"
+    code = BookingsErrorCode.TICKET_CLOSED
     field = "ticketId"
 
 
 class TicketHasOpenVisit(DomainError):
     """The ticket has a visit that is held, paid, under way or waiting for a substitute: cancel it first."""
 
-    code = "TICKET_HAS_OPEN_VISIT"
+    code = BookingsErrorCode.TICKET_HAS_OPEN_VISIT
     field = "ticketId"
 
 
@@ -123,9 +124,9 @@ def windows_of(ticket: Ticket) -> list[tuple[datetime, datetime]]:
 def _text(value: str | None, field: str, limit: int, *, required: bool = False) -> str:
     value = (value or "").strip()
     if required and not value:
-        raise DomainError(f"{field} is required", field=field, code="REQUIRED")
+        raise DomainError(f"{field} is required", field=field, code=CommonErrorCode.REQUIRED)
     if len(value) > limit:
-        raise DomainError(f"{field} is limited to {limit} characters", field=field, code="TOO_LONG")
+        raise DomainError(f"{field} is limited to {limit} characters", field=field, code=CommonErrorCode.TOO_LONG)
     return value
 
 
@@ -190,7 +191,7 @@ async def create_ticket(
     brand = _text(brand, "brand", MAX_BRAND)
     model = _text(model, "model", MAX_MODEL)
     if model and not brand:
-        raise DomainError("Give the brand with the model", field="brand", code="REQUIRED")
+        raise DomainError("Give the brand with the model", field="brand", code=CommonErrorCode.REQUIRED)
     description = _text(description, "description", MAX_DESCRIPTION)
     address = _text(address, "address", MAX_ADDRESS)
     windows = _check_windows(list(preferred_windows), now)

@@ -21,9 +21,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.identity.errors import IdentityErrorCode
 from domain.messaging import notification
 from domain.shared import audit
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import AccountToken, AuthSession, RefreshToken, User
 from models.identity import email_matches
 from settings import get_settings
@@ -35,32 +36,32 @@ JWT_ALGORITHM = "HS256"
 
 
 class InvalidEmail(DomainError):
-    code = "INVALID_EMAIL"
+    code = IdentityErrorCode.INVALID_EMAIL
     field = "email"
 
 
 class InvalidPhone(DomainError):
-    code = "INVALID_PHONE"
+    code = IdentityErrorCode.INVALID_PHONE
     field = "phone"
 
 
 class WeakPassword(DomainError):
-    code = "WEAK_PASSWORD"
+    code = IdentityErrorCode.WEAK_PASSWORD
     field = "password"
 
 
 class EmailTaken(DomainError):
-    code = "EMAIL_TAKEN"
+    code = IdentityErrorCode.EMAIL_TAKEN
     field = "email"
 
 
 class InvalidCredentials(DomainError):
-    code = "INVALID_CREDENTIALS"
+    code = CommonErrorCode.INVALID_CREDENTIALS
     field = None
 
 
 class InvalidName(DomainError):
-    code = "INVALID_NAME"
+    code = IdentityErrorCode.INVALID_NAME
     field = "fullName"
 
 
@@ -161,12 +162,12 @@ class TokenClaims:
 
 
 class InvalidToken(DomainError):
-    code = "UNAUTHENTICATED"
+    code = CommonErrorCode.UNAUTHENTICATED
     field = None
 
 
 class InvalidRefreshToken(DomainError):
-    code = "INVALID_REFRESH_TOKEN"
+    code = IdentityErrorCode.INVALID_REFRESH_TOKEN
     field = "refreshToken"
 
 
@@ -174,32 +175,32 @@ class RefreshTokenReused(DomainError):
     """A refresh token was presented a second time: someone holds a copy. The whole family is revoked
     (OAuth 2.0 Security BCP, RFC 9700 section 4.14.2)."""
 
-    code = "REFRESH_TOKEN_REUSED"
+    code = IdentityErrorCode.REFRESH_TOKEN_REUSED
     field = "refreshToken"
 
 
 class InvalidLinkToken(DomainError):
-    code = "INVALID_TOKEN"
+    code = CommonErrorCode.INVALID_TOKEN
     field = "token"
 
 
 class MfaRequired(DomainError):
-    code = "MFA_REQUIRED"
+    code = IdentityErrorCode.MFA_REQUIRED
     field = "totpCode"
 
 
 class InvalidMfaCode(DomainError):
-    code = "INVALID_MFA_CODE"
+    code = IdentityErrorCode.INVALID_MFA_CODE
     field = "code"
 
 
 class MfaAlreadyEnabled(DomainError):
-    code = "MFA_ALREADY_ENABLED"
+    code = IdentityErrorCode.MFA_ALREADY_ENABLED
     field = None
 
 
 class MfaNotStarted(DomainError):
-    code = "MFA_NOT_STARTED"
+    code = IdentityErrorCode.MFA_NOT_STARTED
     field = None
 
 
@@ -415,7 +416,7 @@ class MfaEnrolment:
 
 
 class InvalidAccountLabel(DomainError):
-    code = "INVALID"
+    code = CommonErrorCode.INVALID
     field = "accountLabel"
 
 

@@ -39,8 +39,10 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import feed, presence
+from domain.messaging.errors import MessagingErrorCode
+from domain.messaging.events import ChatMessageEvent
 from domain.shared import live, outbox, pagination, ratelimit
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import Booking, ChatMessage, ChatRead, Conversation, Provider, ServiceRequest, Ticket, User
 from settings import get_settings
 
@@ -57,12 +59,12 @@ SUBJECT_KINDS = ("service_request", "booking", "ticket")
 
 
 class EmptyMessage(DomainError):
-    code = "EMPTY"
+    code = MessagingErrorCode.EMPTY
     field = "body"
 
 
 class MessageTooLong(DomainError):
-    code = "TOO_LONG"
+    code = CommonErrorCode.TOO_LONG
     field = "body"
 
 
@@ -70,7 +72,7 @@ class RateLimited(DomainError):
     """Too many messages from one account (setting ``chat_rate_limit``); ``retry_after_seconds``
     (an int >= 1) is how long until the next message is accepted."""
 
-    code = "RATE_LIMITED"
+    code = CommonErrorCode.RATE_LIMITED
 
     def __init__(self, retry_after_seconds: int) -> None:
         super().__init__(f"You are sending messages too fast: wait {retry_after_seconds} s and send again")
@@ -94,10 +96,14 @@ class MessageView:
     created_at: str
     prev_id: int = 0
 
+    def event(self) -> ChatMessageEvent:
+        """The published event (``ChatMessageEvent``): every field above, snake_case, plus ``"prev"``
+        (= ``prev_id``) for the generic stream follower of domain/shared/live.py."""
+        return ChatMessageEvent(**asdict(self), prev=self.prev_id)
+
     def payload(self) -> dict:
-        """The published event (and ``messages_since`` item): every field above, snake_case, plus
-        ``"prev"`` (= ``prev_id``) for the generic stream follower of domain/shared/live.py."""
-        return {**asdict(self), "prev": self.prev_id}
+        """``event()`` as the JSON object published (and returned by ``messages_since``)."""
+        return self.event().payload()
 
     @classmethod
     def from_payload(cls, payload: dict) -> MessageView:
@@ -264,7 +270,7 @@ async def send_message(session: AsyncSession, user: User, conversation_id: int, 
     # Transaction start times (now()) of concurrent senders may be out of commit order: never go back.
     conversation.last_activity_at = max(conversation.last_activity_at, message.created_at)
     view = _view(message, user.full_name)
-    outbox.publish_event(session, live.conversation_channel(conversation_id), view.payload())
+    outbox.publish_event(session, live.conversation_channel(conversation_id), view.event())
     await _notify_offline(session, conversation_id, user, participants, text)
     return view
 
@@ -429,7 +435,7 @@ async def unread_counts(session: AsyncSession, user_id: int, conversation_ids: l
 
 
 class InvalidConversationCursor(DomainError):
-    code = "INVALID_CURSOR"
+    code = CommonErrorCode.INVALID_CURSOR
     field = "after"
 
 

@@ -52,6 +52,7 @@ from sqlalchemy import event, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, SessionTransaction, aliased
 
+from domain.messaging.events import NotificationEvent
 from domain.shared import live, outbox, pagination
 from domain.shared.money import Money
 from models import Booking, Dispute, Escalation, Payout, Provider, ServiceRequest, User
@@ -133,13 +134,18 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat() if value is not None else None
 
 
+def live_event(row: Notification, prev: int) -> NotificationEvent:
+    """The stream event of notification ``row`` (``NotificationEvent``)."""
+    return NotificationEvent(
+        id=row.id, prev=prev, userId=row.user_id, kind=row.kind, title=row.title, body=row.body,
+        subjectType=row.subject_type, subjectId=row.subject_id,
+        createdAt=_iso(row.created_at), readAt=_iso(row.read_at),
+    )
+
+
 def payload(row: Notification, prev: int) -> dict:
-    """The stream payload of notification ``row`` (keys in the module docstring)."""
-    return {
-        "id": row.id, "prev": prev, "userId": row.user_id, "kind": row.kind, "title": row.title, "body": row.body,
-        "subjectType": row.subject_type, "subjectId": row.subject_id,
-        "createdAt": _iso(row.created_at), "readAt": _iso(row.read_at),
-    }
+    """The stream payload of notification ``row`` (keys of ``NotificationEvent``)."""
+    return live_event(row, prev).payload()
 
 
 # --- writing at commit ------------------------------------------------------------------------------
@@ -207,7 +213,7 @@ def _write_pending(session: Session) -> None:
     ).all()
     for row in sorted(inserted, key=lambda n: n.id):
         prev = newest[row.user_id]
-        outbox.publish_event(session, live.notification_channel(row.user_id), payload(row, prev))
+        outbox.publish_event(session, live.notification_channel(row.user_id), live_event(row, prev))
         newest[row.user_id] = row.id
 
 

@@ -42,8 +42,9 @@ from sqlalchemy import ColumnElement, and_, delete, exists, func, literal, or_, 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.messaging.errors import MessagingErrorCode
 from domain.shared import outbox, pagination
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from gateways.email import MailDeliveryError, Mailer, OutgoingEmail
 from models import Email, EmailDelivery, EmailSuppression, NotificationPreference, User
 from models.crypto import blind_index
@@ -107,19 +108,19 @@ def kind_of(kind: str) -> EmailKind:
 
 
 class UnknownEmailKind(DomainError):
-    code = "UNKNOWN_KIND"
+    code = MessagingErrorCode.UNKNOWN_KIND
     field = "kind"
 
 
 class TransactionalEmailRequired(DomainError):
     """Transactional email (receipts, refunds, payouts, disputes) cannot be turned off."""
 
-    code = "TRANSACTIONAL_KIND"
+    code = MessagingErrorCode.TRANSACTIONAL_KIND
     field = "kind"
 
 
 class InvalidUnsubscribeToken(DomainError):
-    code = "INVALID_TOKEN"
+    code = CommonErrorCode.INVALID_TOKEN
     field = "token"
 
 

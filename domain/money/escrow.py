@@ -27,21 +27,22 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.catalogue import fees
 from domain.money import ledger
-from domain.shared.errors import DomainError
+from domain.money.errors import MoneyErrorCode
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import Affiliate, Dispute, Payment, ProviderEarning, ServiceRequest
 from models.db import session_scope
 
 
 class DisputeOpen(DomainError):
-    code = "DISPUTE_OPEN"
+    code = MoneyErrorCode.DISPUTE_OPEN
 
 
 class NothingToRelease(DomainError):
-    code = "NOTHING_TO_RELEASE"
+    code = MoneyErrorCode.NOTHING_TO_RELEASE
 
 
 class RefundTooLarge(DomainError):
-    code = "REFUND_EXCEEDS_CAPTURED"
+    code = MoneyErrorCode.REFUND_EXCEEDS_CAPTURED
     field = "amount"
 
 
@@ -187,7 +188,7 @@ async def reserve_refund(
     second payment for an order already paid), which never joined the shares. Raises
     ``RefundTooLarge`` when it exceeds what is refundable, DomainError for a non-positive amount."""
     if amount_minor <= 0:
-        raise DomainError("A refund must be a positive amount", field="amount", code="INVALID_AMOUNT")
+        raise DomainError("A refund must be a positive amount", field="amount", code=CommonErrorCode.INVALID_AMOUNT)
     if amount_minor > refundable(request):
         raise RefundTooLarge(
             f"At most {refundable(request)} {request.currency} (minor units) can be refunded on this order"

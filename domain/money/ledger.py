@@ -43,6 +43,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.money.errors import MoneyErrorCode
 from domain.shared import audit
 from domain.shared.errors import DomainError
 from models import LedgerAccount, LedgerEntry, LedgerTransaction
@@ -51,13 +52,13 @@ from models import LedgerAccount, LedgerEntry, LedgerTransaction
 class UnbalancedTransaction(DomainError):
     """A posting whose legs do not sum to zero per currency (a programming error)."""
 
-    code = "UNBALANCED"
+    code = MoneyErrorCode.UNBALANCED
 
 
 class InsufficientFunds(DomainError):
     """A posting would take a non-negative account below zero."""
 
-    code = "INSUFFICIENT_FUNDS"
+    code = MoneyErrorCode.INSUFFICIENT_FUNDS
 
 
 @dataclass(frozen=True)

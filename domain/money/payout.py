@@ -50,8 +50,9 @@ from sqlalchemy.sql.selectable import Exists
 from domain.identity.user import InvalidPhone, normalise_phone
 from domain.messaging import feed, notification
 from domain.money import ledger
+from domain.money.errors import MoneyErrorCode
 from domain.shared import idempotency, outbox, pagination, statemachine
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from domain.shared.money import Money
 from domain.shared.pagination import InvalidCursor  # noqa: F401  (raised by the list functions below)
 from domain.shared.statemachine import rule
@@ -122,57 +123,57 @@ MAX_FAILURES_PER_DESTINATION = 3
 
 
 class InvalidDestinationKind(DomainError):
-    code = "INVALID_KIND"
+    code = CommonErrorCode.INVALID_KIND
     field = "kind"
 
 
 class UnsupportedCurrency(DomainError):
-    code = "UNSUPPORTED_CURRENCY"
+    code = MoneyErrorCode.UNSUPPORTED_CURRENCY
     field = "currency"
 
 
 class InvalidCountry(DomainError):
-    code = "INVALID_COUNTRY"
+    code = MoneyErrorCode.INVALID_COUNTRY
     field = "countryCode"
 
 
 class CurrencyMismatch(DomainError):
-    code = "CURRENCY_MISMATCH"
+    code = MoneyErrorCode.CURRENCY_MISMATCH
     field = "currency"
 
 
 class HolderNameRequired(DomainError):
-    code = "REQUIRED"
+    code = CommonErrorCode.REQUIRED
     field = "holderName"
 
 
 class HolderNameTooLong(DomainError):
-    code = "TOO_LONG"
+    code = CommonErrorCode.TOO_LONG
     field = "holderName"
 
 
 class PhoneRequired(DomainError):
-    code = "REQUIRED"
+    code = CommonErrorCode.REQUIRED
     field = "phone"
 
 
 class MobileMoneyUnavailable(DomainError):
-    code = "MOBILE_MONEY_UNAVAILABLE"
+    code = MoneyErrorCode.MOBILE_MONEY_UNAVAILABLE
     field = "countryCode"
 
 
 class UnknownOperator(DomainError):
-    code = "UNKNOWN_OPERATOR"
+    code = MoneyErrorCode.UNKNOWN_OPERATOR
     field = "operator"
 
 
 class InvalidBankCode(DomainError):
-    code = "INVALID_BANK_CODE"
+    code = MoneyErrorCode.INVALID_BANK_CODE
     field = "bankCode"
 
 
 class InvalidAccountNumber(DomainError):
-    code = "INVALID_ACCOUNT_NUMBER"
+    code = MoneyErrorCode.INVALID_ACCOUNT_NUMBER
     field = "accountNumber"
 
 
@@ -188,22 +189,22 @@ class InvalidPayoutDestination(DomainError):
 
 
 class NoPayoutDestination(DomainError):
-    code = "NO_PAYOUT_DESTINATION"
+    code = MoneyErrorCode.NO_PAYOUT_DESTINATION
     field = "currency"
 
 
 class BelowPayoutMinimum(DomainError):
-    code = "BELOW_PAYOUT_MINIMUM"
+    code = MoneyErrorCode.BELOW_PAYOUT_MINIMUM
     field = "currency"
 
 
 class NoPayoutGateway(DomainError):
-    code = "UNSUPPORTED_CURRENCY"
+    code = MoneyErrorCode.UNSUPPORTED_CURRENCY
     field = "currency"
 
 
 class DestinationFailing(DomainError):
-    code = "DESTINATION_FAILING"
+    code = MoneyErrorCode.DESTINATION_FAILING
     field = "currency"
 
 
@@ -678,7 +679,7 @@ async def apply_payout_status(
     if gateway_id and not payout.gateway_id:
         payout.gateway_id = gateway_id
     if status not in ("pending", "paid", "failed"):
-        raise DomainError(f"unknown payout status {status!r}", code="INVALID_STATUS")
+        raise DomainError(f"unknown payout status {status!r}", code=MoneyErrorCode.INVALID_STATUS)
     if payout.status in FINAL_STATUSES:
         if status == payout.status or status == "pending":
             return payout.status

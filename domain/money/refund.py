@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
 from domain.money import escrow, ledger
+from domain.money.errors import MoneyErrorCode
 from domain.shared import outbox, statemachine
 from domain.shared.errors import DomainError
 from domain.shared.money import Money
@@ -47,7 +48,7 @@ MACHINE = statemachine.Machine("refund", RefundStatus, {
 
 
 class NotRefundable(DomainError):
-    code = "NOT_REFUNDABLE"
+    code = MoneyErrorCode.NOT_REFUNDABLE
 
 
 def refund_percent_for_cancellation(hours_before_start: float | None) -> int:

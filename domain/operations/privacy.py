@@ -38,8 +38,9 @@ from sqlalchemy import and_, case, delete, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.identity.user import revoke_all_sessions, verify_password
+from domain.operations.errors import OperationsErrorCode
 from domain.shared import audit
-from domain.shared.errors import DomainError, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from gateways.storage import StorageError, get_storage
 from models import (
     AccountToken,
@@ -235,22 +236,22 @@ async def key_ids_in_use() -> dict[str, dict[str, int]]:
 
 
 class NotACustomer(DomainError):
-    code = "NOT_A_CUSTOMER"
+    code = OperationsErrorCode.NOT_A_CUSTOMER
     field = "userId"
 
 
 class WrongPassword(DomainError):
-    code = "INVALID_CREDENTIALS"
+    code = CommonErrorCode.INVALID_CREDENTIALS
     field = "password"
 
 
 class OpenOrdersExist(DomainError):
-    code = "OPEN_ORDERS"
+    code = OperationsErrorCode.OPEN_ORDERS
     field = None
 
 
 class AccountDeleted(DomainError):
-    code = "ACCOUNT_DELETED"
+    code = OperationsErrorCode.ACCOUNT_DELETED
     field = None
 
 

@@ -36,6 +36,7 @@ from datetime import date, datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.operations.errors import OperationsErrorCode
 from domain.shared.errors import DomainError
 
 MAX_REPORT_DAYS = 366
@@ -44,7 +45,7 @@ MAX_REPORT_DAYS = 366
 class InvalidPeriod(DomainError):
     """``INVALID_PERIOD``: the period is empty, reversed or longer than ``MAX_REPORT_DAYS``."""
 
-    code = "INVALID_PERIOD"
+    code = OperationsErrorCode.INVALID_PERIOD
     field = "from"
 
 

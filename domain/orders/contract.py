@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
 from domain.money import escrow
+from domain.orders.errors import OrdersErrorCode
 from domain.orders.guest_access import verify_guest_access_token
 from domain.shared import audit
 from domain.shared.errors import DomainError, Forbidden, NotFound
@@ -75,14 +76,14 @@ class ContractChanged(DomainError):
     """The hash the client showed its user is not the current version's (the terms changed, or the
     client holds a stale copy): show the current version and ask again."""
 
-    code = "CONTRACT_CHANGED"
+    code = OrdersErrorCode.CONTRACT_CHANGED
     field = "sha256"
 
 
 class ContractNotAccepted(DomainError):
     """Work cannot start: the current contract version is not accepted by both parties."""
 
-    code = "CONTRACT_NOT_ACCEPTED"
+    code = OrdersErrorCode.CONTRACT_NOT_ACCEPTED
     field = "status"
 
 

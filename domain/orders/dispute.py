@@ -21,8 +21,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
 from domain.orders import kinds, service_request
+from domain.orders.errors import OrdersErrorCode
 from domain.shared import pagination
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import Dispute, ProviderEarning, ServiceRequest, User
 from settings import get_settings
 
@@ -31,17 +32,17 @@ MAX_REASON = 2000
 
 
 class DisputeAlreadyOpen(DomainError):
-    code = "DISPUTE_ALREADY_OPEN"
+    code = OrdersErrorCode.DISPUTE_ALREADY_OPEN
     field = "serviceRequestId"
 
 
 class NotDisputable(DomainError):
-    code = "NOT_DISPUTABLE"
+    code = OrdersErrorCode.NOT_DISPUTABLE
     field = "serviceRequestId"
 
 
 class DisputeNotOpen(DomainError):
-    code = "DISPUTE_NOT_OPEN"
+    code = OrdersErrorCode.DISPUTE_NOT_OPEN
     field = "disputeId"
 
 
@@ -52,9 +53,9 @@ async def open_dispute(session: AsyncSession, request_id: int, *, actor: User, r
     closed), ``DisputeAlreadyOpen``, DomainError ``REQUIRED``/``TOO_LONG`` for the reason."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Say what went wrong", field="reason", code="REQUIRED")
+        raise DomainError("Say what went wrong", field="reason", code=CommonErrorCode.REQUIRED)
     if len(reason) > MAX_REASON:
-        raise DomainError(f"The reason is limited to {MAX_REASON} characters", field="reason", code="TOO_LONG")
+        raise DomainError(f"The reason is limited to {MAX_REASON} characters", field="reason", code=CommonErrorCode.TOO_LONG)
     request = await service_request.lock_request(session, request_id)
     if actor.role != "admin" and request.customer_user_id != actor.id:
         raise Forbidden("Only the customer of this order or an admin can open a dispute")
@@ -117,7 +118,7 @@ async def resolve_dispute(
         amount = escrow.refundable(request)
     elif resolution == "refund_partial":
         if refund_minor is None or refund_minor <= 0:
-            raise DomainError("A partial refund needs a positive amount", field="refundAmount", code="INVALID_AMOUNT")
+            raise DomainError("A partial refund needs a positive amount", field="refundAmount", code=CommonErrorCode.INVALID_AMOUNT)
         if refund_minor >= escrow.refundable(request):
             raise escrow.RefundTooLarge(
                 f"A partial refund must be below {escrow.refundable(request)}; use REFUND_FULL", field="refundAmount"

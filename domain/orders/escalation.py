@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import feed, notification
 from domain.shared import pagination
-from domain.shared.errors import DomainError, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import Booking, Escalation, Ticket
 from models.bookings import ESCALATION_KINDS
 from settings import get_settings
@@ -60,7 +60,7 @@ async def list_escalations(
         stmt = stmt.where(Escalation.resolved_at.is_(None))
     if kind is not None:
         if kind not in ESCALATION_KINDS:
-            raise DomainError(f"Unknown escalation kind {kind}", field="kind", code="INVALID_KIND")
+            raise DomainError(f"Unknown escalation kind {kind}", field="kind", code=CommonErrorCode.INVALID_KIND)
         stmt = stmt.where(Escalation.kind == kind)
     if after:
         stmt = stmt.where(Escalation.id < pagination.decode("Escalation", after))

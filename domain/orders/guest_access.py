@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.identity.user import normalise_email
 from domain.messaging import notification
+from domain.orders.errors import OrdersErrorCode
 from domain.shared import audit
 from domain.shared.errors import DomainError
 from models import Service, ServiceRequest, User
@@ -54,7 +55,7 @@ def verify_guest_access_token(reference: str, token: str | None) -> bool:
 
 
 class EmailNotVerified(DomainError):
-    code = "EMAIL_NOT_VERIFIED"
+    code = OrdersErrorCode.EMAIL_NOT_VERIFIED
     field = None
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.money import escrow, refund
 from domain.orders import service_request
 from domain.shared import idempotency
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import Refund
 
 
@@ -23,7 +23,7 @@ async def refund_order(
     DomainError ``INVALID_AMOUNT`` / ``REQUIRED`` (reason). The caller checks the actor is an admin."""
     reason = (reason or "").strip()
     if not reason:
-        raise DomainError("Give a reason for the refund (it is sent to the customer)", field="reason", code="REQUIRED")
+        raise DomainError("Give a reason for the refund (it is sent to the customer)", field="reason", code=CommonErrorCode.REQUIRED)
     scope = f"refund:user:{actor_user_id}"
     if idempotency_key is not None:
         earlier = await idempotency.claim(

@@ -22,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, false, func, select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.catalogue import fees
+from domain.catalogue import fees, offers
 from domain.identity.user import (
     InvalidEmail,
     InvalidName,
@@ -34,14 +34,15 @@ from domain.identity.user import (
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
 from domain.orders import contract, guest_access, kinds
+from domain.orders.errors import OrdersErrorCode
+from domain.orders.events import ServiceRequestStatusEvent
 from domain.providers import standing
 from domain.shared import live, outbox, pagination, statemachine
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from domain.shared.statemachine import rule
 from gateways import registry
 from gateways.base import GatewayError, GatewayUnavailable, PaymentGateway
 from models import (
-    Affiliate,
     Conversation,
     Payment,
     PaymentStatusChange,
@@ -50,7 +51,6 @@ from models import (
     ServiceRequest,
     ServiceRequestStatusChange,
     ServiceTier,
-    TierPrice,
     User,
 )
 from models.crypto import blind_index
@@ -98,58 +98,33 @@ REFERENCE_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford base32: no 
 MAX_REQUIREMENTS = 5000
 
 
-class ServiceNotFound(DomainError):
-    code = "SERVICE_NOT_FOUND"
-    field = "serviceId"
-
-
-class TierNotFound(DomainError):
-    code = "TIER_NOT_FOUND"
-    field = "tierId"
-
-
-class TierRequired(DomainError):
-    code = "TIER_REQUIRED"
-    field = "tierId"
-
-
-class CurrencyNotOffered(DomainError):
-    code = "CURRENCY_NOT_OFFERED"
-    field = "currency"
-
-
 class CustomerDetailsRequired(DomainError):
-    code = "REQUIRED"
+    code = CommonErrorCode.REQUIRED
     field = "customer"
 
 
-class InvalidAffiliateCode(DomainError):
-    code = "INVALID_AFFILIATE_CODE"
-    field = "affiliateCode"
-
-
 class IdempotencyKeyReused(DomainError):
-    code = "IDEMPOTENCY_KEY_REUSED"
+    code = CommonErrorCode.IDEMPOTENCY_KEY_REUSED
     field = "idempotencyKey"
 
 
 class RequirementsTooLong(DomainError):
-    code = "TOO_LONG"
+    code = CommonErrorCode.TOO_LONG
     field = "customer.requirements"
 
 
 class GatewayUnavailableError(DomainError):
     """The payment gateway is failing right now (its circuit is open): retry in a little while."""
 
-    code = "GATEWAY_UNAVAILABLE"
+    code = OrdersErrorCode.GATEWAY_UNAVAILABLE
 
 
 class GatewayRefused(DomainError):
-    code = "PAYMENT_GATEWAY_ERROR"
+    code = OrdersErrorCode.PAYMENT_GATEWAY_ERROR
 
 
 class ProviderNotAssignable(DomainError):
-    code = "PROVIDER_NOT_ASSIGNABLE"
+    code = OrdersErrorCode.PROVIDER_NOT_ASSIGNABLE
     field = "providerId"
 
 
@@ -199,9 +174,9 @@ async def purchase_service(
     snapshotted onto the order: a guest pays the guest surcharge on top of the price. The same
     ``idempotency_key`` from the same caller with the same input returns the earlier purchase;
     with different input it raises ``IdempotencyKeyReused`` (Stripe's rule).
-    Raises ``ServiceNotFound``, ``TierNotFound``, ``TierRequired``, ``CurrencyNotOffered``,
+    Raises ``offers.ServiceNotFound``, ``offers.TierNotFound``, ``offers.TierRequired``, ``offers.CurrencyNotOffered``,
     ``CustomerDetailsRequired``, ``InvalidEmail``, ``InvalidPhone``, ``InvalidName``,
-    ``RequirementsTooLong``, ``InvalidAffiliateCode``, ``GatewayUnavailableError`` (retryable),
+    ``RequirementsTooLong``, ``offers.InvalidAffiliateCode``, ``GatewayUnavailableError`` (retryable),
     ``GatewayRefused``; on any error nothing is written (the caller rolls back)."""
     settings = get_settings()
     details = customer or CustomerDetails()
@@ -225,7 +200,7 @@ async def purchase_service(
         if earlier is not None:
             return earlier
 
-    service, tier, price, affiliate_bps = await offer(session, service_id, tier_id, currency, affiliate_code)
+    service, tier, price, affiliate_bps = await offers.offer(session, service_id, tier_id, currency, affiliate_code)
     if gateway is None:
         gateway = gateway_for(currency)
     quote = fees.quote(price.amount_minor, currency, service.category, guest=user is None, affiliate_bps=affiliate_bps)
@@ -310,55 +285,6 @@ async def open_order(
     return payment, checkout.url
 
 
-async def offer(
-    session: AsyncSession, service_id: int, tier_id: int | None, currency: str, affiliate_code: str | None
-) -> tuple[Service, ServiceTier, TierPrice, int]:
-    """The service, tier and price on offer, and the affiliate's rate (bps, 0 without a code).
-    Raises ``ServiceNotFound``, ``TierNotFound``, ``TierRequired``, ``CurrencyNotOffered``,
-    ``InvalidAffiliateCode``."""
-    service = await session.get(Service, service_id)
-    if service is None or not service.active:
-        raise ServiceNotFound("No such service")
-    tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
-    if tier_id is None:
-        if len(tiers) != 1:
-            raise TierRequired("This service has several tiers: choose one with tierId")
-        tier = tiers[0]
-    else:
-        tier = next((t for t in tiers if t.id == tier_id), None)
-        if tier is None:
-            raise TierNotFound("No such tier for this service")
-    price = await session.get(TierPrice, (tier.id, currency))
-    if price is None:
-        offered = (
-            await session.scalars(
-                select(TierPrice.currency).where(TierPrice.tier_id == tier.id).order_by(TierPrice.currency)
-            )
-        ).all()
-        raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
-    affiliate_bps = 0
-    if affiliate_code is not None:
-        affiliate = await session.scalar(
-            select(Affiliate).where(Affiliate.code == affiliate_code, Affiliate.active.is_(True))
-        )
-        if affiliate is None:
-            raise InvalidAffiliateCode("Unknown affiliate code")
-        affiliate_bps = affiliate.commission_bps
-    return service, tier, price, affiliate_bps
-
-
-async def fee_quote(
-    session: AsyncSession, *, service_id: int, tier_id: int | None, currency: str | None, guest: bool,
-    affiliate_code: str | None = None,
-) -> fees.FeeBreakdown:
-    """The breakdown buying this tier would get now (the fee preview before paying): the same
-    lookups and errors as ``purchase_service``, nothing written."""
-    currency = (currency or get_settings().default_currency).upper()
-    code = affiliate_code.strip().upper() if affiliate_code and affiliate_code.strip() else None
-    service, _, price, affiliate_bps = await offer(session, service_id, tier_id, currency, code)
-    return fees.quote(price.amount_minor, currency, service.category, guest=guest, affiliate_bps=affiliate_bps)
-
-
 def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, str, str | None, str]:
     """``(name, email, phone, idempotency scope)`` of the purchase's customer: the account's details
     unless overridden, or a guest's (all three required)."""
@@ -378,11 +304,11 @@ def _customer_fields(details: CustomerDetails, user: User | None) -> tuple[str, 
 
 
 def gateway_for(currency: str) -> PaymentGateway:
-    """The gateway settings.gateway_routes names for ``currency``. Raises ``CurrencyNotOffered``."""
+    """The gateway settings.gateway_routes names for ``currency``. Raises ``offers.CurrencyNotOffered``."""
     try:
         return registry.gateway_for_currency(currency)
     except KeyError as exc:
-        raise CurrencyNotOffered(f"No payment gateway takes {currency}") from exc
+        raise offers.CurrencyNotOffered(f"No payment gateway takes {currency}") from exc
 
 
 async def _idempotent_replay(session: AsyncSession, scope: str, key: str, fingerprint: str) -> Purchase | None:
@@ -405,14 +331,14 @@ async def _idempotent_replay(session: AsyncSession, scope: str, key: str, finger
 
 def status_event(
     change_id: int, prev: int, reference: str, status: str, previous: str | None, note: str | None, at: datetime | None
-) -> dict:
-    """The live payload of one status change (stream contract of domain/shared/live.py): ``{"id", "prev",
-    "historyId", "reference", "status", "previousStatus", "note", "at"}`` (``at`` ISO 8601 UTC). Public:
+) -> ServiceRequestStatusEvent:
+    """The live event of one status change (``ServiceRequestStatusEvent``; ``at`` ISO 8601 UTC). Public:
     no personal data, since anyone with the reference may track the request."""
-    return {
-        "id": change_id, "prev": prev, "historyId": change_id, "reference": reference, "status": status,
-        "previousStatus": previous, "note": note or "", "at": (at or datetime.now(UTC)).isoformat(),
-    }
+    return ServiceRequestStatusEvent(
+        id=change_id, prev=prev, historyId=change_id, reference=reference, status=str(status),
+        previousStatus=None if previous is None else str(previous), note=note or "",
+        at=(at or datetime.now(UTC)).isoformat(),
+    )
 
 
 async def status_events_since(session: AsyncSession, reference: str, after: int, limit: int) -> list[dict]:
@@ -432,7 +358,8 @@ async def status_events_since(session: AsyncSession, reference: str, after: int,
     rows = (
         await session.execute(select(numbered).where(numbered.c.id > after).order_by(numbered.c.id).limit(limit))
     ).all()
-    return [status_event(r.id, r.prev, reference, r.to_status, r.from_status, r.note, r.created_at) for r in rows]
+    return [status_event(r.id, r.prev, reference, r.to_status, r.from_status, r.note, r.created_at).payload()
+            for r in rows]
 
 
 async def latest_status_event_id(session: AsyncSession, reference: str) -> int:
@@ -527,7 +454,7 @@ async def update_status(
     else:
         raise Forbidden("Only an admin or the assigned provider can change this request's status")
     if len(note) > 2000:
-        raise DomainError("Note is limited to 2000 characters", field="note", code="TOO_LONG")
+        raise DomainError("Note is limited to 2000 characters", field="note", code=CommonErrorCode.TOO_LONG)
     if not kinds.of(request).moved_by_operators:
         raise InvalidTransition("A booking's order follows its visits: change the booking's status instead")
     await transition(session, request, to_status, actor_type=actor_type, actor_user_id=actor.id, note=note.strip())
@@ -724,7 +651,7 @@ def _decode_list_cursor(cursor: str, sort: str = "created_at", descending: bool 
         return (parse(value) if parse else value), pagination.row_id(rid)  # bounded: both reach SQL
     except (ValueError, UnicodeDecodeError) as exc:
         raise DomainError("Malformed cursor, or one made for another sort order", field="after",
-                          code="INVALID_CURSOR") from exc
+                          code=CommonErrorCode.INVALID_CURSOR) from exc
 
 
 async def list_requests(
@@ -737,7 +664,7 @@ async def list_requests(
     cursor)], has_next_page, total_count)`` in two statements. Raises DomainError INVALID_SORT or
     INVALID_CURSOR."""
     if sort not in REQUEST_SORTS:
-        raise DomainError(f"sort must be one of {', '.join(REQUEST_SORTS)}", field="orderBy", code="INVALID_SORT")
+        raise DomainError(f"sort must be one of {', '.join(REQUEST_SORTS)}", field="orderBy", code=OrdersErrorCode.INVALID_SORT)
     column = REQUEST_SORTS[sort][0]
     conditions = []
     if viewer.role == "customer":

@@ -33,8 +33,9 @@ from sqlalchemy import Date, SmallInteger, and_, cast, delete, func, null, or_, 
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import GeoPoint, NearbyProvider, providers_nearby
-from domain.shared.errors import DomainError, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import (
     AvailabilityException,
     AvailabilityRule,
@@ -67,63 +68,63 @@ class ServiceNotBookable(DomainError):
     """The provider takes no bookings for this service (no active ``provider_services`` row, or the
     catalogue service is inactive)."""
 
-    code = "SERVICE_NOT_BOOKABLE"
+    code = ProvidersErrorCode.SERVICE_NOT_BOOKABLE
     field = "serviceId"
 
 
 class SlotNotOffered(DomainError):
     """The requested start is not one of the provider's computed slots (busy bookings ignored)."""
 
-    code = "SLOT_NOT_OFFERED"
+    code = ProvidersErrorCode.SLOT_NOT_OFFERED
     field = "start"
 
 
 class InvalidWindow(DomainError):
     """A ``from``/``to`` window that is naive, empty, reversed or wider than allowed."""
 
-    code = "INVALID_WINDOW"
+    code = CommonErrorCode.INVALID_WINDOW
     field = "to"
 
 
 class InvalidRange(DomainError):
     """A plan or exception range outside ``0 <= start < end <= 1440`` or a weekday outside 0..6."""
 
-    code = "INVALID_RANGE"
+    code = ProvidersErrorCode.INVALID_RANGE
     field = "ranges"
 
 
 class OverlappingRanges(DomainError):
     """Two ranges of the same weekday (or date) overlap; touching ranges are fine."""
 
-    code = "OVERLAPPING_RANGES"
+    code = ProvidersErrorCode.OVERLAPPING_RANGES
     field = "ranges"
 
 
 class InvalidBookingRules(DomainError):
     """A notice, buffer or horizon outside its bounds (the field says which)."""
 
-    code = "INVALID_BOOKING_RULES"
+    code = ProvidersErrorCode.INVALID_BOOKING_RULES
     field = None
 
 
 class InvalidSlotLength(DomainError):
     """A slot length outside 5..1440 minutes (``provider_services.slot_range``)."""
 
-    code = "INVALID_SLOT_LENGTH"
+    code = ProvidersErrorCode.INVALID_SLOT_LENGTH
     field = "slotMinutes"
 
 
 class ServiceNotFound(DomainError):
     """No catalogue service with this id."""
 
-    code = "SERVICE_NOT_FOUND"
+    code = CommonErrorCode.SERVICE_NOT_FOUND
     field = "serviceId"
 
 
 class InvalidTimeZone(DomainError):
     """Not an IANA time zone name known to zoneinfo."""
 
-    code = "INVALID_TIME_ZONE"
+    code = ProvidersErrorCode.INVALID_TIME_ZONE
     field = "timeZone"
 
 

@@ -86,9 +86,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.providers import availability
+from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import MAX_RADIUS_M, GeoPoint, InvalidRadius, NotAProvider, ProviderView
 from domain.shared import redis_client
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models.db import session_scope
 from settings import get_settings
 
@@ -116,12 +117,12 @@ _MAX_MINOR = 2**63 - 1
 class InvalidFilter(DomainError):
     """A search filter out of range or inconsistent (the field says which)."""
 
-    code = "INVALID_FILTER"
+    code = ProvidersErrorCode.INVALID_FILTER
     field = None
 
 
 class InvalidRankCursor(DomainError):
-    code = "INVALID_CURSOR"
+    code = CommonErrorCode.INVALID_CURSOR
     field = "after"
 
 

@@ -40,9 +40,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.identity.user import InvalidPhone, normalise_phone
 from domain.messaging import notification
+from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import GeoPoint, provider_for_user
 from domain.shared import audit, pagination
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import ApplicationDocument, Provider, ProviderApplication, User
 from models.crypto import current_key_id, decrypt_bytes, encrypt_bytes, is_encrypted_bytes
 from models.providers.onboarding import APPLICATION_STATUSES, DOCUMENT_KINDS, OPEN_STATUSES
@@ -73,48 +74,48 @@ _COUNTRY = re.compile(r"[A-Z]{2}")
 # --- errors --------------------------------------------------------------------------------------
 
 class AlreadyAProvider(DomainError):
-    code = "ALREADY_A_PROVIDER"
+    code = ProvidersErrorCode.ALREADY_A_PROVIDER
 
 
 class ApplicationLocked(DomainError):
-    code = "APPLICATION_LOCKED"
+    code = ProvidersErrorCode.APPLICATION_LOCKED
 
 
 class InvalidTransition(DomainError):
-    code = "INVALID_TRANSITION"
+    code = CommonErrorCode.INVALID_TRANSITION
 
 
 class MissingField(DomainError):
-    code = "MISSING_FIELD"
+    code = ProvidersErrorCode.MISSING_FIELD
 
 
 class InvalidServiceArea(DomainError):
-    code = "INVALID_SERVICE_AREA"
+    code = ProvidersErrorCode.INVALID_SERVICE_AREA
     field = "serviceArea"
 
 
 class InvalidCategory(DomainError):
-    code = "INVALID_CATEGORY"
+    code = ProvidersErrorCode.INVALID_CATEGORY
     field = "categories"
 
 
 class UnsupportedFileType(DomainError):
-    code = "UNSUPPORTED_FILE_TYPE"
+    code = ProvidersErrorCode.UNSUPPORTED_FILE_TYPE
     field = "file"
 
 
 class FileTooLarge(DomainError):
-    code = "FILE_TOO_LARGE"
+    code = ProvidersErrorCode.FILE_TOO_LARGE
     field = "file"
 
 
 class InvalidDocumentKind(DomainError):
-    code = "INVALID_DOCUMENT_KIND"
+    code = ProvidersErrorCode.INVALID_DOCUMENT_KIND
     field = "kinds"
 
 
 class ReasonRequired(DomainError):
-    code = "REASON_REQUIRED"
+    code = ProvidersErrorCode.REASON_REQUIRED
     field = "reason"
 
 
@@ -122,7 +123,7 @@ class ApplicationIncomplete(DomainError):
     """Submit refused: ``problems`` lists every missing part (codes MISSING_BUSINESS_DETAILS,
     MISSING_CATEGORIES, MISSING_SERVICE_AREA, MISSING_DOCUMENT)."""
 
-    code = "INCOMPLETE"
+    code = ProvidersErrorCode.INCOMPLETE
 
     def __init__(self, problems: list[DomainError]) -> None:
         super().__init__("; ".join(p.message for p in problems))
@@ -447,11 +448,11 @@ async def submit(session: AsyncSession, user_id: int, application_id: int | None
     _editable(app)
     problems: list[DomainError] = []
     if not (app.business_name and app.phone and app.address and app.city and app.country_code):
-        problems.append(DomainError("Business details are missing", field="business", code="MISSING_BUSINESS_DETAILS"))
+        problems.append(DomainError("Business details are missing", field="business", code=ProvidersErrorCode.MISSING_BUSINESS_DETAILS))
     if not app.categories:
-        problems.append(DomainError("Choose at least one category", field="categories", code="MISSING_CATEGORIES"))
+        problems.append(DomainError("Choose at least one category", field="categories", code=ProvidersErrorCode.MISSING_CATEGORIES))
     if app.service_point is None:
-        problems.append(DomainError("The service area is missing", field="serviceArea", code="MISSING_SERVICE_AREA"))
+        problems.append(DomainError("The service area is missing", field="serviceArea", code=ProvidersErrorCode.MISSING_SERVICE_AREA))
     uploaded = (await session.execute(
         select(ApplicationDocument.kind, ApplicationDocument.uploaded_at)
         .where(ApplicationDocument.application_id == app.id)
@@ -462,14 +463,14 @@ async def submit(session: AsyncSession, user_id: int, application_id: int | None
     for kind in REQUIRED_DOCUMENTS:
         if kind not in kinds:
             problems.append(DomainError(f"Upload your {DOCUMENT_LABELS[kind]}", field=f"documents.{kind}",
-                                        code="MISSING_DOCUMENT"))
+                                        code=ProvidersErrorCode.MISSING_DOCUMENT))
     for kind in app.requested_document_kinds or []:
         if kind in kinds and kind not in fresh:
             problems.append(DomainError(f"Upload the requested {DOCUMENT_LABELS[kind]}", field=f"documents.{kind}",
-                                        code="MISSING_DOCUMENT"))
+                                        code=ProvidersErrorCode.MISSING_DOCUMENT))
         elif kind not in kinds and kind not in REQUIRED_DOCUMENTS:
             problems.append(DomainError(f"Upload the requested {DOCUMENT_LABELS[kind]}", field=f"documents.{kind}",
-                                        code="MISSING_DOCUMENT"))
+                                        code=ProvidersErrorCode.MISSING_DOCUMENT))
     if problems:
         raise ApplicationIncomplete(problems)
     now = datetime.now(UTC)

@@ -10,24 +10,25 @@ from dataclasses import dataclass
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.shared.errors import DomainError, NotFound
+from domain.providers.errors import ProvidersErrorCode
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import Provider
 
 MAX_RADIUS_M = 100_000.0
 
 
 class InvalidRadius(DomainError):
-    code = "INVALID_RADIUS"
+    code = ProvidersErrorCode.INVALID_RADIUS
     field = "radiusKm"
 
 
 class InvalidLocation(DomainError):
-    code = "INVALID_LOCATION"
+    code = ProvidersErrorCode.INVALID_LOCATION
     field = "near"
 
 
 class InvalidCursor(DomainError):
-    code = "INVALID_CURSOR"
+    code = CommonErrorCode.INVALID_CURSOR
     field = "after"
 
 
@@ -182,7 +183,7 @@ async def verify_provider(session: AsyncSession, provider_id: int) -> Provider:
 
 
 class NotAProvider(DomainError):
-    code = "NOT_A_PROVIDER"
+    code = ProvidersErrorCode.NOT_A_PROVIDER
     field = None
 
 

@@ -30,8 +30,9 @@ from sqlalchemy import and_, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
+from domain.providers.errors import ProvidersErrorCode
 from domain.shared import audit, pagination
-from domain.shared.errors import DomainError, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import Booking, Dispute, Provider, ProviderStrike, ServiceRequest, User
 from settings import get_settings
 
@@ -41,17 +42,17 @@ MAX_REASON = 2000
 class ProviderSuspended(DomainError):
     """The provider is suspended (two strikes or an admin): it takes no new work."""
 
-    code = "PROVIDER_SUSPENDED"
+    code = ProvidersErrorCode.PROVIDER_SUSPENDED
     field = "providerId"
 
 
 class NotSuspended(DomainError):
-    code = "NOT_SUSPENDED"
+    code = ProvidersErrorCode.NOT_SUSPENDED
     field = "providerId"
 
 
 class AlreadySuspended(DomainError):
-    code = "ALREADY_SUSPENDED"
+    code = ProvidersErrorCode.ALREADY_SUSPENDED
     field = "providerId"
 
 
@@ -107,9 +108,9 @@ async def check_flag(session: AsyncSession, provider: Provider, now: datetime) -
 def _reason(value: str, field: str = "reason") -> str:
     value = (value or "").strip()
     if not value:
-        raise DomainError("Say why", field=field, code="REASON_REQUIRED")
+        raise DomainError("Say why", field=field, code=ProvidersErrorCode.REASON_REQUIRED)
     if len(value) > MAX_REASON:
-        raise DomainError(f"Limited to {MAX_REASON} characters", field=field, code="TOO_LONG")
+        raise DomainError(f"Limited to {MAX_REASON} characters", field=field, code=CommonErrorCode.TOO_LONG)
     return value
 
 
@@ -147,7 +148,7 @@ async def _check_reference(
 ) -> None:
     if sum(x is not None for x in (service_request_id, booking_id, dispute_id)) > 1:
         raise DomainError("Name at most one of serviceRequestId, bookingId, disputeId", field="bookingId",
-                          code="INVALID")
+                          code=CommonErrorCode.INVALID)
     if service_request_id is not None:
         owner = await session.scalar(select(ServiceRequest.assigned_provider_id)
                                      .where(ServiceRequest.id == service_request_id))

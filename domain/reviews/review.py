@@ -58,8 +58,9 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.providers import standing
+from domain.reviews.errors import ReviewsErrorCode
 from domain.shared import pagination
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
 from models import Booking, Provider, Review, ServiceRequest, User
 from models.db import session_scope
 from settings import get_settings
@@ -71,15 +72,15 @@ MAX_REASON = 2000
 
 
 class NotReviewable(DomainError):
-    code = "NOT_REVIEWABLE"
+    code = ReviewsErrorCode.NOT_REVIEWABLE
 
 
 class ReviewWindowClosed(DomainError):
-    code = "REVIEW_WINDOW_CLOSED"
+    code = ReviewsErrorCode.REVIEW_WINDOW_CLOSED
 
 
 class AlreadyReviewed(DomainError):
-    code = "ALREADY_REVIEWED"
+    code = ReviewsErrorCode.ALREADY_REVIEWED
 
 
 # --- reviews ---------------------------------------------------------------------------------------
@@ -118,10 +119,10 @@ def validate(rating: int, text_: str, *, text_field: str = "text") -> str:
     """The review's text, stripped. Raises DomainError ``INVALID_RATING`` (not 1-5, field rating) or
     ``TOO_LONG`` (over MAX_TEXT characters)."""
     if not isinstance(rating, int) or not 1 <= rating <= 5:
-        raise DomainError("Give 1 to 5 stars", field="rating", code="INVALID_RATING")
+        raise DomainError("Give 1 to 5 stars", field="rating", code=ReviewsErrorCode.INVALID_RATING)
     text_ = (text_ or "").strip()
     if len(text_) > MAX_TEXT:
-        raise DomainError(f"The {text_field} is limited to {MAX_TEXT} characters", field=text_field, code="TOO_LONG")
+        raise DomainError(f"The {text_field} is limited to {MAX_TEXT} characters", field=text_field, code=CommonErrorCode.TOO_LONG)
     return text_
 
 
@@ -261,7 +262,7 @@ async def submit_review(
     Returns the review (unpublished unless the other side already reviewed). Raises the module's
     refusals (see the module doc) and DomainError ``REQUIRED`` when not exactly one id is given."""
     if (service_request_id is None) == (booking_id is None):
-        raise DomainError("Give either serviceRequestId or bookingId", field="serviceRequestId", code="REQUIRED")
+        raise DomainError("Give either serviceRequestId or bookingId", field="serviceRequestId", code=CommonErrorCode.REQUIRED)
     text_ = validate(rating, text_)
     subject = await lock_subject(session, service_request_id=service_request_id, booking_id=booking_id, viewer=actor)
     side = side_of(subject, actor)

@@ -34,7 +34,7 @@ from sqlalchemy import Select, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.shared import pagination
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import AuditEntry
 from models.db import get_sessionmaker, session_scope
 from models.shared.audit import AUDIT_OUTCOMES
@@ -49,7 +49,7 @@ class PersonalDataInAudit(ValueError):
 
 
 class InvalidAuditFilter(DomainError):
-    code = "INVALID"
+    code = CommonErrorCode.INVALID
     field = "filter"
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.shared import outbox, pagination
-from domain.shared.errors import DomainError, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import DeadLetter, WebhookEvent
 from models.db import session_scope
 
@@ -30,7 +30,7 @@ SOURCES = {"process_webhook": "webhook", "send_refund": "refund", "send_payout":
 
 
 class DeadLetterNotOpen(DomainError):
-    code = "DEAD_LETTER_NOT_OPEN"
+    code = CommonErrorCode.DEAD_LETTER_NOT_OPEN
     field = "id"
 
 

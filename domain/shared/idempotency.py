@@ -17,18 +17,18 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from models import IdempotencyKey
 from settings import get_settings
 
 
 class IdempotencyKeyReused(DomainError):
-    code = "IDEMPOTENCY_KEY_REUSED"
+    code = CommonErrorCode.IDEMPOTENCY_KEY_REUSED
     field = "idempotencyKey"
 
 
 class InvalidIdempotencyKey(DomainError):
-    code = "INVALID"
+    code = CommonErrorCode.INVALID
     field = "idempotencyKey"
 
 

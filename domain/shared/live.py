@@ -26,7 +26,7 @@ import structlog
 from broadcaster import Broadcast
 from redis.exceptions import RedisError
 
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 from settings import get_settings
 
 log = structlog.get_logger(__name__)
@@ -68,7 +68,7 @@ async def publish(channel: str, payload: dict) -> None:
 class LiveUnavailable(DomainError):
     """The pub/sub connection is down (Redis unreachable); the bus is reconnecting."""
 
-    code = "LIVE_UNAVAILABLE"
+    code = CommonErrorCode.LIVE_UNAVAILABLE
 
 
 class LiveBus:

@@ -17,7 +17,8 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.shared import live
+from domain.shared import events, live
+from domain.shared.events import LiveEvent
 from models import OutboxMessage
 from models.db import session_scope
 
@@ -29,9 +30,13 @@ def enqueue_actor(session: AsyncSession, actor_name: str, *, queue: str = "defau
     session.add(OutboxMessage(kind="actor", queue=queue, target=actor_name, payload=kwargs))
 
 
-def publish_event(session: AsyncSession, channel: str, payload: dict) -> None:
-    """Record a live event for pub/sub ``channel``; published after commit (at-most-once delivery)."""
-    session.add(OutboxMessage(kind="event", target=channel, payload=payload))
+def publish_event(session: AsyncSession, channel: str, event: LiveEvent) -> None:
+    """Record live ``event`` for pub/sub ``channel``; published after commit (at-most-once delivery).
+    Raises ``TypeError`` unless ``event`` is the ``LiveEvent`` model registered for ``channel``
+    (domain/shared/events.py)."""
+    if not isinstance(event, events.model_for(channel)):
+        raise TypeError(f"{type(event).__name__} is not the event model of channel {channel!r}")
+    session.add(OutboxMessage(kind="event", target=channel, payload=event.payload()))
 
 
 async def _dispatch(row: OutboxMessage) -> None:

@@ -9,13 +9,13 @@ import base64
 import binascii
 from datetime import UTC, datetime
 
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 
 MAX_ROW_ID = 2**63 - 1  # ids are PostgreSQL bigints
 
 
 class InvalidCursor(DomainError):
-    code = "INVALID_CURSOR"
+    code = CommonErrorCode.INVALID_CURSOR
     field = "after"
 
 

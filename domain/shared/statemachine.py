@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from domain.shared.errors import DomainError
+from domain.shared.errors import CommonErrorCode, DomainError
 
 ACTORS = frozenset({"customer", "provider", "admin", "system"})
 EVERYONE = ACTORS
@@ -30,7 +30,7 @@ EVERYONE = ACTORS
 class InvalidTransition(DomainError):
     """The move is not in the machine's table for this actor (or a guard refused it)."""
 
-    code = "INVALID_TRANSITION"
+    code = CommonErrorCode.INVALID_TRANSITION
     field = "status"
 
 
