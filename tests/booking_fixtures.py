@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from domain.bookings import booking
+from domain.bookings import locks as booking_locks
 from domain.orders import dispute as dispute_domain
 from domain.orders import payment as payment_domain
 from domain.providers import availability
@@ -176,7 +177,7 @@ async def attempt(
                 await booking.dispute_resolved(s, row.service_request_id, actor_user_id=None, note="Settled")
         else:
             async with session_scope() as s:
-                await booking.transition(s, await booking.lock(s, booking_id), to, actor_type="system", now=now)
+                await booking.transition(s, await booking_locks.lock_booking(s, booking_id), to, actor_type="system", now=now)
         if await status_of(booking_id) != to:
             raise TimerIdle(f"the {current} -> {to} timer did not move booking {booking_id}")
         return

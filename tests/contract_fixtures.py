@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from domain.orders import contract, guest_access
-from domain.orders import service_request as sr
+from domain.orders import contract, guest_access, locks
 from models import Booking, Provider, ServiceRequest, User
 from models.db import session_scope
 from tests.factories import make_user
@@ -22,7 +21,7 @@ async def accept_both(*, service_request_id: int | None = None, booking_id: int 
             made = await contract.ensure_contract(s, booking=subject)
             reference = None
         else:
-            subject = await sr.lock_request(s, service_request_id)
+            subject = await locks.lock_request(s, service_request_id)
             made = await contract.ensure_contract(s, service_request=subject)
             reference = subject.reference
         assert made is not None, "no contract terms yet (no provider or no order)"

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import pytest
 from sqlalchemy import func, select, update
 
+from domain.orders import locks, refunds
 from domain.orders import payment as payment_domain
-from domain.orders import refunds
 from domain.orders import service_request as sr
 from domain.shared import dead_letter
 from gateways import sandbox
@@ -971,7 +971,7 @@ async def test_receipts_settlements_and_disputes_on_a_page_take_the_same_stateme
                                              user=ada, customer=None)
         async with session_scope() as s:
             payment = await s.scalar(select(Payment).where(Payment.id == made.payment.id).with_for_update())
-            request = await sr.lock_request(s, made.service_request.id)
+            request = await locks.lock_request(s, made.service_request.id)
             await payment_domain.confirm_payment(s, payment, request, f"evt_{request.id}")
         from domain.orders import dispute
 

@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import func, select, text, update
 
 from domain.bookings import booking
+from domain.bookings import locks as booking_locks
 from domain.money import ledger
 from domain.orders import dispute
 from domain.orders import payment as payment_domain
@@ -519,7 +520,7 @@ async def test_every_row_of_the_table_is_refused_to_other_actors_and_changes_not
         with pytest.raises(booking.InvalidTransition) as core:
             async with session_scope() as s:
                 user_id = None if actor == "system" else c.admin.id
-                await booking.transition(s, await booking.lock(s, booking_id), to, actor_type=actor,
+                await booking.transition(s, await booking_locks.lock_booking(s, booking_id), to, actor_type=actor,
                                          actor_user_id=user_id)
         assert (core.value.code, core.value.message) == ("INVALID_TRANSITION", table_message(actor, frm, to))
         # and through the app's entry point

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 import workers  # noqa: F401  (configures the broker outbox.relay dispatches to)
 from domain.bookings import booking, substitution
+from domain.bookings import locks as booking_locks
 from domain.shared import outbox
 from domain.shared.errors import DomainError
 from models import Booking, BookingStatusChange, Email, Escalation, ServiceRequest, SubstitutionOffer, User
@@ -163,7 +164,7 @@ async def test_finding_substitutes_takes_the_same_statements_for_one_and_five_ca
     # when: each visit is offered to its substitutes
     for name, visit_id in (("one", one_id), ("five", five_id)):
         async with session_scope() as s:
-            visit = await booking.lock(s, visit_id)
+            visit = await booking_locks.lock_booking(s, visit_id)
             with count_statements() as statements:
                 offers = await substitution.offer_substitution(s, visit)
         counted[name] = (len(offers), sum(q.startswith("SELECT") for q in statements),

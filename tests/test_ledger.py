@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 
 from domain.catalogue import fees
 from domain.money import ledger
+from domain.orders import locks
 from models import LedgerAccount, LedgerEntry, LedgerTransaction
 from models.db import session_scope
 
@@ -197,7 +198,7 @@ async def test_a_posting_that_names_a_locked_order_does_not_wait_for_the_orders_
             s, service_id=service.id, tier_id=tiers[0].id, user=None,
             customer=sr.CustomerDetails(full_name="Ada Nkem", email="ada@example.cm", phone="+237671234567"))
     async with session_scope() as holder:
-        await sr.lock_request(holder, bought.service_request.id)  # held until this block ends
+        await locks.lock_request(holder, bought.service_request.id)  # held until this block ends
         async with session_scope() as s:
             await s.execute(text("SET LOCAL lock_timeout = '3s'"))  # a wait would raise, not hang
             posted = await ledger.post(

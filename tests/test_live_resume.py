@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 
 from devstack import services
 from domain.messaging import chat
+from domain.orders import locks
 from domain.orders import service_request as sr_domain
 from domain.shared import outbox
 from gateways.sandbox import SandboxGateway
@@ -53,7 +54,7 @@ async def a_conversation():
         bought = await sr_domain.purchase_service(s, SandboxGateway(), service_id=service.id, tier_id=tiers[0].id,
                                                   customer=None, user=customer)
     async with session_scope() as s:
-        request = await sr_domain.lock_request(s, bought.service_request.id)
+        request = await locks.lock_request(s, bought.service_request.id)
         request.assigned_provider_id = provider.id
         cid = await s.scalar(select(Conversation.id).where(Conversation.service_request_id == request.id))
     return customer, provider_user, cid, bought.service_request.reference
@@ -156,7 +157,7 @@ async def test_status_subscriptions_replay_from_the_cursor_then_go_live_and_poll
     async def move(to: str, actor: str = "system") -> None:
         async with session_scope() as s:
             found = await sr_domain.get_by_reference(s, reference)
-            request = await sr_domain.lock_request(s, found.id)
+            request = await locks.lock_request(s, found.id)
             await sr_domain.transition(s, request, to, actor_type=actor)
         await outbox.relay_quietly()
 

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import event, func, select, text, update
 
-from domain.orders import guest_access
+from domain.orders import guest_access, locks
 from domain.orders import payment as payment_domain
 from domain.orders import service_request as sr
 from domain.shared.errors import Forbidden
@@ -165,7 +165,7 @@ async def pay(request_id: int) -> None:
     """The gateway confirmed the payment: the request moves to pending_contact (the real path)."""
     async with session_scope() as s:
         payment = await s.scalar(select(Payment).where(Payment.service_request_id == request_id).with_for_update())
-        request = await sr.lock_request(s, request_id)
+        request = await locks.lock_request(s, request_id)
         await payment_domain.confirm_payment(s, payment, request, f"evt_test_{request_id}")
 
 
@@ -532,7 +532,7 @@ async def apply_step(w: World, request_id: int, actor: str, to_status: str) -> N
         if actor in users:
             await sr.update_status(s, request_id, to_status, actor=users[actor], note=f"{actor} step")
         else:
-            request = await sr.lock_request(s, request_id)
+            request = await locks.lock_request(s, request_id)
             await sr.transition(s, request, to_status, actor_type=actor, note=f"{actor} step")
 
 

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from domain.money import payout as payout_domain
-from domain.orders import dispute
+from domain.orders import dispute, locks
 from domain.orders import service_request as sr_domain
 from domain.providers import standing
 from models import AuditEntry, Booking, Email, Provider, ProviderStrike
@@ -207,7 +207,7 @@ async def test_a_suspended_provider_gets_no_new_work_and_leaves_search(api_clien
         async with session_scope() as s:
             await sr_domain.assign_provider(s, order_id, c.b.provider.id, actor=c.admin)
     async with session_scope() as s:
-        assert (await sr_domain.lock_request(s, order_id)).assigned_provider_id == order_provider.id
+        assert (await locks.lock_request(s, order_id)).assigned_provider_id == order_provider.id
 
 
 async def test_assign_provider_over_http_says_provider_suspended(api_client):

@@ -42,11 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.bookings import substitution
 from domain.bookings.errors import BookingsErrorCode
 from domain.bookings.events import BookingStatusEvent
+from domain.bookings.locks import lock_booking
 from domain.catalogue import fees, offers
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
-from domain.orders import contract, dispute, escalation, service_request
+from domain.orders import contract, dispute, escalation, locks, service_request
 from domain.providers import availability, standing
+from domain.providers.locks import lock_provider_if_any
 from domain.reviews import review as review_domain  # not ``review``: this module's function has that name
 from domain.shared import live, outbox, pagination, statemachine
 from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
@@ -217,7 +219,7 @@ async def hold_slot(
         )
         if earlier is not None:
             return _same_hold(earlier, provider_id, service_id, start)
-    provider = await lock_provider(session, provider_id)
+    provider = await lock_provider_if_any(session, provider_id)
     standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider does not take bookings")
@@ -249,16 +251,6 @@ async def hold_slot(
         return _same_hold(earlier, provider_id, service_id, start)
     await _record(session, booking, None, "held", actor_type="customer", actor_user_id=customer.id, note="Slot held")
     return booking
-
-
-async def lock_provider(session: AsyncSession, provider_id: int) -> Provider | None:
-    """The provider row, locked ``FOR NO KEY UPDATE`` until commit: every write that can put a
-    booking on a provider's time (hold, follow-up, take-over) takes it first. The exclusion
-    constraint still decides; the lock only queues the writers. Without it, concurrent INSERTs of
-    overlapping rows wait on each other's uncommitted rows and PostgreSQL breaks the cycles as
-    deadlocks (SQLSTATE 40P01, one per ``deadlock_timeout``), as its execIndexing.c documents;
-    measured here: up to 755 of 999 racers for one slot got 40P01 instead of a refusal."""
-    return await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True))
 
 
 def _same_hold(earlier: Booking, provider_id: int, service_id: int, start: datetime) -> Booking:
@@ -310,7 +302,7 @@ async def _expire_overlapping_holds(
         )
     ).all()
     for booking_id in expired:
-        booking = await lock(session, booking_id)  # its order first (see ``lock``), then the state again
+        booking = await lock_booking(session, booking_id)  # its order first (see ``locks.lock_booking``), then the state again
         if booking.status == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
             await transition(session, booking, "payment_expired", actor_type="system", note="Hold expired")
 
@@ -337,7 +329,7 @@ async def checkout(
     over: hold the slot again), ``InvalidTransition`` (not held any more), ``GatewayUnavailableError``,
     ``GatewayRefused``."""
     now = now or datetime.now(UTC)
-    booking = await lock(session, booking_id)
+    booking = await lock_booking(session, booking_id)
     if booking.customer_user_id != customer.id:
         raise Forbidden("This booking is not yours", field="bookingId")
     if booking.status != "held":
@@ -345,7 +337,7 @@ async def checkout(
     if booking.hold_expires_at is not None and booking.hold_expires_at <= now:
         raise HoldExpired("The hold on this slot expired: hold it again")
     if booking.service_request_id is not None:
-        order = await service_request.lock_request(session, booking.service_request_id)
+        order = await locks.lock_request(session, booking.service_request_id)
         payment = await session.scalar(
             select(Payment).where(Payment.service_request_id == order.id).order_by(Payment.id.desc()).limit(1)
         )
@@ -395,31 +387,6 @@ async def order_paid(session: AsyncSession, order: ServiceRequest, *, amount: st
 # --- the state machine -------------------------------------------------------------------------
 
 
-async def lock(session: AsyncSession, booking_id: int) -> Booking:
-    """The booking, row-locked (``FOR NO KEY UPDATE``) for the rest of the transaction, its order
-    locked first when it has one. Raises ``NotFound``.
-
-    Lock order, everywhere: provider -> payment -> order -> booking. A payment's confirmation holds
-    the payment and the order when it reaches the booking (domain/orders/payment.py -> ``order_paid``), so
-    a transition must not hold the booking while it waits for the order: that deadlocked."""
-    while True:
-        order_id = await session.scalar(select(Booking.service_request_id).where(Booking.id == booking_id))
-        if order_id is not None:
-            await service_request.lock_request(session, order_id)
-        savepoint = await session.begin_nested()
-        booking = await session.scalar(select(Booking).where(Booking.id == booking_id).with_for_update(key_share=True))
-        if booking is None:
-            await savepoint.rollback()
-            raise NotFound("No such booking", field="bookingId")
-        if booking.service_request_id == order_id:
-            await savepoint.commit()  # RELEASE SAVEPOINT: the row lock stays with the transaction
-            return booking
-        # A checkout opened the order while we waited for the booking, and its payment may already
-        # hold that order and want the booking: let the booking go (rolling back to the savepoint
-        # releases the row lock) and lock again in order, the new order first.
-        await savepoint.rollback()
-
-
 async def actor_type_for(session: AsyncSession, booking: Booking, user: User) -> str:
     """``admin``, ``customer`` (the booking's) or ``provider`` (the booking's); raises ``Forbidden``."""
     if user.role == "admin":
@@ -443,7 +410,7 @@ async def change_status(
     note = (note or "").strip()
     if len(note) > MAX_NOTE:
         raise DomainError(f"The note is limited to {MAX_NOTE} characters", field="note", code=CommonErrorCode.TOO_LONG)
-    booking = await lock(session, booking_id)
+    booking = await lock_booking(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
     if to_status in ("disputed", "reviewed", "resolved", "needs_follow_up"):
         raise InvalidTransition(f"Use the dedicated mutation to move a booking to {to_status}")
@@ -565,7 +532,7 @@ Effect = Callable[[AsyncSession, Booking, str, str, "int | None", datetime], Awa
 async def _order(session: AsyncSession, booking: Booking) -> ServiceRequest | None:
     if booking.service_request_id is None:
         return None
-    return await service_request.lock_request(session, booking.service_request_id)
+    return await locks.lock_request(session, booking.service_request_id)
 
 
 async def _on_paid(session, booking, previous, actor_type, actor_user_id, now) -> None:
@@ -793,8 +760,8 @@ async def book_follow_up(
     now = now or datetime.now(UTC)
     provider_id = await session.scalar(select(Booking.provider_id).where(Booking.id == booking_id))
     if provider_id is not None:
-        await lock_provider(session, provider_id)  # first: see ``lock`` for the order
-    booking = await lock(session, booking_id)
+        await lock_provider_if_any(session, provider_id)  # first: see domain/bookings/locks.py for the order
+    booking = await lock_booking(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
     await transition(session, booking, "needs_follow_up", actor_type=actor_type, actor_user_id=actor.id,
                      note=(note or "").strip()[:MAX_NOTE], now=now)
@@ -841,11 +808,11 @@ async def take_over(
     else:
         provider_id = await session.scalar(select(Provider.id).where(Provider.user_id == actor.id))
         actor_type = "provider"
-    provider = await lock_provider(session, provider_id) if provider_id is not None else None
+    provider = await lock_provider_if_any(session, provider_id) if provider_id is not None else None
     standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
     if provider is None or not provider.verified or provider.suspended:
         raise ProviderNotBookable("This provider cannot take visits")
-    booking = await lock(session, booking_id)
+    booking = await lock_booking(session, booking_id)
     offer = await session.scalar(
         select(SubstitutionOffer).where(SubstitutionOffer.booking_id == booking.id, SubstitutionOffer.provider_id == provider.id)
     )
@@ -871,7 +838,7 @@ async def open_dispute(session: AsyncSession, booking_id: int, *, actor: User, r
     """``completed -> disputed``: opens a dispute on the booking's order (domain/orders/dispute.py rules:
     the customer within the dispute window, or an admin); its money is held until resolved. Raises
     ``NotFound``, ``Forbidden``, ``InvalidTransition``, the dispute's errors."""
-    booking = await lock(session, booking_id)
+    booking = await lock_booking(session, booking_id)
     actor_type = await actor_type_for(session, booking, actor)
     if actor_type == "provider":
         raise Forbidden("Only the customer or an admin can open a dispute")
@@ -930,7 +897,7 @@ async def _timer(
     moved = 0
     for booking_id in ids:
         async with session_scope() as session:
-            booking = await lock(session, booking_id)
+            booking = await lock_booking(session, booking_id)
             due = getattr(booking, due_column.key)
             if booking.status != status or due is None or due > due_before:
                 continue

@@ -26,10 +26,10 @@ from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.catalogue import fees
-from domain.money import ledger
+from domain.money import ledger, locks
 from domain.money.errors import MoneyErrorCode
 from domain.shared.errors import CommonErrorCode, DomainError
-from models import Affiliate, Dispute, Payment, ProviderEarning, ServiceRequest
+from models import Dispute, Payment, ProviderEarning, ServiceRequest
 from models.db import session_scope
 
 
@@ -55,33 +55,6 @@ def order_breakdown(request: ServiceRequest) -> fees.FeeBreakdown:
     )
 
 
-async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> None:
-    """Lock, in the order every money path follows (rows, then ledger accounts by id), everything
-    an operation on this order's money can touch: its earning row, its escrow, the provider's
-    payable, the affiliate's payable, platform revenue, refunds payable, dispute losses and the
-    clearing account of each gateway it was paid through. Called first by every entry point
-    below, so a transaction that posts several times (a dispute resolved by a partial refund then
-    a release) never takes a lock out of order. The caller already holds the order's row lock."""
-    await session.execute(
-        select(ProviderEarning.id).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True)
-    )
-    currency = request.currency
-    accounts = [
-        ledger.escrow(request.id, currency), ledger.platform_revenue(currency), ledger.refunds_payable(currency),
-        ledger.dispute_losses(currency),
-    ]
-    gateways = (
-        await session.scalars(select(Payment.gateway).where(Payment.service_request_id == request.id).distinct())
-    ).all()
-    accounts += [ledger.gateway_clearing(g, currency) for g in gateways]
-    if request.assigned_provider_id is not None:
-        accounts.append(ledger.provider_payable(request.assigned_provider_id, currency))
-    affiliate = await _affiliate(session, request)
-    if affiliate is not None:
-        accounts.append(ledger.affiliate_payable(affiliate.id, currency))
-    await ledger.lock(session, accounts)
-
-
 async def capture(session: AsyncSession, request: ServiceRequest, payment: Payment, *, more_to_post: bool = False) -> None:
     """Post ``payment`` (just completed) into the order's escrow: idempotent per payment.
 
@@ -90,7 +63,7 @@ async def capture(session: AsyncSession, request: ServiceRequest, payment: Payme
     here would serialise captures on platform revenue and refunds payable too. A caller that posts
     again in the same transaction passes ``more_to_post=True`` to lock the whole set first."""
     if more_to_post:
-        await lock_order_money(session, request)
+        await locks.lock_order_money(session, request)
     posted = await ledger.post(
         session, "payment_captured", f"payment_captured:{payment.reference}",
         [
@@ -126,7 +99,7 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
         raise DisputeOpen("A dispute is open on this order: resolve it to release the money")
     if request.assigned_provider_id is None:
         raise NothingToRelease("No provider is assigned to this order")
-    await lock_order_money(session, request)
+    await locks.lock_order_money(session, request)
     held = refundable(request)
     breakdown = order_breakdown(request)
     # Shares of the full order, scaled down to what is left after refunds (never above it).
@@ -147,7 +120,7 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
         ],
         service_request_id=request.id, memo=f"order {request.reference} completed",
     )
-    affiliate = await _affiliate(session, request)
+    affiliate = await locks.order_affiliate(session, request)
     if affiliate is None:
         affiliate_part = 0
     if affiliate_part:
@@ -172,12 +145,6 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
     return earning
 
 
-async def _affiliate(session: AsyncSession, request: ServiceRequest) -> Affiliate | None:
-    if not request.affiliate_code:
-        return None
-    return await session.scalar(select(Affiliate).where(Affiliate.code == request.affiliate_code))
-
-
 async def reserve_refund(
     session: AsyncSession, request: ServiceRequest, amount_minor: int, refund_reference: str, *,
     from_escrow: bool = False,
@@ -193,7 +160,7 @@ async def reserve_refund(
         raise RefundTooLarge(
             f"At most {refundable(request)} {request.currency} (minor units) can be refunded on this order"
         )
-    await lock_order_money(session, request)
+    await locks.lock_order_money(session, request)
     currency = request.currency
     key = f"refund_requested:{refund_reference}"
     memo = f"refund {refund_reference} on {request.reference}"
@@ -221,7 +188,7 @@ async def _refund_after_release(
         select(ProviderEarning).where(ProviderEarning.service_request_id == request.id).with_for_update(key_share=True)
     )
     if parts["affiliate"]:
-        affiliate = await _affiliate(session, request)
+        affiliate = await locks.order_affiliate(session, request)
         assert affiliate is not None
         await ledger.post(
             session, "affiliate_commission_reversed", f"affiliate_commission_reversed:{key}",

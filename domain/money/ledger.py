@@ -173,7 +173,7 @@ async def _audit(session: AsyncSession, txn: LedgerTransaction, legs: list[Leg])
 async def lock(session: AsyncSession, accounts: list[Account]) -> dict[str, int]:
     """Lock the accounts (``FOR NO KEY UPDATE``) in id order, creating the missing ones; returns
     ``{key: id}``. A database transaction that will post several times locks the union of the
-    accounts it will touch first (``escrow.lock_order_money``), so it never takes a lower id after
+    accounts it will touch first (``domain.money.locks.lock_order_money``), so it never takes a lower id after
     a higher one and no two transactions can wait on each other. (A new account's id is above
     every existing one, so locking it after the existing ones keeps the order.)"""
     by_key = {account.key: account for account in accounts}

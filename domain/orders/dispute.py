@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import feed, notification
 from domain.money import escrow, refund
-from domain.orders import kinds, service_request
+from domain.orders import kinds, locks
 from domain.orders.errors import OrdersErrorCode
 from domain.shared import pagination
 from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
@@ -56,7 +56,7 @@ async def open_dispute(session: AsyncSession, request_id: int, *, actor: User, r
         raise DomainError("Say what went wrong", field="reason", code=CommonErrorCode.REQUIRED)
     if len(reason) > MAX_REASON:
         raise DomainError(f"The reason is limited to {MAX_REASON} characters", field="reason", code=CommonErrorCode.TOO_LONG)
-    request = await service_request.lock_request(session, request_id)
+    request = await locks.lock_request(session, request_id)
     if actor.role != "admin" and request.customer_user_id != actor.id:
         raise Forbidden("Only the customer of this order or an admin can open a dispute")
     if request.captured_minor == 0:
@@ -112,7 +112,7 @@ async def resolve_dispute(
         raise NotFound("No such dispute", field="disputeId")
     if dispute.status != "open":
         raise DisputeNotOpen("This dispute is already resolved")
-    request = await service_request.lock_request(session, dispute.service_request_id)
+    request = await locks.lock_request(session, dispute.service_request_id)
     amount = 0
     if resolution == "refund_full":
         amount = escrow.refundable(request)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
 from domain.money import escrow, payout, refund
-from domain.orders import kinds, service_request
+from domain.orders import kinds, locks
 from domain.shared import metrics, outbox, statemachine
 from domain.shared.money import Money
 from domain.shared.statemachine import rule
@@ -150,7 +150,7 @@ async def apply_payment_status(
     if status == "failed":
         if payment.status == "failed":
             return "duplicate_payment_event"
-        request = await service_request.lock_request(session, payment.service_request_id)
+        request = await locks.lock_request(session, payment.service_request_id)
         _payment_transition(session, payment, "failed", event_id, "declined at the gateway")
         payment.failure_reason = "declined"
         metrics.payment_outcome(session, payment.gateway, "failed")
@@ -175,7 +175,7 @@ async def apply_payment_status(
         )
         metrics.payment_outcome(session, payment.gateway, "amount_mismatch")
         return "amount_mismatch"
-    request = await service_request.lock_request(session, payment.service_request_id)
+    request = await locks.lock_request(session, payment.service_request_id)
     await confirm_payment(session, payment, request, event_id)
     metrics.payment_outcome(session, payment.gateway, "completed")
     return "completed"

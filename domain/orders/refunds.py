@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.money import escrow, refund
-from domain.orders import service_request
+from domain.orders import locks
 from domain.shared import idempotency
 from domain.shared.errors import CommonErrorCode, DomainError
 from models import Refund
@@ -33,7 +33,7 @@ async def refund_order(
             found = await session.get(Refund, earlier["refund_id"])
             assert found is not None
             return found
-    request = await service_request.lock_request(session, request_id)
+    request = await locks.lock_request(session, request_id)
     amount = escrow.refundable(request) if amount_minor is None else amount_minor
     if amount_minor is None and amount == 0:
         raise refund.NotRefundable("Nothing is left to refund on this order", field="serviceRequestId")

@@ -36,9 +36,10 @@ from domain.money import escrow, refund
 from domain.orders import contract, guest_access, kinds
 from domain.orders.errors import OrdersErrorCode
 from domain.orders.events import ServiceRequestStatusEvent
+from domain.orders.locks import lock_request
 from domain.providers import standing
 from domain.shared import live, outbox, pagination, statemachine
-from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
+from domain.shared.errors import CommonErrorCode, DomainError, Forbidden
 from domain.shared.statemachine import rule
 from gateways import registry
 from gateways.base import GatewayError, GatewayUnavailable, PaymentGateway
@@ -429,16 +430,6 @@ async def transition(
             session, request, status_label=STATUS_LABELS[to_status], actor_user_id=actor_user_id
         )
     return change
-
-
-async def lock_request(session: AsyncSession, request_id: int) -> ServiceRequest:
-    """The request, row-locked for the rest of the transaction. Raises ``NotFound``."""
-    request = await session.scalar(
-        select(ServiceRequest).where(ServiceRequest.id == request_id).with_for_update(key_share=True)
-    )
-    if request is None:
-        raise NotFound("No such service request", field="id")
-    return request
 
 
 async def update_status(

@@ -34,6 +34,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.providers.errors import ProvidersErrorCode
+from domain.providers.locks import lock_provider
 from domain.providers.provider import GeoPoint, NearbyProvider, providers_nearby
 from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import (
@@ -771,15 +772,6 @@ def _check_ranges(ranges: Sequence[tuple[int, int]], keys: Sequence[object]) -> 
             raise OverlappingRanges("Ranges of the same day must not overlap", field=f"ranges.{max(prev, cur)}")
 
 
-async def _lock_provider(session: AsyncSession, provider_id: int) -> Provider:
-    """Lock the provider row (FOR NO KEY UPDATE) so concurrent replacements of its plan serialise.
-    Raises ``NotFound``."""
-    provider = await session.scalar(select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True))
-    if provider is None:
-        raise NotFound("No such provider", field="providerId")
-    return provider
-
-
 async def set_weekly_plan(
     session: AsyncSession, provider_id: int, ranges: list[tuple[int, int, int]]
 ) -> list[WeeklyRange]:
@@ -792,7 +784,7 @@ async def set_weekly_plan(
         if len(item) != 3 or not _is_int(item[0]) or not 0 <= item[0] <= 6:
             raise InvalidRange("weekday must be 0 (Monday) to 6 (Sunday)", field=f"ranges.{i}")
     _check_ranges([(s, e) for _, s, e in ranges], [w for w, _, _ in ranges])
-    await _lock_provider(session, provider_id)
+    await lock_provider(session, provider_id)
     await session.execute(delete(AvailabilityRule).where(AvailabilityRule.provider_id == provider_id))
     if ranges:
         await session.execute(insert(AvailabilityRule), [
@@ -810,7 +802,7 @@ async def set_date_exception(
     if not isinstance(on_date, date) or isinstance(on_date, datetime):
         raise InvalidRange("onDate must be a date", field="onDate")
     _check_ranges(ranges, [on_date] * len(ranges))
-    await _lock_provider(session, provider_id)
+    await lock_provider(session, provider_id)
     await session.execute(delete(AvailabilityException).where(
         AvailabilityException.provider_id == provider_id, AvailabilityException.on_date == on_date))
     rows = [{"provider_id": provider_id, "on_date": on_date, "start_minute": s, "end_minute": e} for s, e in ranges]
@@ -822,7 +814,7 @@ async def set_date_exception(
 async def clear_date_exception(session: AsyncSession, provider_id: int, on_date: date) -> bool:
     """Remove the provider's exception for ``on_date`` (the weekly plan applies again).
     Returns whether there was one. Raises ``NotFound``."""
-    await _lock_provider(session, provider_id)
+    await lock_provider(session, provider_id)
     result = await session.execute(delete(AvailabilityException).where(
         AvailabilityException.provider_id == provider_id, AvailabilityException.on_date == on_date))
     return result.rowcount > 0
@@ -841,7 +833,7 @@ async def set_booking_rules(
     ):
         if not (_is_int(value) and low <= value <= high):
             raise InvalidBookingRules(f"{name} must be between {low} and {high}", field=name)
-    await _lock_provider(session, provider_id)
+    await lock_provider(session, provider_id)
     values = {"min_notice_minutes": min_notice_minutes, "buffer_minutes": buffer_minutes, "horizon_days": horizon_days}
     await session.execute(
         insert(ProviderBookingSettings).values(provider_id=provider_id, **values)
@@ -864,7 +856,7 @@ async def set_service_slot(
         raise InvalidSlotLength(f"slotMinutes must be between {low} and {high}")
     if await session.scalar(select(Service.id).where(Service.id == service_id)) is None:
         raise ServiceNotFound("No such service")
-    await _lock_provider(session, provider_id)
+    await lock_provider(session, provider_id)
     await session.execute(
         insert(ProviderService).values(provider_id=provider_id, service_id=service_id,
                                        slot_minutes=slot_minutes, active=active)
@@ -893,7 +885,7 @@ async def set_time_zone(session: AsyncSession, provider_id: int, name: str) -> P
     """Set the provider's IANA zone (its plan and exceptions are read in it from now on; bookings
     keep the zone they were made in). Raises ``InvalidTimeZone``, ``NotFound``."""
     validate_time_zone(name)
-    provider = await _lock_provider(session, provider_id)
+    provider = await lock_provider(session, provider_id)
     provider.time_zone = name
     await session.flush()
     return provider

@@ -31,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.messaging import notification
 from domain.providers.errors import ProvidersErrorCode
+from domain.providers.locks import lock_provider
 from domain.shared import audit, pagination
 from domain.shared.errors import CommonErrorCode, DomainError, NotFound
 from models import Booking, Dispute, Provider, ProviderStrike, ServiceRequest, User
@@ -54,16 +55,6 @@ class NotSuspended(DomainError):
 class AlreadySuspended(DomainError):
     code = ProvidersErrorCode.ALREADY_SUSPENDED
     field = "providerId"
-
-
-async def lock_provider(session: AsyncSession, provider_id: int) -> Provider:
-    """The provider, row-locked (``FOR NO KEY UPDATE``; lock order: provider first). Raises ``NotFound``."""
-    provider = await session.scalar(
-        select(Provider).where(Provider.id == provider_id).with_for_update(key_share=True)
-    )
-    if provider is None:
-        raise NotFound("No such provider", field="providerId")
-    return provider
 
 
 async def completed_jobs(session: AsyncSession, provider_id: int) -> int:

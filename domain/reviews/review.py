@@ -57,7 +57,7 @@ import structlog
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from domain.providers import standing
+from domain.providers import locks, standing
 from domain.reviews.errors import ReviewsErrorCode
 from domain.shared import pagination
 from domain.shared.errors import CommonErrorCode, DomainError, Forbidden, NotFound
@@ -140,7 +140,7 @@ async def lock_subject(
         )).one_or_none()
         if row is None:
             raise NotFound("No such booking", field="bookingId")
-        provider = await standing.lock_provider(session, row.provider_id)
+        provider = await locks.lock_provider(session, row.provider_id)
         order = None
         if row.service_request_id is not None:
             order = await session.scalar(select(ServiceRequest).where(ServiceRequest.id == row.service_request_id)
@@ -165,7 +165,7 @@ async def lock_subject(
         raise NotReviewable("A booking's order is reviewed through its visits (bookingId)", field="serviceRequestId")
     if row.assigned_provider_id is None:
         raise NotReviewable("Nobody did this order yet", field="serviceRequestId")
-    provider = await standing.lock_provider(session, row.assigned_provider_id)
+    provider = await locks.lock_provider(session, row.assigned_provider_id)
     order = await session.scalar(select(ServiceRequest).where(ServiceRequest.id == service_request_id)
                                  .with_for_update(key_share=True))
     if order.assigned_provider_id != provider.id:
@@ -302,7 +302,7 @@ async def publish_due(*, now: datetime | None = None, limit: int = 500) -> int:
         if published >= limit:
             break
         async with session_scope() as session:
-            provider = await standing.lock_provider(session, provider_id)
+            provider = await locks.lock_provider(session, provider_id)
             due = (await session.scalars(
                 select(Review).where(Review.provider_id == provider_id, Review.published_at.is_(None),
                                      Review.window_closes_at <= now)
