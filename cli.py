@@ -197,7 +197,7 @@ def bookings_sweep() -> None:
     console.print(", ".join(f"{name.replace('_', ' ')}: {n}" for name, n in counts.items()))
 
 
-reviews_app = typer.Typer(help="Blind reviews (issue 7): what the scheduler also runs.")
+reviews_app = typer.Typer(help="Blind reviews: what the scheduler also runs.")
 app.add_typer(reviews_app, name="reviews")
 
 
@@ -215,7 +215,7 @@ def reviews_publish_due() -> None:
     console.print(f"reviews published: {_run_with_workers(run)}")
 
 
-discovery_app = typer.Typer(help="Ranked discovery (issue 7): provider statistics the ranking reads.")
+discovery_app = typer.Typer(help="Ranked discovery: provider statistics the ranking reads.")
 app.add_typer(discovery_app, name="discovery")
 
 
@@ -236,7 +236,7 @@ def discovery_refresh_stats() -> None:
     console.print(f"providers whose statistics changed: {asyncio.run(run())}")
 
 
-export_app = typer.Typer(help="Streamed CSV exports for operators, with a progress bar (issue 7).")
+export_app = typer.Typer(help="Streamed CSV exports for operators, with a progress bar.")
 app.add_typer(export_app, name="export")
 
 
@@ -360,7 +360,7 @@ def _write_csv_export(out: str, *, label: str, total, chunks, audit_action: str,
     console.print(f"[green]{written} row(s)[/green] written to {out}")
 
 
-audit_app = typer.Typer(help="The append-only audit log (issue 6).")
+audit_app = typer.Typer(help="The append-only audit log.")
 app.add_typer(audit_app, name="audit")
 
 

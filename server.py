@@ -91,7 +91,7 @@ def graphql_app() -> OdimGraphQL:
         keep_alive_interval=settings.ws_keep_alive_seconds,
         connection_init_wait_timeout=timedelta(seconds=10),
         max_subscriptions_per_connection=settings.ws_max_subscriptions,
-        # GraphQL multipart request spec (document uploads, issue 7). Strawberry leaves it off because
+        # GraphQL multipart request spec (document uploads). Strawberry leaves it off because
         # a multipart/form-data POST is a "simple" cross-site request a browser sends WITH cookies (CSRF).
         # Safe here: Odim authenticates with bearer tokens in the Authorization header, never cookies, so
         # a forged cross-site form carries no credentials. Body size: schema/http.py BodySizeLimitMiddleware.

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     graphql_ide: bool | None = None
     # --- security -------------------------------------------------------------------------------
     jwt_secret: SecretStr = SecretStr("dev-only-jwt-secret-change-me-0123456789abcdef")
-    jwt_ttl_seconds: int = 900  # access tokens live 15 minutes (issue 6); refresh them with refreshToken
+    jwt_ttl_seconds: int = 900  # access tokens live 15 minutes; refresh them with refreshToken
     refresh_token_ttl_seconds: int = 30 * 24 * 3600  # a sign-in (refresh-token family) lasts at most 30 days
     password_reset_ttl_seconds: int = 3600  # an emailed password-reset link works once, for 1 hour
     email_verification_ttl_seconds: int = 7 * 24 * 3600  # an emailed verification link works once, for 7 days
@@ -106,7 +106,7 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: int = 3600
     reconcile_after_seconds: int = 900  # pending this long -> ask the gateway
     idempotency_key_ttl_seconds: int = 48 * 3600  # at least 24 h (issue requirement)
-    # --- bookings (issue 4) ----------------------------------------------------------------------
+    # --- bookings ----------------------------------------------------------------------
     booking_hold_seconds: int = 600  # a held slot is kept this long for the customer to pay
     booking_response_seconds: int = 4 * 3600  # a paid booking the provider has not accepted by then expires (full refund)
     booking_auto_complete_seconds: int = 24 * 3600  # in progress this long after the slot's end -> completed by the system
@@ -130,18 +130,18 @@ class Settings(BaseSettings):
     # requeued by another worker's broker maintenance (Dramatiq's defaults: 60 s, 1,000 per million commands).
     broker_heartbeat_timeout_ms: int = 60_000
     broker_maintenance_chance: int = 1_000
-    # --- chat (issue 5) --------------------------------------------------------------------------
+    # --- chat --------------------------------------------------------------------------
     # Messages one account may send, all conversations together, per moving window: "<count>/<period>"
     # in the `limits` library's notation ("30/minute", "5/second", "500/day"). Over it: RATE_LIMITED.
     chat_rate_limit: str = "30/minute"
     chat_presence_ttl_seconds: int = 60  # a participant is "present" this long after its last touch
     chat_redis_timeout_seconds: float = 0.5  # rate limit and presence calls give up (fail open / offline) after this
-    # --- email delivery (issue 5) ------------------------------------------------------------------
+    # --- email delivery ------------------------------------------------------------------
     email_max_retries: int = 3  # retries after the first SMTP attempt (1 + 3 attempts), then dead-lettered
     email_min_backoff_ms: int = 60_000  # milliseconds before the first retry; doubles per retry (Dramatiq jitter: up to 2x)
     email_max_backoff_ms: int = 1_800_000  # milliseconds: the longest wait before one retry (30 min)
     email_smtp_timeout_seconds: float = 15.0  # seconds: SMTP connect and per-command timeout
-    # --- live: subscriptions and WebSockets (issue 5) ---------------------------------------------
+    # --- live: subscriptions and WebSockets ---------------------------------------------
     # "shared": subscribers with the same selection share one GraphQL execution per event and one
     # serialised frame (schema/fanout.py); "naive": Strawberry's per-subscriber execution (the baseline).
     live_fanout: Literal["shared", "naive"] = "shared"
@@ -154,9 +154,9 @@ class Settings(BaseSettings):
     # seconds: how often a socket re-checks that its sign-in was not signed out or revoked (closed with
     # 4403 if it was; a socket is also closed with 4403 the moment its access token expires)
     ws_session_check_seconds: float = 60.0
-    # --- audit log (issue 6) ----------------------------------------------------------------------
+    # --- audit log ----------------------------------------------------------------------
     audit_export_batch_rows: int = 500  # rows: the CSV export fetches (server-side cursor) and sends this many at a time
-    # --- abuse limits and HTTP hardening (issue 6) ------------------------------------------------
+    # --- abuse limits and HTTP hardening ------------------------------------------------
     # Rate limits are "<count>/<period>" in the `limits` library's notation ("100/minute", "5/hour"),
     # counted in a moving window on Redis (domain/shared/ratelimit.py). Over one: HTTP 429 + Retry-After,
     # and a RATE_LIMITED error in the GraphQL payload.
@@ -181,7 +181,7 @@ class Settings(BaseSettings):
     persisted_queries_only: bool = False
     persisted_queries_file: Path | None = None  # JSON {"<sha256 hex of the query>": "<query>"}; relative: to the project
     hsts_max_age_seconds: int = 63_072_000  # seconds: Strict-Transport-Security max-age (sent in production only)
-    # --- resilience and observability (issue 6) ---------------------------------------------------
+    # --- resilience and observability ---------------------------------------------------
     # Log lines: "json" (one JSON object per line, for log shippers) or "console" (readable);
     # unset: json in production, console elsewhere.
     log_format: Literal["json", "console"] | None = None
@@ -194,7 +194,7 @@ class Settings(BaseSettings):
     # Where the sandbox gateway keeps its own payment records (it stands for a remote gateway, so an
     # outage of Odim's Redis need not take it down); unset: redis_url.
     sandbox_redis_url: str | None = None
-    # --- encryption at rest (issue 6) ------------------------------------------------------------
+    # --- encryption at rest ------------------------------------------------------------
     # AES-256-GCM keys of personal data at rest (models/crypto.py): key id -> base64 of 32 random bytes
     # (`odim keys generate`), as JSON in ODIM_ENCRYPTION_KEYS. Each stored value names its key id, so a
     # retired key stays listed until `odim keys rotate` has re-encrypted every value under the current one.
@@ -204,7 +204,7 @@ class Settings(BaseSettings):
     # HMAC-SHA256 key of the blind indexes (*_bidx columns: exact lookups of encrypted emails and phones).
     # Changing it orphans every stored index: it is not rotated by `odim keys rotate`.
     blind_index_key: SecretStr = SecretStr("dev-only-blind-index-key-change-me-0123456789")
-    # --- provider onboarding (issue 7) ---
+    # --- provider onboarding ---
     # Where uploaded application documents are kept (gateways/storage.py): "local" (files under
     # storage_local_dir) or "s3" (an S3-compatible bucket: AWS, MinIO, R2 ...).
     storage_backend: Literal["local", "s3"] = "local"
@@ -218,14 +218,14 @@ class Settings(BaseSettings):
     # bytes: room for the GraphQL multipart fields (operations, map, part headers) on top of
     # upload_max_bytes; a multipart/form-data request to /graphql may be upload_max_bytes + this long.
     upload_multipart_overhead_bytes: int = 64 * 1024
-    # --- contracts (issue 7) ---
+    # --- contracts ---
     # bool: moving an order or a visit to in_progress requires its current contract version accepted by
     # both the customer and the provider (CONTRACT_NOT_ACCEPTED otherwise). Off only for old test fixtures.
     contracts_required_before_work: bool = True
     # path of a TrueType font for contract PDFs (Unicode text: ₦, ₹, accents); when the file is missing the
     # PDF falls back to the built-in Courier (Latin-1 only: other characters print as "?").
     contract_pdf_font_path: str = "/usr/share/fonts/truetype/dejavu/DejaVuSansMono.ttf"
-    # --- discovery ranking and cache (issue 7) ---
+    # --- discovery ranking and cache ---
     # Ranking weights (domain/providers/discovery.py): score = sum of weight * term, each term normalised to
     # 0..1 (1 = best). Unitless; the defaults sum to 1 so a score is in 0..1.
     discovery_weight_distance: float = 0.40  # closeness: 1 - distance / search radius
@@ -242,7 +242,7 @@ class Settings(BaseSettings):
     discovery_cell_resolution: int = 8  # H3 resolution of the search point (cache key; ~0.5 km cells)
     discovery_invalidation_resolution: int = 4  # H3 resolution of the version cells (~26 km edges)
     discovery_stats_refresh_seconds: int = 900  # seconds between the scheduler's provider-stats refreshes
-    # --- reviews and the two-strike policy (issue 7) ---
+    # --- reviews and the two-strike policy ---
     # days after an order's or a visit's completion during which either side may review it; blind
     # reviews are published when both sides reviewed or when this window closes (domain/reviews/review.py).
     review_window_days: int = 14
@@ -258,7 +258,7 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _graphql_ide_default(self) -> "Settings":
-        """GraphiQL defaults to on in development and off elsewhere (issue 6)."""
+        """GraphiQL defaults to on in development and off elsewhere."""
         if self.graphql_ide is None:
             self.graphql_ide = self.environment == "development"
         return self

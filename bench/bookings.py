@@ -46,7 +46,7 @@ Redis :63790), started and migrated when it is down (``bench.geosearch.ensure_da
    the database backends were doing (``pg_stat_activity`` every 100 ms), the machine, and writes a
    JSON copy to ``bench/results/bookings-<UTC timestamp>.json``.
 
-Figures only: nothing here asserts a time (CONVENTIONS.md).
+Figures only: nothing here asserts a time (docs/conventions.md).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ Against the database and Redis of the current settings (the dev stack by default
    for 50 points, in its current form and in its first form (ST_DWithin inside the KNN scan).
 5. Prints p50/p95/mean per run and the ratios, and ``EXPLAIN`` of the candidates statement.
 
-Figures only: nothing here asserts a time (CONVENTIONS.md). Latencies include Python, asyncpg and
+Figures only: nothing here asserts a time (docs/conventions.md). Latencies include Python, asyncpg and
 Redis round trips on this machine (loopback). A JSON copy goes to bench/results/.
 """
 

@@ -13,7 +13,7 @@
 3. Rotation: the settings switch to a fresh key and ``domain.privacy.rotate_keys`` re-encrypts
    every value; prints values/s. The rows made are deleted at the end (``bench-enc-*`` emails).
 
-Figures only, never asserted (CONVENTIONS.md). Run it against a development or test stack, never
+Figures only, never asserted (docs/conventions.md). Run it against a development or test stack, never
 production: it writes and deletes accounts.
 """
 

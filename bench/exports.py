@@ -19,7 +19,7 @@ Each mode runs in its own child process, so its peak resident memory (``ru_maxrs
 
 Then the real journal export (``domain.exports.ledger_csv``) over whatever ledger the database holds.
 Prints rows/s, seconds, peak RSS and the ratios; a JSON copy goes to bench/results/. Figures only:
-nothing here asserts a time (CONVENTIONS.md).
+nothing here asserts a time (docs/conventions.md).
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ Redis :63790), started and migrated when it is down (``bench.geosearch.ensure_da
    report to ``bench/results/fanout-<UTC timestamp>.txt`` and its figures to
    ``fanout-<UTC timestamp>.json``.
 
-Figures only: nothing here asserts a time (CONVENTIONS.md). The script exits with status 1 when any
+Figures only: nothing here asserts a time (docs/conventions.md). The script exits with status 1 when any
 delivery is lost or duplicated, a socket fails to connect or subscribe, a socket is closed or gets a
 GraphQL error during the run, or a message fails to send.
 """
@@ -124,7 +124,7 @@ MARK = "fanout-bench"
 MARK_B = MARK.encode()
 #: Server environment of every run, before ``--server-env``: one account sends all the messages, far
 #: beyond the per-account chat rate limit meant for people (settings.chat_rate_limit).
-#: The per-IP /graphql limit (issue 6) likewise: every bench client is 127.0.0.1.
+#: The per-IP /graphql limit likewise: every bench client is 127.0.0.1.
 BENCH_SERVER_ENV = {"ODIM_CHAT_RATE_LIMIT": "1000000/minute", "ODIM_RATE_LIMIT_PUBLIC": "1000000/minute"}
 
 SUBSCRIPTION_FULL = (

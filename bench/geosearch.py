@@ -24,7 +24,7 @@ database ``odim``)::
 5. Prints the figures, the machine, the data set, ``EXPLAIN (ANALYZE, BUFFERS)`` of one query, and
    writes a JSON copy to ``bench/results/geosearch-<UTC timestamp>.json``.
 
-Figures only: nothing here asserts a time (CONVENTIONS.md). Responses are checked for errors and a
+Figures only: nothing here asserts a time (docs/conventions.md). Responses are checked for errors and a
 few queries are checked to return the same providers over HTTP and SQL.
 """
 
@@ -533,7 +533,7 @@ def server_env(port: int) -> dict[str, str]:
         ODIM_REDIS_URL=s.redis_url,
         ODIM_PORT=str(port),
         ODIM_PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
-        # Every benchmark client is 127.0.0.1 (and a few accounts): the abuse limits (issue 6) would
+        # Every benchmark client is 127.0.0.1 (and a few accounts): the abuse limits would
         # answer most requests with 429 and measure the limiter instead of the API.
         ODIM_RATE_LIMIT_PUBLIC="1000000/minute",
         ODIM_RATE_LIMIT_PURCHASE="1000000/minute",

@@ -49,7 +49,7 @@ Redis :63790, SMTP sink :2525)::
    what the database backends were doing (``pg_stat_activity`` sampled every 100 ms), the machine,
    and writes a JSON copy to ``bench/results/payments-<UTC timestamp>.json``.
 
-Figures only: nothing here asserts a time (CONVENTIONS.md). Every HTTP status other than 200, GraphQL
+Figures only: nothing here asserts a time (docs/conventions.md). Every HTTP status other than 200, GraphQL
 error, payload error, unexpected webhook answer and capture that does not arrive within
 ``--capture-timeout`` seconds is counted and reported, never ignored.
 """

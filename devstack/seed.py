@@ -19,7 +19,7 @@ Units and conventions used below:
   (longitude first), which PostGIS' ``geography`` input and GeoAlchemy2 both accept.
 * Distances are metres on a spherical Earth of mean radius 6,371,008.8 m (IUGG); at the
   radii used here (15-40 km) the error against the ellipsoid is well under 1 %.
-* Money is an integer in minor units of an ISO 4217 currency (DESIGN.md). Minor-unit
+* Money is an integer in minor units of an ISO 4217 currency (docs/architecture.md). Minor-unit
   exponents per ISO 4217: XAF 0 (25,000 XAF -> 25000), NGN 2 and INR 2
   (NGN 15,000.00 -> 1500000).
 * Phone numbers are E.164 strings, valid per libphonenumber (``phonenumbers.is_valid_number``)

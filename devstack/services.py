@@ -4,7 +4,7 @@ Everything lives under ``settings.data_dir`` (``.data/`` by default) and listens
 on the ports in settings (``ODIM_PG_PORT``, ``ODIM_REDIS_PORT``, ``ODIM_SMTP_SINK_PORT``), so a
 development stack and a test stack can run side by side.
 
-PostgreSQL refuses to run as root (FIELD-NOTES.md): when we are root the cluster runs as the
+PostgreSQL refuses to run as root (docs/pitfalls.md): when we are root the cluster runs as the
 unprivileged system user ``odim-pg``. If that user cannot reach ``.data/`` (a checkout inside a
 0700 directory such as ``mktemp -d``), the cluster's files go to ``/var/tmp/odim-pg/<hash>`` and
 ``.data/pg`` is a symlink to it.

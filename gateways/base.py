@@ -5,7 +5,7 @@ Every adapter (``gateways.sandbox``, ``gateways.stripe``, ``gateways.paystack``,
 currency (settings.gateway_routes), never by if-chains. Amounts are integers in minor units of an
 ISO 4217 currency (XAF has no minor unit: 5000 means 5,000 FCFA).
 
-Idempotency (FIELD-NOTES.md): every create call carries our unique reference
+Idempotency (docs/pitfalls.md): every create call carries our unique reference
 (``pay_...``, ``re_...``, ``po_...``), sent as Stripe's ``Idempotency-Key`` or as the gateway's own
 reference field; before retrying a create whose outcome is unknown, callers query the status by
 that reference (``fetch_payment`` / ``fetch_refund`` / ``fetch_payout``).

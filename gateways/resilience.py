@@ -41,7 +41,7 @@ log = structlog.get_logger("odim.gateways")
 T = TypeVar("T")
 
 # How long a hosted checkout page stays payable at the gateways that let us choose (Razorpay
-# ``expire_by``); Notch Pay expires payments after 3 hours on its own (FIELD-NOTES.md).
+# ``expire_by``); Notch Pay expires payments after 3 hours on its own (docs/pitfalls.md).
 CHECKOUT_TTL_SECONDS = 3 * 3600
 
 _factory: AsyncCircuitBreakerFactory | None = None

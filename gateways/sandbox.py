@@ -13,7 +13,7 @@ makes no network call except ``deliver_event`` (the webhook POST).
   ``{"id": "evt_...", "type": <normalised type>, "created": <unix s>,
   "data": {"reference", "amount_minor", "currency"}}`` and header
   ``Odim-Sandbox-Signature: t=<unix s>,v1=<hex HMAC-SHA256(secret, "<t>.<raw body>")>`` — the
-  Stripe scheme (FIELD-NOTES.md): verified over the raw bytes, constant-time, 300 s tolerance.
+  Stripe scheme (docs/pitfalls.md): verified over the raw bytes, constant-time, 300 s tolerance.
   ``build_event`` builds any normalised event (payment, refund or payout) for a reference.
 * Refunds succeed at once, are idempotent per refund reference and never exceed what was paid minus
   what was refunded (``GatewayError(retryable=False)``).

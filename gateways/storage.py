@@ -1,4 +1,4 @@
-"""Object storage for uploaded files (provider application documents, issue 7), behind one small
+"""Object storage for uploaded files (provider application documents), behind one small
 interface: ``Storage`` with ``put``, ``get`` and ``delete`` of opaque keys.
 
 Backends (``settings.storage_backend``):

@@ -1,7 +1,7 @@
 """Async engine and session factory, one per event loop.
 
 asyncpg connections belong to the loop that opened them; Dramatiq's AsyncIO middleware runs actors
-on a loop of its own (FIELD-NOTES.md), so engines are created lazily, per running loop.
+on a loop of its own (docs/pitfalls.md), so engines are created lazily, per running loop.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _get() -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
             pool_size=20,
             max_overflow=30,
             pool_pre_ping=True,
-            # Parallel plans add 10-30 ms to small geosearch queries (FIELD-NOTES.md).
+            # Parallel plans add 10-30 ms to small geosearch queries (docs/pitfalls.md).
             connect_args={"server_settings": {"max_parallel_workers_per_gather": "0", "jit": "off"}},
         )
         pair = (engine, async_sessionmaker(engine, expire_on_commit=False))

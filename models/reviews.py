@@ -1,4 +1,4 @@
-"""Reviews and strikes (issue 7, migration 0011).
+"""Reviews and strikes (migration 0011).
 
 A review is about ONE subject: a catalogue order (``service_request_id``) or a visit (``booking_id``),
 never both (CHECK ``one_subject``). Each side reviews a subject at most once (unique

@@ -1,4 +1,4 @@
-"""Fail when a key-like string is in the repository and not in ``.secrets.baseline`` (issue 6: secrets
+"""Fail when a key-like string is in the repository and not in ``.secrets.baseline`` (secrets come
 only from the environment). Run by scripts/test.sh before pytest; `detect-secrets` (Yelp) does the
 scanning with the plugins and filters recorded in the baseline.
 

@@ -169,7 +169,7 @@ def _booking_in(status: str) -> Callable[[Any], Awaitable[None]]:
 
 
 async def _ada_application(w: Any) -> None:
-    """Ada's open (draft) provider application with one document row (issue 7): made once, reused by
+    """Ada's open (draft) provider application with one document row: made once, reused by
     the onboarding rows; ``w.case["application"]`` / ``w.case["document"]`` hold their ids."""
     import uuid
 
@@ -195,7 +195,7 @@ async def _booking_without_offers(w: Any) -> None:
 
 
 async def _fresh_provider(w: Any) -> None:
-    """A provider of its own (issue 7, two-strike rows): strikes and suspensions never touch P1/P2."""
+    """A provider of its own (two-strike rows): strikes and suspensions never touch P1/P2."""
     from tests.factories import make_provider
 
     w.case["provider"] = (await make_provider(display_name="Strike Target", latitude=4.2, longitude=9.9)).id
@@ -247,7 +247,7 @@ TABLE: dict[str, Row] = {
              reference status customer { fullName email phone } affiliateCode conversation { id }
              receipt { netPaid { amountMinor } } settlement { providerShare { amountMinor } } disputes { id } } }""",
         lambda w, role: {"ref": w.request_a.reference, "token": _guest_token(w, role)}, personal=True),
-    # Issue 7, contracts: A's order contract, for her, its provider and admins; null for everyone else.
+    # Contracts: A's order contract, for her, its provider and admins; null for everyone else.
     "contract": q(
         PARTIES_HIDDEN,
         """query($id: ID!, $token: String) { contract(id: $id, accessToken: $token) {
@@ -321,11 +321,11 @@ TABLE: dict[str, Row] = {
     "customerDataExport": q(ADMIN_ONLY, "query($id: ID!) { customerDataExport(userId: $id) }",
                             lambda w, role: {"id": w.gid("User", w.a.id)}),
     "auditLog": q(ADMIN_ONLY, "{ auditLog(first: 100) { edges { node { id action } } } }"),
-    # --- provider onboarding (issue 7) --------------------------------------------------------------
+    # --- provider onboarding --------------------------------------------------------------
     # Each account sees only its own application (Ada's draft is made by the mutation rows' setup).
     "myProviderApplication": q(LOGGED_IN, "{ myProviderApplication { id status phone } }"),
     "providerApplications": q(ADMIN_ONLY, "{ providerApplications(status: DRAFT) { edges { node { id phone } } } }"),
-    # --- reviews and the two-strike policy (issue 7) ----------------------------------------------
+    # --- reviews and the two-strike policy ----------------------------------------------
     # The caller's own reviews (written or received): a list of its own; Ada has none in the world.
     "myReviews": q(LOGGED_IN, "{ myReviews { edges { node { id rating } } } }"),
     "flaggedProviders": q(ADMIN_ONLY, "{ flaggedProviders { edges { node { providerId } } } }"),
@@ -346,7 +346,7 @@ TABLE: dict[str, Row] = {
         roles(DENIED, provider_assigned=ALLOWED, admin=ALLOWED),
         lambda w, role: {"id": w.gid("ServiceRequest", w.case["request"].id), "status": "IN_PROGRESS"},
         setup=_fresh_assigned_request),
-    # Issue 7, contracts: only the parties accept (admins: FORBIDDEN; others: NOT_FOUND). Idempotent.
+    # Contracts: only the parties accept (admins: FORBIDDEN; others: NOT_FOUND). Idempotent.
     "acceptContract": m(roles(DENIED, customer_a=ALLOWED, provider_assigned=ALLOWED), _accept_ada_contract),
     "assignProvider": m(
         ADMIN_ONLY, lambda w, role: {"serviceRequestId": w.gid("ServiceRequest", w.case["request"].id),
@@ -440,7 +440,7 @@ TABLE: dict[str, Row] = {
     "setNotificationPreference": m(LOGGED_IN, lambda w, role: {"kind": "STATUS_CHANGED", "email": True}),
     "setEmailOptOut": m(LOGGED_IN, lambda w, role: {"optOut": False}),
 
-    # --- identity (issue 6): the credential is in the input, or the caller's own sign-in -----------
+    # --- identity: the credential is in the input, or the caller's own sign-in -----------
     "refreshToken": m(PUBLIC, lambda w, role: {"refreshToken": "not-a-refresh-token"}),
     "logout": m(LOGGED_IN, lambda w, role: {"everywhere": False}, own_session=True),
     "changePassword": m(LOGGED_IN, lambda w, role: {"currentPassword": "not-the-password",
@@ -456,14 +456,14 @@ TABLE: dict[str, Row] = {
     # Signed-in accounts claim guest purchases made with their own VERIFIED email (else a typed error).
     "claimGuestPurchases": m(LOGGED_IN, lambda w, role: {"references": None}),
 
-    # --- data protection (issue 6) ------------------------------------------------------------------
+    # --- data protection ------------------------------------------------------------------
     # Wrong password: nothing is erased; providers and admins are not customers (NOT_A_CUSTOMER).
     "deleteMyAccount": m(roles(DENIED, customer_a=ALLOWED, customer_b=ALLOWED),
                          lambda w, role: {"password": "not-the-password"}),
     "deleteCustomerAccount": m(ADMIN_ONLY, lambda w, role: {"userId": w.gid("User", w.case["customer"])},
                                setup=_fresh_customer),
 
-    # --- provider onboarding (issue 7) --------------------------------------------------------------
+    # --- provider onboarding --------------------------------------------------------------
     # Any account but an operator may apply (approved providers get ALREADY_A_PROVIDER: allowed).
     "saveProviderApplication": m(roles(ALLOWED, anonymous=DENIED, guest=DENIED, admin=DENIED),
                                  lambda w, role: {"step": "CATEGORIES", "categories": ["plumbing"]}),

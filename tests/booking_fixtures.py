@@ -182,7 +182,7 @@ async def attempt(
             raise TimerIdle(f"the {current} -> {to} timer did not move booking {booking_id}")
         return
     user = await user_for(c, booking_id, actor)
-    if to == "in_progress":  # work starts only on a contract both parties accepted (issue 7)
+    if to == "in_progress":  # work starts only on a contract both parties accepted
         await accept_visit_if_contracted(booking_id)
     async with session_scope() as s:
         if to == "needs_follow_up":

@@ -1,4 +1,4 @@
-"""GraphQL fuzzing with schemathesis against a running Odim server (issue 6, "Resilience").
+"""GraphQL fuzzing with schemathesis against a running Odim server ("Resilience").
 
 Schemathesis generates queries and mutations for every root field of the schema (valid GraphQL,
 arbitrary argument values: huge and negative ints, empty and odd strings, every enum value, real

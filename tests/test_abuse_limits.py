@@ -1,4 +1,4 @@
-"""Abuse limits (issue 6): the per-IP limit on /graphql (429 + Retry-After, fails open without Redis),
+"""Abuse limits: the per-IP limit on /graphql (429 + Retry-After, fails open without Redis),
 the per-account limits (purchase fails open, login/register/password reset fail closed), who the
 client IP is behind a proxy, the query depth/token/alias limits, page sizes, the request body
 limit and the persisted-query allow-list. Every refusal is checked to have written nothing."""

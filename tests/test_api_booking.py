@@ -1,4 +1,4 @@
-"""Bookings over GraphQL (issue 4): slots in the asker's zone, holds, checkout and payment through the
+"""Bookings over GraphQL: slots in the asker's zone, holds, checkout and payment through the
 sandbox, the booking state machine, a provider's availability, tickets, escalations, the live
 ``bookingStatusChanged`` subscription and the statements a page of bookings takes.
 

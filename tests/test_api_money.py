@@ -1,4 +1,4 @@
-"""Money over GraphQL (issue 3, "Proof: GraphQL"): the fee preview, the purchase's fee breakdown,
+"""Money over GraphQL ("Proof: GraphQL"): the fee preview, the purchase's fee breakdown,
 receipts, settlements, admin refunds (idempotent), disputes, dead letters, reconciliation, the
 ledger's trial balance, the affiliate dashboard, provider earnings and payouts.
 

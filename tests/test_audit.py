@@ -1,4 +1,4 @@
-"""The append-only audit log (issue 6): the database refuses changes, money movements and admin
+"""The append-only audit log: the database refuses changes, money movements and admin
 actions write rows, permission denials are recorded (HTTP and WebSocket), and admins read the log
 through ``auditLog`` (filters, keyset pages, two statements) and the streamed CSV export."""
 

@@ -1,4 +1,4 @@
-"""The authorisation matrix (issue 6): every root field of the schema, run as each of seven roles,
+"""The authorisation matrix: every root field of the schema, run as each of seven roles,
 against the table in tests/authz_matrix.py; plus object-level attacks on customer A's objects (by
 global id through ``node``, by reference with and without guessing, with another guest's token,
 through the list connections).

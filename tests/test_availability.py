@@ -1,4 +1,4 @@
-"""Availability and slots (issue 4): the pure slot computation across time zones and daylight-saving
+"""Availability and slots: the pure slot computation across time zones and daylight-saving
 changes, and the database side (plans, exceptions, rules, bookings and holds, geosearch)."""
 
 from __future__ import annotations

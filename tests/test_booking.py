@@ -1,4 +1,4 @@
-"""The booking state machine at the domain level (issue 4), against real PostgreSQL and Redis:
+"""The booking state machine at the domain level, against real PostgreSQL and Redis:
 holding a slot, checkout and payment into escrow, every row of ``booking.TRANSITIONS`` with its
 allowed actors and refused to the others (nothing changed), the effects of the transitions on the
 order's money, the timers, and concurrent transitions on one booking.
@@ -283,7 +283,7 @@ async def test_an_idempotency_key_reused_for_another_slot_is_refused():
 @pytest.mark.parametrize(("change", "code"), [({"verified": False}, "PROVIDER_NOT_BOOKABLE"),
                                               ({"suspended": True}, "PROVIDER_SUSPENDED")], ids=["unverified", "suspended"])
 async def test_hold_on_a_provider_that_is_not_bookable_is_refused(change, code):
-    # given a provider that is unverified or suspended (issue 7: a suspension says so, PROVIDER_SUSPENDED)
+    # given a provider that is unverified or suspended (a suspension says so: PROVIDER_SUSPENDED)
     c = await cast()
     async with session_scope() as s:
         await s.execute(update(Provider).where(Provider.id == c.b.provider.id).values(**change))

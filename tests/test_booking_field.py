@@ -1,4 +1,4 @@
-"""The field (issue 4): a provider who cannot make a visit (substitution offers to qualified, free
+"""The field: a provider who cannot make a visit (substitution offers to qualified, free
 providers nearby; first accept wins; admins alerted when nobody accepts in time) and a customer not
 at home (no-show after the wait, which frees the provider's time and flags the visit for an admin).
 Real PostgreSQL, Redis and SMTP sink."""

@@ -1,4 +1,4 @@
-"""Property tests of the booking state machine (issue 4), in the style of tests/test_money_properties.py:
+"""Property tests of the booking state machine, in the style of tests/test_money_properties.py:
 a hypothesis state machine makes random transition attempts — a random target status (half the time
 one the table leads to from the booking's current status, else any status) by a random actor (the
 booking's customer, its provider, another provider, an admin, the system) — on a few bookings,

@@ -1,4 +1,4 @@
-"""No double booking under real concurrency (issue 4, "Holds and no double booking").
+"""No double booking under real concurrency ("Holds and no double booking").
 
 Every race here runs ``domain.booking.hold_slot`` from many customers at once, each in its own
 session on its own PostgreSQL connection (a dedicated engine whose pool holds exactly one connection

@@ -1,4 +1,4 @@
-"""Contracts (issue 7): generated when an order gets its provider or a visit is paid, hashed,
+"""Contracts: generated when an order gets its provider or a visit is paid, hashed,
 accepted by both parties (who, when, from which IP), versioned on every change of terms, required
 before work starts, shown to admins on disputes, downloadable as a PDF by the parties and admins."""
 

@@ -1,4 +1,4 @@
-"""Fault tests with real processes (issue 6, "Resilience"): a real uvicorn server (tests/live_harness.py),
+"""Fault tests with real processes ("Resilience"): a real uvicorn server (tests/live_harness.py),
 real Dramatiq worker and scheduler processes, and the test stack's own PostgreSQL and Redis, stopped
 and started for real (devstack/services.py).
 

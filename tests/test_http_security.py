@@ -1,4 +1,4 @@
-"""HTTP hardening (issue 6): security headers, CORS, no cookies and no mutations over GET (CSRF),
+"""HTTP hardening: security headers, CORS, no cookies and no mutations over GET (CSRF),
 GraphiQL and introspection only where allowed, request ids from the header to the masked error
 and the log line, and the settings that keep GraphiQL off outside development."""
 

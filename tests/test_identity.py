@@ -1,4 +1,4 @@
-"""Identity and sessions (issue 6): 15-minute access tokens, rotating refresh tokens whose reuse revokes
+"""Identity and sessions: 15-minute access tokens, rotating refresh tokens whose reuse revokes
 the family, logout (here and everywhere), password change and reset, email verification, admin TOTP MFA,
 guest links and claims. Through the HTTP API, against the real database."""
 

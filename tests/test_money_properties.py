@@ -1,4 +1,4 @@
-"""Property tests of the money system (issue 3), in the style of pgledger's: a hypothesis state machine
+"""Property tests of the money system, in the style of pgledger's: a hypothesis state machine
 drives real purchases, payments, completions, refunds (full and partial), disputes, cancellations and
 payouts through the domain against real PostgreSQL and Redis (the sandbox gateway), and after every
 step checks the invariants below. A second property runs random batches of the same operations

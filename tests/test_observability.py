@@ -1,4 +1,4 @@
-"""Health, readiness, Prometheus metrics and structured logs (issue 6, "Resilience").
+"""Health, readiness, Prometheus metrics and structured logs ("Resilience").
 
 In-process through ``server.app`` (the ``api_client`` fixture) against the real test stack, except
 the log test, which runs a real uvicorn process with ``ODIM_LOG_FORMAT=json`` and reads its stdout.

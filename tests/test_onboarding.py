@@ -1,4 +1,4 @@
-"""Provider onboarding and vetting (issue 7): step-by-step applications resumed on another device,
+"""Provider onboarding and vetting: step-by-step applications resumed on another device,
 document uploads with the GraphQL multipart request spec through the real HTTP app (type by magic
 bytes, size limit, SHA-256), submission checks, the admin queue and its decisions (audited and
 emailed), the admin's document download, and "only approved providers are found or assigned"."""

@@ -1,4 +1,4 @@
-"""The proofs issue 3 asks for, against real PostgreSQL, Redis and a real Dramatiq worker:
+"""The money system's proofs, against real PostgreSQL, Redis and a real Dramatiq worker:
 
 * 100 simultaneous purchases and their payment webhooks end with exactly 100 captured payments and
   a balanced ledger;

@@ -1,5 +1,5 @@
 """A customer's data export and erasure (domain/operations/privacy.py over GraphQL), and no personal data in
-the logs of a whole journey (issue 6, "Data protection and audit").
+the logs of a whole journey ("Data protection and audit").
 
 In-process API (``api_client``), real PostgreSQL, Redis, SMTP sink and Dramatiq worker; payments
 are paid the real way through the sandbox's signed webhook (tests/test_api_money.py helpers)."""

@@ -3,7 +3,7 @@ from pydantic import ValidationError
 
 from settings import Settings
 
-# Production also needs its own encryption key and blind-index key (issue 6, models/crypto.py).
+# Production also needs its own encryption key and blind-index key (models/crypto.py).
 KEYS = {"blind_index_key": "b" * 40, "encryption_keys": {"k1": "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="},
         "encryption_key_id": "k1"}
 

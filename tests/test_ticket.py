@@ -1,4 +1,4 @@
-"""Tickets (issue 4): the customer's job with its appliance model (unlisted models flagged for an
+"""Tickets: the customer's job with its appliance model (unlisted models flagged for an
 admin), preferred windows and the slots suggested for them (or the nearest free ones instead),
 escalation of tickets nobody took, and the urgent surcharge on their visits. Real PostgreSQL, Redis
 and SMTP sink."""

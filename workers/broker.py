@@ -2,7 +2,7 @@
 
 Importing this module sets the global broker; actors declared afterwards bind to it. Delivery is
 at-least-once (a message held by a dead worker is requeued after the heartbeat timeout); every
-actor is idempotent. Retries are set per actor from settings (FIELD-NOTES.md: the defaults are
+actor is idempotent. Retries are set per actor from settings (docs/pitfalls.md: the defaults are
 20 retries up to 7 days apart).
 """
 

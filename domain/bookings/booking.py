@@ -7,7 +7,7 @@ rendered in docs/state-machines.md). Guards: a no-show needs settings.booking_no
 after arrival; ``in_progress`` needs the visit's contract accepted by both parties. Effects per target
 status are ``EFFECTS``.
 
-Contracts (issue 7, domain/orders/contract.py): a visit gets its contract when paid and when accepted (a
+Contracts (domain/orders/contract.py): a visit gets its contract when paid and when accepted (a
 take-over by another provider makes a new version; a follow-up visit gets its own); any move to
 ``in_progress`` requires the current version accepted by both parties (``ContractNotAccepted``).
 

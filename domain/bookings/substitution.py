@@ -1,7 +1,7 @@
 """Substitution: when a provider cannot make a visit, it is offered to other qualified providers
 nearby who are free at that time; the first to accept takes it (domain/bookings/booking.py ``take_over``).
 
-Issue 4, "Late or stuck expert": "the provider reports ``cannot_make_it``; the system offers the visit
+"Late or stuck expert": "the provider reports ``cannot_make_it``; the system offers the visit
 to other qualified, available providers nearby (a substitution request they can accept; first accept
 wins, atomically) and alerts admins if nobody accepts within a set time" (settings.booking_substitution_seconds,
 counted from the report: ``bookings.substitution_due_at``).

@@ -1,7 +1,7 @@
 """Tickets: the customer's job (an appliance or a problem, its brand and model, a description,
 preferred time windows, an urgent flag) that one or more visits (bookings, domain/bookings/booking.py) work on.
 
-Rules (issue 4, "Tickets, visits and the field"):
+Rules ("Tickets, visits and the field"):
 
 - brand and model are free-form; when the model is not in ``appliance_models`` for the ticket's
   category (compared case-insensitively) the ticket is kept, flagged ``model_unlisted`` and an

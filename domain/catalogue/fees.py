@@ -1,6 +1,6 @@
 """Fees: the one place they are computed, from the one place they are configured (settings).
 
-Rule (issue 3 and the seed requirements): the platform takes a commission of the service price
+Rule (the marketplace's fee policy): the platform takes a commission of the service price
 (10 % by default) from the provider's share, and a guest who checks out without an account pays a
 surcharge (10 % of the price by default) on top. Both rates can be overridden per service category
 (settings.fee_category_overrides) and are snapshotted onto the order at purchase, so a later change

@@ -219,7 +219,7 @@ async def check_rate(user_id: int) -> None:
     """Count one message of ``user_id`` against ``chat_rate_limit`` (moving window, every
     conversation together; domain/shared/ratelimit.py). Raises ``RateLimited`` when over it (the attempt is
     not counted). When Redis is unreachable the message is let through (fail open) and a warning is
-    logged: losing Redis must not stop the chat (DESIGN.md)."""
+    logged: losing Redis must not stop the chat (docs/architecture.md)."""
     try:
         wait = await ratelimit.hit(get_settings().chat_rate_limit, "chat_send", str(user_id))
     except ratelimit.RateLimitUnavailable as exc:

@@ -1,4 +1,4 @@
-"""In-app notifications: each user's feed (issue 5), a resumable stream in the sense of
+"""In-app notifications: each user's feed, a resumable stream in the sense of
 domain/shared/live.py.
 
 Writing. Business code calls ``notify`` (or ``notify_admins``) inside its own transaction. That only

@@ -83,12 +83,12 @@ KINDS: dict[str, EmailKind] = {k.name: k for k in (
     EmailKind("substitution_offer", "Providers: visits nearby you could take over", transactional=False),
     EmailKind("account", "Account security: email verification, password resets, sign-in links for guests",
               transactional=True),
-    # Issue 7: an admin's decision on your provider application (it concerns your account: always sent).
+    # An admin's decision on your provider application (it concerns your account: always sent).
     EmailKind("provider_application", "Decisions on your application to become a provider", transactional=True),
-    # Issue 7: strikes, suspension and reinstatement of your provider account (always sent).
+    # Strikes, suspension and reinstatement of your provider account (always sent).
     EmailKind("provider_standing", "Providers: strikes, suspension and reinstatement of your account",
               transactional=True),
-    # Issue 7: a contract version that needs your acceptance before work starts (terms: always sent).
+    # A contract version that needs your acceptance before work starts (terms: always sent).
     EmailKind("contract", "A contract for your order or visit to read and accept before work starts",
               transactional=True),
     EmailKind("operator_new_request", "Operators: a new paid request", transactional=True, internal=True),
@@ -277,7 +277,7 @@ To keep them in one place, create an account with this email address, confirm it
 
 — The Odim team
 """,
-    # --- contracts (issue 7) ---
+    # --- contracts ---
     "contract_ready.subject": "Odim: {{ 'new terms' if change else 'the contract' }} for {{ subject }} to accept",
     "contract_ready.txt": """Hello {{ name }},
 
@@ -302,7 +302,7 @@ schedule and the cancellation terms.</p>
 <p>Work starts once both you and the other party accept it. Read it and accept it in the app.</p>
 <p>Total: <strong>{{ total }}</strong><br>Contract fingerprint (SHA-256): <code>{{ sha256 }}</code></p>
 {% endblock %}""",
-    # --- provider applications (issue 7) ---
+    # --- provider applications ---
     "application_approved.subject": "Odim: your provider application for {{ business_name }} is approved",
     "application_approved.txt": """Hello {{ name }},
 
@@ -336,7 +336,7 @@ Upload them in the app (your provider application) and submit it again.
 
 — The Odim team
 """,
-    # --- the two-strike policy (issue 7, domain/reviews/review.py) ---
+    # --- the two-strike policy (domain/reviews/review.py) ---
     "provider_strike.subject": "Odim: a strike was recorded against {{ business_name }}",
     "provider_strike.txt": """Hello {{ name }},
 

@@ -2,8 +2,8 @@
 
 Attribution is by code at purchase (``service_requests.affiliate_code``, the rate snapshotted in
 ``affiliate_commission_bps``); the commission is earned when the order's escrow is released and
-reversed in proportion on a later refund (domain/money/escrow.py). Clicks are not tracked (issue 3:
-out of scope). Paying affiliates out is done outside Odim today: ``payable`` is what is owed.
+reversed in proportion on a later refund (domain/money/escrow.py). Clicks are not tracked (out
+of scope). Paying affiliates out is done outside Odim today: ``payable`` is what is owed.
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ async def post(
 
 
 async def _audit(session: AsyncSession, txn: LedgerTransaction, legs: list[Leg]) -> None:
-    """One audit row per ledger transaction, in the same database transaction (issue 6: every money
+    """One audit row per ledger transaction, in the same database transaction (every money
     movement is audited): ``money.<kind>``, subject the LedgerTransaction id, details the amount
     moved per currency and each leg's account key and signed amount (ids only, no personal data)."""
     moved: dict[str, int] = defaultdict(int)

@@ -7,7 +7,7 @@ plus account number). One destination per (provider, currency) is the default (p
 
 Earnings. ``escrow.release`` writes one ``provider_earnings`` row per completed order
 (``available``); a refund after release lowers its ``amount_minor``. While a dispute is open on the
-order its earning is *held*: no payout picks it up (issue 3). Earnings move
+order its earning is *held*: no payout picks it up. Earnings move
 ``available -> in_payout -> paid``, or back to ``available`` (``payout_id`` cleared) when their
 payout fails, so the next run pays them again with a new payout and a new reference.
 

@@ -1,4 +1,4 @@
-"""Operator CSV exports that stream (issue 7): never a whole table in memory.
+"""Operator CSV exports that stream: never a whole table in memory.
 
 Three exports, each a SELECT streamed through ``domain.audit.stream_csv`` (a server-side cursor read
 in batches, cells defused against formula injection):

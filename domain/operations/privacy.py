@@ -511,7 +511,7 @@ async def delete_customer_account(
     bookings = await session.execute(
         update(Booking).where(Booking.customer_user_id == user.id).values(customer_note="", review_comment=None)
     )
-    # Issue 7: the texts of the reviews this customer wrote (the stars stay: they are the providers' aggregates).
+    # The texts of the reviews this customer wrote (the stars stay: they are the providers' aggregates).
     await session.execute(update(Review).where(Review.author_user_id == user.id).values(text=""))
     tickets = await session.execute(
         update(Ticket).where(Ticket.customer_user_id == user.id)

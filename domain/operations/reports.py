@@ -1,4 +1,4 @@
-"""Financial reports for operators, computed from the double-entry ledger (issue 7).
+"""Financial reports for operators, computed from the double-entry ledger.
 
 Every figure about money comes from ``ledger_entries`` (joined to their transactions and accounts,
 models/money/ledger.py), so a report can never disagree with the ledger: tests/test_reports.py checks each

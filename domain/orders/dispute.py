@@ -4,7 +4,7 @@ While a dispute is open on an order, none of that order's money moves to the pro
 not released (``escrow.release`` refuses) and, if it was released already, the order's earning is
 left out of payouts (domain/money/payout.py) — other orders of the same provider are paid as usual.
 
-Resolutions (issue 3): ``release`` (the provider gets the money: escrow is released if the order
+Resolutions: ``release`` (the provider gets the money: escrow is released if the order
 is completed), ``refund_full`` (everything still refundable goes back to the customer; an order not
 yet completed is cancelled), ``refund_partial`` (an amount goes back; the rest is released when the
 order is completed). One open dispute per order (a partial unique index).

@@ -1,6 +1,6 @@
 """Reconciliation: ask the gateways about everything still pending, and apply what they say.
 
-Every gateway's docs say the same (FIELD-NOTES.md): after a webhook, or when none came, fetch the
+Every gateway's docs say the same (docs/pitfalls.md): after a webhook, or when none came, fetch the
 payment by reference. ``run`` (hourly by default, from the scheduler; an admin can start one)
 takes every payment, refund and payout still pending for longer than
 settings.reconcile_after_seconds, fetches it from its gateway by our reference, and pushes the

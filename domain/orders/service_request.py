@@ -618,7 +618,7 @@ def _sort_value(request: ServiceRequest, sort: str) -> str:
 
 
 def _encode_list_cursor(request: ServiceRequest, sort: str = "created_at", descending: bool = True) -> str:
-    """``<value>|<id>`` for the default order (newest first, unchanged since issue 3), otherwise
+    """``<value>|<id>`` for the default order (newest first, the cursor format clients already hold), otherwise
     ``<sort>:<asc|desc>|<value>|<id>``: a cursor only continues the order it was made for."""
     tail = f"{_sort_value(request, sort)}|{request.id}"
     if (sort, descending) != ("created_at", True):

@@ -1,7 +1,7 @@
 """Availability of providers' time: weekly plans, date exceptions, booking rules and the free slots
 computed from them.
 
-Slots are computed deterministically, in this order (issue 4, "Availability and slots"):
+Slots are computed deterministically, in this order ("Availability and slots"):
 
 1. the weekly plan (``availability_rules``): ranges of local minutes ``[start, end)`` per weekday
    (0 = Monday; 1440 = the next local midnight) in the provider's IANA zone (``providers.time_zone``);

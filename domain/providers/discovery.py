@@ -1,12 +1,12 @@
 """Discovery: ranked provider search with filters, a Redis cache invalidated by H3 cell versions, and
-the provider statistics the ranking reads (issue 7, "Discovery that ranks and scales").
+the provider statistics the ranking reads ("Discovery that ranks and scales").
 
 Ranking
 -------
 Candidates are the nearest ``discovery_candidates`` (300) live providers (``verified AND available
 AND NOT suspended``) within the search radius that pass the SQL filters (category, rating, urgent,
 price), taken nearest-first by KNN on the partial GiST index ``ix_providers_location_live``
-(FIELD-NOTES.md, PostGIS: "take the nearest few hundred by ``<->``, then re-rank those"). Each
+(docs/pitfalls.md, PostGIS: "take the nearest few hundred by ``<->``, then re-rank those"). Each
 candidate gets five terms, each normalised to 0..1 (1 = best):
 
 - ``distance``     = 1 - d / r, d the distance from the search point, r the search radius;

@@ -1,8 +1,8 @@
-"""Provider onboarding and vetting (issue 7): an account applies to become a provider step by step
+"""Provider onboarding and vetting: an account applies to become a provider step by step
 (business details, categories, service area, documents), submits, and an admin approves, rejects
 (with a reason) or asks for more documents. Models and lifecycle: models/providers/onboarding.py.
 
-Rules (issue 7, "Provider onboarding and vetting"):
+Rules ("Provider onboarding and vetting"):
 
 * Any signed-in account but an operator may apply; an account that already has a verified provider
   profile gets ``AlreadyAProvider``. One open application per account (database: partial unique index).

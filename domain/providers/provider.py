@@ -71,7 +71,7 @@ _LIVE = """p.verified AND p.available AND NOT p.suspended
        AND ST_DWithin(p.location, $1::geography, $2::float8)
        AND ($3::text IS NULL OR $3::text = ANY (p.categories))"""
 
-# Radius + KNN in the form the partial GiST index serves (FIELD-NOTES.md, PostGIS): ST_DWithin on
+# Radius + KNN in the form the partial GiST index serves (docs/pitfalls.md, PostGIS): ST_DWithin on
 # the raw column and ORDER BY ``location <-> constant`` ALONE — adding ``, id`` to that ORDER BY
 # turns the index's nearest-neighbour scan into "read every row in the box, then sort" (about 10x
 # slower on 1M rows, measured by bench/geosearch.py). Pages are keyset on (knn, id): the first

@@ -161,7 +161,7 @@ async def record_strike(
     session: AsyncSession, provider_id: int, *, actor: User, reason: str, service_request_id: int | None = None,
     booking_id: int | None = None, dispute_id: int | None = None, now: datetime | None = None,
 ) -> StrikeOutcome:
-    """An admin records a strike for a serious complaint (issue 7, "Two-strike policy"), optionally
+    """An admin records a strike for a serious complaint ("Two-strike policy"), optionally
     about one order, visit or dispute of this provider. The second strike suspends the provider in
     this transaction (``suspend``). Audited ``provider.strike_recorded``; the provider is emailed.
     Raises ``NotFound`` (provider, or a reference not about it), DomainError ``REASON_REQUIRED`` /

@@ -1,6 +1,6 @@
-"""Verified, blind reviews; provider rating aggregates; the two-strike policy (issue 7).
+"""Verified, blind reviews; provider rating aggregates; the two-strike policy.
 
-Reviews ("Reviews only from paying customers", issue 7)
+Reviews ("Reviews only from paying customers")
 -------------------------------------------------------
 * A subject is a catalogue order (``service_requests`` of kind ``purchase``) or a visit (``bookings``).
   A booking's order (kind ``booking``) is reviewed through its visits.

@@ -12,7 +12,7 @@ API binds once per GraphQL operation (``bind``; schema/audit.py's ``AuditExtensi
 afterwards (``reset``). Explicit ``actor_id``/``actor_role`` arguments override it; outside a
 request (workers, the scheduler, the CLI) the actor is empty unless given.
 
-Privacy. ``details`` holds ids, codes and amounts, never personal data (issue 6): keys that name
+Privacy. ``details`` holds ids, codes and amounts, never personal data: keys that name
 personal data (email, phone, address, password, token, secret, account number) are refused with
 ``PersonalDataInAudit``. Values are normalised to JSON (anything else through ``str``).
 """

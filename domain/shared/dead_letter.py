@@ -1,7 +1,7 @@
 """Dead letters: jobs whose retries ran out, kept in PostgreSQL for an admin to read, replay or discard.
 
 Dramatiq's own dead-letter set (``<queue>.XQ``) is neither durable nor queryable and is purged
-after 7 days (FIELD-NOTES.md), so the actors record their failures here instead
+after 7 days (docs/pitfalls.md), so the actors record their failures here instead
 (``workers.deadletter.guarded``): every failed attempt updates the source's ``last_error``; the
 last one (``attempts == max_retries + 1``) or a failure retrying cannot fix writes a
 ``dead_letters`` row with the payload, headers, attempt count, error and traceback, and marks a

@@ -2,7 +2,7 @@
 
 Publishing uses ``redis.asyncio`` (one client per event loop). Subscribing goes through
 ``broadcaster`` (one Redis connection per server process, fanned out in memory). broadcaster
-0.3.1 needs redis-py 7.x (FIELD-NOTES.md). Pub/sub delivery is at-most-once; PostgreSQL is the
+0.3.1 needs redis-py 7.x (docs/pitfalls.md). Pub/sub delivery is at-most-once; PostgreSQL is the
 source of truth, and ``follow`` turns the two into a gapless, exactly-once, ordered stream
 (resume from a cursor, resync after a Redis restart).
 
@@ -75,7 +75,7 @@ class LiveBus:
     """Process-wide subscriber side: ``await bus.connect()`` at startup, ``bus.subscribe(channel)``
     per subscription, ``await bus.disconnect()`` at shutdown.
 
-    Supervised (FIELD-NOTES.md, encode/broadcaster#144): broadcaster's Redis listener dies silently
+    Supervised (docs/pitfalls.md, encode/broadcaster#144): broadcaster's Redis listener dies silently
     when Redis restarts and its subscribers then wait forever. A supervisor task watches that
     listener; when it dies, every open ``subscribe`` iteration ends, and the bus reconnects with
     exponential backoff (0.2 s doubling to 10 s). While it is down, ``subscribe`` raises
@@ -249,7 +249,7 @@ async def follow(stream: Stream, after: int | None = None, *, poll_seconds: floa
     ones as they are published, forever (the caller stops iterating to end it). ``after=None``:
     from the moment of the call (the stream's latest id, read once subscribed).
 
-    The FIELD-NOTES.md recipe: subscribe live first (broadcaster queues what arrives), replay
+    The docs/pitfalls.md recipe: subscribe live first (broadcaster queues what arrives), replay
     ``id > after`` from PostgreSQL, then drain the live events skipping ids already sent. A live
     event whose ``prev`` is after the last id sent reveals a lost publish: the stream is re-read
     from PostgreSQL. When the bus is down (Redis restarting), PostgreSQL is polled every

@@ -1,4 +1,4 @@
-"""Transactional outbox (DESIGN.md: jobs are enqueued after the transaction that caused them commits).
+"""Transactional outbox (docs/architecture.md: jobs are enqueued after the transaction that caused them commits).
 
 Inside a business transaction, call ``enqueue_actor`` / ``publish_event``: they only add rows to the
 ``outbox`` table, so the job or event exists if and only if the change committed. After commit the

@@ -1,4 +1,4 @@
-"""email delivery log, HTML bodies, notification preferences (issue 5)
+"""email delivery log, HTML bodies, notification preferences
 
 Revision ID: 0004
 Revises: 0003

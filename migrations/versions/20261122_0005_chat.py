@@ -1,4 +1,4 @@
-"""conversations for bookings and tickets, read receipts, rate limits (issue 5)
+"""conversations for bookings and tickets, read receipts, rate limits
 
 Conversations belong to exactly one service request, booking or ticket; they remember their last
 message and last activity (set under the conversation's row lock by every send). Messages point at

@@ -1,4 +1,4 @@
-"""in-app notifications feed (issue 5)
+"""in-app notifications feed
 
 Revision ID: 0006
 Revises: 0005

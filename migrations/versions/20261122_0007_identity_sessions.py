@@ -1,4 +1,4 @@
-"""accounts - refresh-token sessions, single-use email links, admin TOTP MFA (issue 6)
+"""accounts - refresh-token sessions, single-use email links, admin TOTP MFA
 
 Revision ID: 0007
 Revises: 0006

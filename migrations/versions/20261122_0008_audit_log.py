@@ -1,4 +1,4 @@
-"""append-only audit log (issue 6)
+"""append-only audit log
 
 Revision ID: 0008
 Revises: 0007

@@ -1,4 +1,4 @@
-"""personal data encrypted at rest, blind indexes, users.deleted_at (issue 6)
+"""personal data encrypted at rest, blind indexes, users.deleted_at
 
 Emails, phones, addresses and payout account numbers become AES-256-GCM ciphertexts
 (``v1:<key id>:<base64>``, models/crypto.py) in ``text`` columns; exact lookups by email or phone

@@ -1,4 +1,4 @@
-"""provider applications, documents, service areas (issue 7)
+"""provider applications, documents, service areas
 
 provider_applications (one open application per account: partial unique index; the admin queue
 index on status, queued_at, id), application_documents (the uploaded files' metadata and sha256;

@@ -1,4 +1,4 @@
-"""blind reviews, rating aggregates, strikes and suspensions (issue 7)
+"""blind reviews, rating aggregates, strikes and suspensions
 
 Adds ``reviews`` (one per subject — an order or a visit — per side; blind until both sides reviewed
 or the review window closed), ``provider_strikes`` (admins' strikes), and on ``providers`` the

@@ -1,4 +1,4 @@
-"""contracts, versions and acceptances (issue 7)
+"""contracts, versions and acceptances
 
 ``contracts``: one row per version of the contract of a catalogue order (``service_request_id``) or of
 a booking's visit (``booking_id``), exactly one of the two; the rendered body, the terms it was

@@ -1,4 +1,4 @@
-"""provider ranking statistics for discovery (issue 7)
+"""provider ranking statistics for discovery
 
 providers.accepts_urgent (the provider takes urgent jobs; the ``urgent`` search filter), and the
 ranking statistics kept by ``odim discovery refresh-stats`` / the scheduler (domain/providers/discovery.py

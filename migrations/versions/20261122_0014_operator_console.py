@@ -1,4 +1,4 @@
-"""operator console: indexes for the sort orders of the request table (issue 7)
+"""operator console: indexes for the sort orders of the request table
 
 The operator's ``serviceRequests(orderBy: ...)`` pages by keyset on ``(sort value, id)``
 (domain/orders/service_request.py REQUEST_SORTS). ``created_at`` already had its index (0001); this adds

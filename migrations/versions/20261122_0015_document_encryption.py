@@ -1,4 +1,4 @@
-"""application documents encrypted at rest (issue 7)
+"""application documents encrypted at rest
 
 ``application_documents.file_key_id``: the key id of settings.encryption_keys the stored file is
 sealed under (AES-256-GCM bound to its storage key, models/crypto.py ``encrypt_bytes``). Files

@@ -1,4 +1,4 @@
-"""In-app notifications: each user's feed, a stream of rows with increasing ids (issue 5)."""
+"""In-app notifications: each user's feed, a stream of rows with increasing ids."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Contracts of orders and bookings (issue 7): versions and the parties' acceptances.
+"""Contracts of orders and bookings: versions and the parties' acceptances.
 
 A contract belongs to exactly one subject: a catalogue order (``service_request_id``) or a booking's
 visit (``booking_id``). Each change of its terms makes a new version (1, 2 ...); the previous one

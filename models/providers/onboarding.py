@@ -1,4 +1,4 @@
-"""Provider onboarding (issue 7): an account's application to become a provider, and the documents
+"""Provider onboarding: an account's application to become a provider, and the documents
 uploaded with it (the files themselves live in gateways/storage.py, under ``storage_key``).
 
 Application lifecycle (``provider_applications.status``)::

@@ -16,7 +16,7 @@ from models.crypto import EncryptedText
 class Provider(Base):
     __tablename__ = "providers"
     __table_args__ = (
-        # Only live providers are searched: the index holds only them (FIELD-NOTES.md, PostGIS).
+        # Only live providers are searched: the index holds only them (docs/pitfalls.md, PostGIS).
         Index(
             "ix_providers_location_live",
             "location",
@@ -43,7 +43,7 @@ class Provider(Base):
     verified: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     available: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="true")
     suspended: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
-    # Reviews and the two-strike policy (issue 7, migration 0011; domain/reviews/review.py keeps them in step):
+    # Reviews and the two-strike policy (migration 0011; domain/reviews/review.py keeps them in step):
     # counts of published customer reviews per star (rating = their average, review_count their sum),
     # strikes recorded (never decreased by reinstatement unless the admin asks), the automatic flag
     # (average < rating_flag_threshold after rating_flag_min_jobs completed jobs) and the suspension.
@@ -57,11 +57,11 @@ class Provider(Base):
     flag_reason: Mapped[str | None] = mapped_column(String(300))
     suspended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     suspension_reason: Mapped[str | None] = mapped_column(String(2000))
-    # Service area (issue 7, from the approved application): a radius in km around ``location``,
+    # Service area (from the approved application): a radius in km around ``location``,
     # or a polygon (then ``location`` is its centroid). Both null: unknown (older rows).
     service_radius_km: Mapped[float | None] = mapped_column(Numeric(6, 2, asdecimal=False))
     service_area = mapped_column(Geography("POLYGON", srid=4326, spatial_index=False), nullable=True)
-    # Discovery (issue 7, migration 0013): takes urgent jobs (set by the provider, setAcceptsUrgent), and
+    # Discovery (migration 0013): takes urgent jobs (set by the provider, setAcceptsUrgent), and
     # ranking statistics recomputed from the status histories by domain/providers/discovery.py refresh_stats.
     accepts_urgent: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default="false")
     completed_jobs: Mapped[int] = mapped_column(Integer, nullable=False, server_default="0")

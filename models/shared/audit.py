@@ -1,4 +1,4 @@
-"""The append-only audit log (issue 6, "Data protection and audit").
+"""The append-only audit log ("Data protection and audit").
 
 One row per security- or money-relevant event: admin actions, ledger postings, logins, MFA events,
 password resets and permission denials. Rows are written by ``domain.audit`` and never changed:
