@@ -255,7 +255,7 @@ def export_requests(
     from domain.operations import exports
     from domain.shared.errors import DomainError
     from models.db import session_scope
-    from resolvers.exports import request_filter_from_query
+    from resolvers.operations.exports import request_filter_from_query
 
     params = {"status": status, "serviceId": service_id, "assignedProviderId": provider_id, "from": since,
               "to": until}
@@ -282,7 +282,7 @@ def _export_period(kind: str, out: str, since: str | None, until: str | None, cu
     from domain.operations import exports
     from domain.shared.errors import DomainError
     from models.db import session_scope
-    from resolvers.exports import period_filter_from_query
+    from resolvers.operations.exports import period_filter_from_query
 
     try:
         f = period_filter_from_query({k: v for k, v in {"from": since, "to": until, "currency": currency}.items() if v})

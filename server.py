@@ -31,12 +31,12 @@ from gateways import registry, sandbox
 from gateways.base import InvalidSignature
 from models.db import dispose_engine, session_scope
 from resolvers import audit as audit_resolvers
-from resolvers import contract as contract_resolvers
-from resolvers import onboarding as onboarding_resolvers
-from resolvers.audit import export_audit_csv
 from resolvers.context import Context, bearer_token
-from resolvers.email import unsubscribe_endpoint
-from resolvers.exports import export_ledger_csv, export_payouts_csv, export_service_requests_csv
+from resolvers.messaging.email import unsubscribe_endpoint
+from resolvers.operations.audit_log import export_audit_csv
+from resolvers.operations.exports import export_ledger_csv, export_payouts_csv, export_service_requests_csv
+from resolvers.orders import contract as contract_resolvers
+from resolvers.providers import onboarding as onboarding_resolvers
 from schema import http as http_hardening
 from schema import observability, schema
 from schema.fanout import FanoutTransportWSHandler

@@ -1,7 +1,7 @@
 """Per-request (HTTP) or per-connection (WebSocket) context: who is calling, a lazy DB session
 and the request's DataLoaders.
 
-WebSocket contexts live as long as the connection (FIELD-NOTES.md): subscriptions never use the
+WebSocket contexts live as long as the connection (docs/pitfalls.md): subscriptions never use the
 context session or loaders; they open a session per event.
 """
 

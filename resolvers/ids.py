@@ -42,3 +42,8 @@ def decode_id(value: str | int, type_name: str, *, field: str) -> int:
 
 def encode_id(type_name: str, ident: int) -> str:
     return base64.b64encode(f"{type_name}:{ident}".encode()).decode()
+
+
+def optional_id(value: str | None, type_name: str, *, field: str) -> int | None:
+    """``decode_id`` of an optional input: None when ``value`` is null or empty."""
+    return decode_id(value, type_name, field=field) if value else None

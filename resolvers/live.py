@@ -26,12 +26,12 @@ from domain.orders import service_request as sr_domain
 from domain.shared import live
 from domain.shared.errors import DomainError
 from models.db import session_scope
-from resolvers.booking import authorise_subscription as authorise_booking
-from resolvers.chat import authorise_subscription as authorise_conversation
+from resolvers.bookings.lifecycle import authorise_subscription as authorise_booking
 from resolvers.context import Context
+from resolvers.errors import bad_input
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input
-from resolvers.service_request import require_reference
+from resolvers.messaging.chat import authorise_subscription as authorise_conversation
+from resolvers.orders.service_request import require_reference
 
 PRESENCE_SECONDS = 30  # a chat subscriber marks itself present this often (the key lives 60 s)
 

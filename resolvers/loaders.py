@@ -144,7 +144,7 @@ def provider_ids_by_user(ctx: Context) -> DataLoader:
     return _loader(ctx, "provider_ids_by_user", batch)
 
 
-# --- bookings (issue 4) ---------------------------------------------------------------------------
+# --- bookings --------------------------------------------------------------------------------------
 
 
 def bookings(ctx: Context) -> DataLoader:

@@ -1,4 +1,4 @@
-"""Per-account and per-IP rate limits for sensitive mutations (issue 6, "Abuse limits").
+"""Per-account and per-IP rate limits for sensitive mutations.
 
 ``limit(ctx, bucket, key)`` counts one attempt in a bucket and answers None (go on) or the seconds to
 wait. Buckets and their settings (``limits`` notation, moving window on Redis, domain/shared/ratelimit.py):
@@ -14,7 +14,7 @@ bucket                    per key (email or account)             per client IP  
 
 Fail closed: an attacker who can take Redis down must not get unlimited password guesses, so login,
 register and password reset are refused ("retry in ``rate_limit_closed_retry_seconds``") while
-Redis is unreachable. Everything else fails open: losing Redis must not stop the shop (DESIGN.md).
+Redis is unreachable. Everything else fails open: losing Redis must not stop the shop (docs/architecture.md).
 Either way a dead Redis costs at most ``chat_redis_timeout_seconds`` (no hang).
 
 The client IP (``client_ip``) is the socket peer, or the left-most ``X-Forwarded-For`` entry when

@@ -49,6 +49,7 @@ from domain.shared import audit as audit_domain
 from models import AuditEntry as AuditEntryModel
 from resolvers import audit as audit_resolvers
 from resolvers.ids import encode_id
+from resolvers.operations import audit_log as audit_log_resolvers
 from schema.common import page_info
 
 
@@ -87,7 +88,7 @@ class AuditEntry(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await audit_resolvers.audit_entry_nodes(info.context, [int(i) for i in node_ids])
+        found = await audit_log_resolvers.audit_entry_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(e) if e else None for e in found]
 
 
@@ -126,7 +127,7 @@ async def audit_log(
     FORBIDDEN for everyone else. The same rows as CSV: `GET /admin/audit.csv` with the same filters as query
     parameters (`from`/`to` in ISO 8601)."""
     f = filter or AuditLogFilter()
-    rows, has_next = await audit_resolvers.audit_log(
+    rows, has_next = await audit_log_resolvers.audit_log(
         info.context,
         filter_={"action": f.action, "action_prefix": f.action_prefix, "actor_id": f.actor_id,
                  "subject_type": f.subject_type, "subject_id": f.subject_id,

@@ -34,13 +34,17 @@ from models import Booking as BookingModel
 from models import BookingStatusChange
 from models import Escalation as EscalationModel
 from models import Ticket as TicketModel
-from resolvers import booking as booking_resolvers
-from resolvers import chat as chat_resolvers
-from resolvers import contract as contract_resolvers
 from resolvers import loaders
-from resolvers.booking import AvailabilityResult, AvailabilityView, LocalSlot
+from resolvers.bookings import availability as availability_resolvers
+from resolvers.bookings import escalations as escalation_resolvers
+from resolvers.bookings import lifecycle as booking_resolvers
+from resolvers.bookings import substitution as substitution_resolvers
+from resolvers.bookings import tickets as ticket_resolvers
+from resolvers.bookings.availability import AvailabilityResult, AvailabilityView, LocalSlot
 from resolvers.ids import encode_id
-from resolvers.service_request import ServiceRequestView
+from resolvers.messaging import chat as chat_resolvers
+from resolvers.orders import contract as contract_resolvers
+from resolvers.orders.service_request import ServiceRequestView
 from schema.catalogue import Service, ServiceTier
 from schema.chat import Conversation
 from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
@@ -517,7 +521,7 @@ class Ticket(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await booking_resolvers.ticket_nodes(info.context, [int(i) for i in node_ids])
+        found = await ticket_resolvers.ticket_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(t) if t else None for t in found]
 
 
@@ -590,7 +594,7 @@ class Escalation(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await booking_resolvers.escalation_nodes(info.context, [int(i) for i in node_ids])
+        found = await escalation_resolvers.escalation_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(e) if e else None for e in found]
 
 
@@ -631,7 +635,7 @@ class DateException:
     @classmethod
     def of(cls, e: DomainDateException) -> "DateException":
         return cls(on_date=e.on_date, day_off=not e.ranges, ranges=[
-            TimeRange(start=booking_resolvers.hhmm(s), end=booking_resolvers.hhmm(t)) for s, t in e.ranges
+            TimeRange(start=availability_resolvers.hhmm(s), end=availability_resolvers.hhmm(t)) for s, t in e.ranges
         ])
 
 
@@ -668,7 +672,7 @@ class ProviderAvailability:
 
     @classmethod
     def of(cls, v: AvailabilityView) -> "ProviderAvailability":
-        h = booking_resolvers.hhmm
+        h = availability_resolvers.hhmm
         return cls(
             time_zone=v.time_zone,
             weekly_plan=[WeeklyRange(weekday=Weekday(r.weekday), start=h(r.start_minute), end=h(r.end_minute))
@@ -696,7 +700,7 @@ async def available_slots(
     plan, date exceptions, notice, horizon, buffers and live bookings. Bad input (unknown zone: INVALID_TIME_ZONE
     on timeZone; window: INVALID_WINDOW; a service it does not book: SERVICE_NOT_BOOKABLE) is a top-level error
     with `extensions.code` and `extensions.field`."""
-    slots = await booking_resolvers.available_slots(
+    slots = await availability_resolvers.available_slots(
         info.context, provider_id=provider_id, service_id=service_id, window_start=from_, window_end=to,
         time_zone=time_zone,
     )
@@ -718,7 +722,7 @@ async def providers_available(
 ) -> list[AvailableProvider]:
     """Providers near a point with at least one free slot in [from, to), nearest first, each with its earliest
     free slot. Bad input is a top-level error with `extensions.code` and `extensions.field`."""
-    found = await booking_resolvers.providers_available(
+    found = await availability_resolvers.providers_available(
         info.context, latitude=near.latitude, longitude=near.longitude, radius_km=radius_km, category=category,
         service_id=service_id, window_start=from_, window_end=to, first=first, time_zone=time_zone,
     )
@@ -754,12 +758,12 @@ async def my_bookings(
 async def my_availability(info: strawberry.Info) -> ProviderAvailability:
     """Provider accounts: your time zone, weekly plan, exceptions of the next 60 days, booking rules and bookable
     services (FORBIDDEN for other accounts)."""
-    return ProviderAvailability.of(await booking_resolvers.my_availability(info.context))
+    return ProviderAvailability.of(await availability_resolvers.my_availability(info.context))
 
 
 async def ticket(info: strawberry.Info, id: strawberry.ID) -> Ticket | None:
     """A ticket by global id; null unless you are its customer, an admin or the provider of one of its visits."""
-    found = await booking_resolvers.get_ticket(info.context, ticket_id=id)
+    found = await ticket_resolvers.get_ticket(info.context, ticket_id=id)
     return Ticket.of(found) if found else None
 
 
@@ -768,7 +772,7 @@ async def my_tickets(
     after: str | None = None,
 ) -> TicketConnection:
     """Your tickets, newest first (admins: all tickets)."""
-    page = await booking_resolvers.my_tickets(info.context, first=first, after=after)
+    page = await ticket_resolvers.my_tickets(info.context, first=first, after=after)
     edges = [TicketEdge(cursor=c, node=Ticket.of(t)) for t, c in page.items]
     return TicketConnection(edges=edges, page_info=page_info(edges, has_next=page.has_next_page,
                                                              has_previous=after is not None))
@@ -782,7 +786,7 @@ async def ticket_slot_suggestions(
 ) -> TicketSlotSuggestions:
     """Free slots of matching providers near a ticket inside its preferred windows, or, when none is free then,
     the nearest free slots after now (`matchedPreferred` false). The ticket's customer or an admin."""
-    found = await booking_resolvers.ticket_slot_suggestions(
+    found = await ticket_resolvers.ticket_slot_suggestions(
         info.context, ticket_id=ticket_id, first=first, time_zone=time_zone
     )
     return TicketSlotSuggestions(matched_preferred=found.matched_preferred, slots=[
@@ -794,7 +798,7 @@ async def ticket_slot_suggestions(
 
 async def my_substitution_offers(info: strawberry.Info) -> list[SubstitutionOffer]:
     """Provider accounts: open offers of visits other providers cannot make, soonest visit first."""
-    rows = await booking_resolvers.my_substitution_offers(info.context)
+    rows = await substitution_resolvers.my_substitution_offers(info.context)
     return [
         SubstitutionOffer(
             id=strawberry.ID(encode_id("SubstitutionOffer", o.id)), status=SubstitutionOfferStatus(o.status),
@@ -811,7 +815,7 @@ async def escalations(
     first: Annotated[int | None, strawberry.argument(description="At most 100.")] = 20, after: str | None = None,
 ) -> EscalationConnection:
     """Admin: escalations newest first (open ones only unless `openOnly` is false)."""
-    rows, has_next = await booking_resolvers.escalations(
+    rows, has_next = await escalation_resolvers.escalations(
         info.context, open_only=open_only, kind=kind.value if kind else None, first=first, after=after
     )
     edges = [EscalationEdge(cursor=c, node=Escalation.of(e)) for e, c in rows]
@@ -992,7 +996,7 @@ async def review_booking(info: strawberry.Info, input: ReviewBookingInput) -> Re
 async def take_over_booking(info: strawberry.Info, input: TakeOverBookingInput) -> TakeOverBookingPayload:
     """Providers: accept a substitution offer (the first to accept takes the visit; later ones get
     SUBSTITUTION_TAKEN). Admins: give a CANNOT_MAKE_IT visit to `providerId`."""
-    r = await booking_resolvers.take_over(info.context, booking_id=input.booking_id, provider_id=input.provider_id)
+    r = await substitution_resolvers.take_over(info.context, booking_id=input.booking_id, provider_id=input.provider_id)
     return TakeOverBookingPayload(booking=_booking(r.booking), errors=booking_errors(r.errors))
 
 
@@ -1092,7 +1096,7 @@ def _availability(r: AvailabilityResult) -> tuple[ProviderAvailability | None, l
 
 async def set_weekly_plan(info: strawberry.Info, input: SetWeeklyPlanInput) -> SetWeeklyPlanPayload:
     """Provider accounts: replace your weekly plan (local times in your time zone)."""
-    r = await booking_resolvers.set_weekly_plan(
+    r = await availability_resolvers.set_weekly_plan(
         info.context, ranges=[(x.weekday.value, x.start, x.end) for x in input.ranges]
     )
     availability, errors = _availability(r)
@@ -1101,7 +1105,7 @@ async def set_weekly_plan(info: strawberry.Info, input: SetWeeklyPlanInput) -> S
 
 async def set_date_exception(info: strawberry.Info, input: SetDateExceptionInput) -> SetDateExceptionPayload:
     """Provider accounts: replace one date's plan (extra hours, other hours, or a day off)."""
-    r = await booking_resolvers.set_date_exception(
+    r = await availability_resolvers.set_date_exception(
         info.context, on_date=input.on_date, ranges=[(x.start, x.end) for x in input.ranges]
     )
     availability, errors = _availability(r)
@@ -1110,14 +1114,14 @@ async def set_date_exception(info: strawberry.Info, input: SetDateExceptionInput
 
 async def clear_date_exception(info: strawberry.Info, input: ClearDateExceptionInput) -> ClearDateExceptionPayload:
     """Provider accounts: the weekly plan applies again on that date."""
-    r = await booking_resolvers.clear_date_exception(info.context, on_date=input.on_date)
+    r = await availability_resolvers.clear_date_exception(info.context, on_date=input.on_date)
     availability, errors = _availability(r)
     return ClearDateExceptionPayload(availability=availability, cleared=r.changed, errors=errors)
 
 
 async def set_booking_rules(info: strawberry.Info, input: SetBookingRulesInput) -> SetBookingRulesPayload:
     """Provider accounts: minimum notice, buffer between bookings and booking horizon."""
-    r = await booking_resolvers.set_booking_rules(
+    r = await availability_resolvers.set_booking_rules(
         info.context, min_notice_minutes=input.min_notice_minutes, buffer_minutes=input.buffer_minutes,
         horizon_days=input.horizon_days,
     )
@@ -1127,7 +1131,7 @@ async def set_booking_rules(info: strawberry.Info, input: SetBookingRulesInput) 
 
 async def set_service_slot(info: strawberry.Info, input: SetServiceSlotInput) -> SetServiceSlotPayload:
     """Provider accounts: take bookings for a catalogue service with this slot length (or stop)."""
-    r = await booking_resolvers.set_service_slot(
+    r = await availability_resolvers.set_service_slot(
         info.context, service_id=input.service_id, slot_minutes=input.slot_minutes, active=input.active
     )
     availability, errors = _availability(r)
@@ -1138,7 +1142,7 @@ async def set_provider_time_zone(
     info: strawberry.Info, input: SetProviderTimeZoneInput
 ) -> SetProviderTimeZonePayload:
     """Provider accounts: the IANA zone your plan is read in (existing bookings keep theirs)."""
-    r = await booking_resolvers.set_time_zone(info.context, time_zone=input.time_zone)
+    r = await availability_resolvers.set_time_zone(info.context, time_zone=input.time_zone)
     availability, errors = _availability(r)
     return SetProviderTimeZonePayload(availability=availability, errors=errors)
 
@@ -1214,7 +1218,7 @@ class AddApplianceModelPayload:
 async def create_ticket(info: strawberry.Info, input: CreateTicketInput) -> CreateTicketPayload:
     """Logged-in customers: describe a job; then hold a slot for it (`ticketSlotSuggestions`, `holdSlot` with
     `ticketId`)."""
-    r = await booking_resolvers.create_ticket(
+    r = await ticket_resolvers.create_ticket(
         info.context, category=input.category, service_id=input.service_id, appliance=input.appliance,
         brand=input.brand, model=input.model, description=input.description,
         preferred_windows=[(w.start, w.end) for w in input.preferred_windows], urgent=input.urgent,
@@ -1225,20 +1229,20 @@ async def create_ticket(info: strawberry.Info, input: CreateTicketInput) -> Crea
 
 async def cancel_ticket(info: strawberry.Info, input: CancelTicketInput) -> CancelTicketPayload:
     """The ticket's customer or an admin cancels it (cancel its live visit first)."""
-    r = await booking_resolvers.cancel_ticket(info.context, ticket_id=input.ticket_id)
+    r = await ticket_resolvers.cancel_ticket(info.context, ticket_id=input.ticket_id)
     return CancelTicketPayload(ticket=Ticket.of(r.ticket) if r.ticket else None, errors=ticket_errors(r.errors))
 
 
 async def resolve_escalation(info: strawberry.Info, input: ResolveEscalationInput) -> ResolveEscalationPayload:
     """Admin: mark an escalation handled (idempotent)."""
-    r = await booking_resolvers.resolve_escalation(info.context, escalation_id=input.escalation_id)
+    r = await escalation_resolvers.resolve_escalation(info.context, escalation_id=input.escalation_id)
     return ResolveEscalationPayload(escalation=Escalation.of(r.escalation) if r.escalation else None,
                                     errors=escalation_errors(r.errors))
 
 
 async def add_appliance_model(info: strawberry.Info, input: AddApplianceModelInput) -> AddApplianceModelPayload:
     """Admin: add an appliance model to a category's list (idempotent); tickets naming it are no longer flagged."""
-    r = await booking_resolvers.add_appliance_model(
+    r = await ticket_resolvers.add_appliance_model(
         info.context, category=input.category, brand=input.brand, model=input.model
     )
     m = r.model

@@ -19,8 +19,8 @@ from domain.messaging.chat import MessageView
 from domain.messaging.errors import MessagingErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import Conversation as ConversationModel
-from resolvers import chat as chat_resolvers
 from resolvers.ids import encode_id
+from resolvers.messaging import chat as chat_resolvers
 from schema.common import coded_errors, error_code_enum, page_info
 
 SUBJECT_TYPE_NAMES = {"service_request": "ServiceRequest", "booking": "Booking", "ticket": "Ticket"}

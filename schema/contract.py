@@ -13,10 +13,10 @@ from strawberry.scalars import JSON
 
 from domain.orders.errors import OrdersErrorCode
 from domain.shared.errors import CommonErrorCode
-from resolvers import booking as booking_resolvers
-from resolvers import contract as contract_resolvers
-from resolvers import service_request as sr_resolvers
-from resolvers.contract import ContractView
+from resolvers.bookings import lifecycle as booking_resolvers
+from resolvers.orders import contract as contract_resolvers
+from resolvers.orders import service_request as sr_resolvers
+from resolvers.orders.contract import ContractView
 from schema.common import coded_errors, error_code_enum
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ from strawberry import relay
 from domain.providers import discovery
 from domain.providers.errors import ProvidersErrorCode
 from domain.shared.errors import CommonErrorCode
-from resolvers import discovery as discovery_resolvers
+from resolvers.providers import discovery as discovery_resolvers
 from schema.common import GeoPointInput, coded_errors, error_code_enum, page_info
 from schema.provider import Provider
 

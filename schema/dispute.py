@@ -14,10 +14,10 @@ from domain.money.errors import MoneyErrorCode
 from domain.orders.errors import OrdersErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import Dispute as DisputeModel
-from resolvers import contract as contract_resolvers
-from resolvers import dispute as dispute_resolvers
 from resolvers import loaders
-from resolvers.service_request import ServiceRequestView
+from resolvers.orders import contract as contract_resolvers
+from resolvers.orders import dispute as dispute_resolvers
+from resolvers.orders.service_request import ServiceRequestView
 from schema.common import Money, coded_errors, error_code_enum, page_info
 from schema.contract import Contract, contract_or_none
 from schema.user import UserRole

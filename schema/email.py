@@ -17,7 +17,7 @@ from domain.messaging.errors import MessagingErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import Email as EmailModel
 from models import EmailDelivery as EmailDeliveryModel
-from resolvers import email as email_resolvers
+from resolvers.messaging import email as email_resolvers
 from schema.common import coded_errors, error_code_enum, page_info
 
 

@@ -14,8 +14,8 @@ from strawberry import relay
 
 from domain.shared.errors import CommonErrorCode
 from models import Notification as NotificationModel
-from resolvers import feed as feed_resolvers
 from resolvers.ids import encode_id
+from resolvers.messaging import feed as feed_resolvers
 from schema.common import coded_errors, error_code_enum, page_info
 
 

@@ -19,8 +19,10 @@ from domain.money.errors import MoneyErrorCode
 from domain.money.escrow import Settlement as SettlementFigures
 from domain.shared.errors import CommonErrorCode
 from models import Refund as RefundModel
-from resolvers import money as money_resolvers
-from resolvers.money import ReceiptView, TrialBalance
+from resolvers.money import fees as fee_resolvers
+from resolvers.money import refunds as refund_resolvers
+from resolvers.money.ledger import TrialBalance
+from resolvers.money.refunds import ReceiptView
 from schema.common import Money, coded_errors, error_code_enum
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ class FeeQuoteResult:
     errors: list[FeeQuoteError]
 
 
-def fee_quote_result(r: money_resolvers.QuoteResult) -> FeeQuoteResult:
+def fee_quote_result(r: fee_resolvers.QuoteResult) -> FeeQuoteResult:
     return FeeQuoteResult(
         quote=FeeQuote.of(r.breakdown) if r.breakdown else None,
         errors=coded_errors(FeeQuoteErrorCode, FeeQuoteError, r.errors),
@@ -133,7 +135,7 @@ class Refund(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await money_resolvers.refund_nodes(info.context, [int(i) for i in node_ids])
+        found = await refund_resolvers.refund_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(r) if r else None for r in found]
 
 
@@ -159,7 +161,7 @@ class Receipt:
 
     @strawberry.field(description="Refunds of this order, oldest first.")
     async def refunds(self, info: strawberry.Info) -> list[Refund]:
-        return [Refund.of(r) for r in await money_resolvers.refunds_of(info.context, self._request_id)]
+        return [Refund.of(r) for r in await refund_resolvers.refunds_of(info.context, self._request_id)]
 
 
 @strawberry.type(description="How an order's money splits (admins and the assigned provider only). Before "

@@ -6,13 +6,14 @@ import strawberry
 
 from domain.money import escrow
 from domain.orders.service_request import CustomerDetails
-from resolvers import chat as chat_resolvers
-from resolvers import dispute as dispute_resolvers
-from resolvers import money as money_resolvers
-from resolvers import operations as ops_resolvers
-from resolvers import payout as payout_resolvers
-from resolvers import provider as provider_resolvers
-from resolvers import service_request as sr_resolvers
+from resolvers.messaging import chat as chat_resolvers
+from resolvers.money import payout as payout_resolvers
+from resolvers.money import refunds as refund_resolvers
+from resolvers.operations import dead_letters as dead_letter_resolvers
+from resolvers.operations import reconciliation as reconciliation_resolvers
+from resolvers.orders import dispute as dispute_resolvers
+from resolvers.orders import service_request as sr_resolvers
+from resolvers.providers import provider as provider_resolvers
 from schema import booking as bookings
 from schema import email as emails_schema
 from schema import feed as feeds
@@ -165,7 +166,7 @@ class Mutation(AccountMutation, PrivacyMutation, OnboardingMutation, ContractMut
     async def refund_service_request(
         self, info: strawberry.Info, input: RefundServiceRequestInput
     ) -> RefundServiceRequestPayload:
-        r = await money_resolvers.refund_service_request(
+        r = await refund_resolvers.refund_service_request(
             info.context, service_request_id=input.service_request_id, amount=input.amount, reason=input.reason,
             idempotency_key=input.idempotency_key,
         )
@@ -200,7 +201,7 @@ class Mutation(AccountMutation, PrivacyMutation, OnboardingMutation, ContractMut
     @strawberry.mutation(description="Admin: run a dead letter's job again (idempotent: a replayed or discarded "
                          "one is returned unchanged).")
     async def replay_dead_letter(self, info: strawberry.Info, input: ReplayDeadLetterInput) -> ReplayDeadLetterPayload:
-        r = await ops_resolvers.replay_dead_letter(info.context, dead_letter_id=input.id)
+        r = await dead_letter_resolvers.replay_dead_letter(info.context, dead_letter_id=input.id)
         return ReplayDeadLetterPayload(
             dead_letter=DeadLetter.of(r.letter) if r.letter else None, errors=dead_letter_errors(r.errors)
         )
@@ -209,7 +210,7 @@ class Mutation(AccountMutation, PrivacyMutation, OnboardingMutation, ContractMut
     async def discard_dead_letter(
         self, info: strawberry.Info, input: DiscardDeadLetterInput
     ) -> DiscardDeadLetterPayload:
-        r = await ops_resolvers.discard_dead_letter(info.context, dead_letter_id=input.id)
+        r = await dead_letter_resolvers.discard_dead_letter(info.context, dead_letter_id=input.id)
         return DiscardDeadLetterPayload(
             dead_letter=DeadLetter.of(r.letter) if r.letter else None, errors=dead_letter_errors(r.errors)
         )
@@ -219,7 +220,7 @@ class Mutation(AccountMutation, PrivacyMutation, OnboardingMutation, ContractMut
     async def run_reconciliation(
         self, info: strawberry.Info, input: RunReconciliationInput
     ) -> RunReconciliationPayload:
-        r = await ops_resolvers.run_reconciliation(info.context, older_than_seconds=input.older_than_seconds)
+        r = await reconciliation_resolvers.run_reconciliation(info.context, older_than_seconds=input.older_than_seconds)
         return RunReconciliationPayload(
             run=ReconciliationRun.of(r.run) if r.run else None, errors=reconciliation_errors(r.errors)
         )

@@ -22,8 +22,8 @@ from domain.providers import onboarding as onb
 from domain.providers.errors import ProvidersErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import ApplicationDocument as DocumentModel
-from resolvers import onboarding as onb_resolvers
 from resolvers.ids import encode_id
+from resolvers.providers import onboarding as onb_resolvers
 from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
 
 

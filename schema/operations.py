@@ -16,7 +16,8 @@ from models import Payment as PaymentModel
 from models import ReconciliationItem as ItemModel
 from models import ReconciliationRun as RunModel
 from resolvers import loaders
-from resolvers import operations as ops_resolvers
+from resolvers.operations import dead_letters as dead_letter_resolvers
+from resolvers.operations import reconciliation as reconciliation_resolvers
 from schema.common import Money, coded_errors, error_code_enum, page_info
 
 
@@ -53,7 +54,7 @@ class DeadLetter(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await ops_resolvers.dead_letter_nodes(info.context, [int(i) for i in node_ids])
+        found = await dead_letter_resolvers.dead_letter_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(d) if d else None for d in found]
 
 
@@ -171,7 +172,7 @@ class ReconciliationRun(relay.Node):
 
     @classmethod
     async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await ops_resolvers.reconciliation_run_nodes(info.context, [int(i) for i in node_ids])
+        found = await reconciliation_resolvers.reconciliation_run_nodes(info.context, [int(i) for i in node_ids])
         return [cls.of(r) if r else None for r in found]
 
 

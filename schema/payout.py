@@ -17,8 +17,8 @@ from domain.shared.errors import CommonErrorCode
 from models import Payout as PayoutModel
 from models import PayoutDestination as DestinationModel
 from resolvers import loaders
-from resolvers import payout as payout_resolvers
-from resolvers.payout import PayoutPage
+from resolvers.money import payout as payout_resolvers
+from resolvers.money.payout import PayoutPage
 from schema.common import Money, coded_errors, error_code_enum, page_info
 from schema.provider import Provider
 

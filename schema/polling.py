@@ -9,7 +9,7 @@ from __future__ import annotations
 import strawberry
 
 from resolvers import live as live_resolvers
-from resolvers.provider import page_size
+from resolvers.pagination import page_size
 from schema.booking import BookingStatusEvent
 from schema.service_request import ServiceRequestStatusEvent
 from schema.subscription import service_request_event

@@ -7,7 +7,7 @@ from strawberry.scalars import JSON
 
 from domain.operations.errors import OperationsErrorCode
 from domain.shared.errors import CommonErrorCode
-from resolvers import privacy as privacy_resolvers
+from resolvers.operations import privacy as privacy_resolvers
 from schema.common import coded_errors, error_code_enum
 
 AccountDeletionErrorCode = error_code_enum("AccountDeletionErrorCode", [

@@ -11,7 +11,7 @@ from domain.providers.errors import ProvidersErrorCode
 from domain.providers.provider import NearbyProvider as NearbyHit
 from domain.providers.provider import ProviderView, encode_cursor
 from domain.shared.errors import CommonErrorCode
-from resolvers import provider as provider_resolvers
+from resolvers.providers import provider as provider_resolvers
 from schema.common import GeoPoint, GeoPointInput, coded_errors, error_code_enum, page_info
 from schema.review import RatingSummary, ReviewConnection, provider_rating_summary, provider_reviews
 

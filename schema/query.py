@@ -6,14 +6,16 @@ import strawberry
 from strawberry import relay
 
 from resolvers import catalogue as catalogue_resolvers
-from resolvers import dispute as dispute_resolvers
+from resolvers import identity as user_resolvers
 from resolvers import loaders
-from resolvers import money as money_resolvers
-from resolvers import operations as ops_resolvers
-from resolvers import payout as payout_resolvers
-from resolvers import provider as provider_resolvers
-from resolvers import service_request as sr_resolvers
-from resolvers import user as user_resolvers
+from resolvers.money import fees as fee_resolvers
+from resolvers.money import ledger as ledger_resolvers
+from resolvers.money import payout as payout_resolvers
+from resolvers.operations import dead_letters as dead_letter_resolvers
+from resolvers.operations import reconciliation as reconciliation_resolvers
+from resolvers.orders import dispute as dispute_resolvers
+from resolvers.orders import service_request as sr_resolvers
+from resolvers.providers import provider as provider_resolvers
 from schema import audit as audits
 from schema import booking as bookings
 from schema import chat as chats
@@ -112,7 +114,7 @@ class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, Discover
                       "are quoted as guests (with the guest checkout fee), logged-in callers without it. Bad "
                       "input comes back as typed `errors` (purchaseService's codes), never as a top-level error.")
     async def fee_quote(self, info: strawberry.Info, input: FeeQuoteInput) -> FeeQuoteResult:
-        r = await money_resolvers.fee_quote(
+        r = await fee_resolvers.fee_quote(
             info.context, service_id=input.service_id, tier_id=input.tier_id, currency=input.currency,
             affiliate_code=input.affiliate_code,
         )
@@ -153,31 +155,31 @@ class Query(PollingQuery, PrivacyQuery, OnboardingQuery, ContractQuery, Discover
         self, info: strawberry.Info, status: DeadLetterStatus | None = None, first: int | None = 20,
         after: str | None = None,
     ) -> DeadLetterConnection:
-        rows, has_next = await ops_resolvers.dead_letters(
+        rows, has_next = await dead_letter_resolvers.dead_letters(
             info.context, status=status.value if status else None, first=first, after=after
         )
         return dead_letter_connection(rows, has_next, after is not None)
 
     @strawberry.field(description="Admin: the latest reconciliation runs with their items, newest first.")
     async def reconciliation_runs(self, info: strawberry.Info, first: int | None = 10) -> list[ReconciliationRun]:
-        return [ReconciliationRun.of(r) for r in await ops_resolvers.reconciliation_runs(info.context, first=first)]
+        return [ReconciliationRun.of(r) for r in await reconciliation_resolvers.reconciliation_runs(info.context, first=first)]
 
     @strawberry.field(description="Admin: payments held for review because the gateway reported another amount "
                       "or currency (never captured meanwhile).")
     async def flagged_payments(self, info: strawberry.Info) -> list[FlaggedPayment]:
-        payments = await ops_resolvers.flagged_payments(info.context)
+        payments = await reconciliation_resolvers.flagged_payments(info.context)
         requests = await loaders.service_requests(info.context).load_many([p.service_request_id for p in payments])
         return [FlaggedPayment.of(p, r.reference if r else None) for p, r in zip(payments, requests, strict=True)]
 
     @strawberry.field(description="Admin: ledger balances per account kind and currency, and whether the ledger "
                       "balances (zero-sum per currency, kept balances equal to their entries).")
     async def ledger_trial_balance(self, info: strawberry.Info) -> LedgerTrialBalance:
-        return LedgerTrialBalance.of(await money_resolvers.trial_balance(info.context))
+        return LedgerTrialBalance.of(await ledger_resolvers.trial_balance(info.context))
 
     @strawberry.field(description="What an affiliate code earned, per currency: admins and the affiliate's own "
                       "account only.")
     async def affiliate_dashboard(self, info: strawberry.Info, code: str) -> list[AffiliateTotals]:
-        return [AffiliateTotals.of(t) for t in await money_resolvers.affiliate_dashboard(info.context, code=code)]
+        return [AffiliateTotals.of(t) for t in await ledger_resolvers.affiliate_dashboard(info.context, code=code)]
 
     # --- bookings (issue 4) -----------------------------------------------------------------------
 

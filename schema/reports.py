@@ -10,8 +10,8 @@ from typing import Annotated
 import strawberry
 
 from domain.operations import reports as domain_reports
-from resolvers import reports as report_resolvers
 from resolvers.ids import encode_id
+from resolvers.operations import reports as report_resolvers
 from schema.common import Money
 
 From = Annotated[dt.datetime, strawberry.argument(name="from", description="Start, inclusive (ISO 8601 with zone).")]

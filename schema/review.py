@@ -23,8 +23,9 @@ from domain.shared.errors import CommonErrorCode
 from models import Provider as ProviderModel
 from models import ProviderStrike as StrikeModel
 from models import Review as ReviewModel
-from resolvers import review as review_resolvers
+from resolvers import reviews as review_resolvers
 from resolvers.ids import encode_id
+from resolvers.providers import standing as standing_resolvers
 from schema.common import coded_errors, error_code_enum, page_info
 
 
@@ -254,14 +255,14 @@ class ReviewQuery:
                       "flag first.")
     async def flagged_providers(self, info: strawberry.Info, first: int | None = 20,
                                 after: str | None = None) -> ProviderStandingConnection:
-        rows, has_next = await review_resolvers.flagged_providers(info.context, first=first, after=after)
+        rows, has_next = await standing_resolvers.flagged_providers(info.context, first=first, after=after)
         edges = [ProviderStandingEdge(cursor=c, node=ProviderStanding.of(p)) for p, c in rows]
         return ProviderStandingConnection(edges=edges, page_info=page_info(edges, has_next=has_next,
                                                                            has_previous=bool(after)))
 
     @strawberry.field(description="Admins: a provider's standing (strikes, suspension, flag); null for an unknown id.")
     async def provider_standing(self, info: strawberry.Info, provider_id: strawberry.ID) -> ProviderStanding | None:
-        provider, strikes = await review_resolvers.provider_standing(info.context, provider_id=provider_id)
+        provider, strikes = await standing_resolvers.provider_standing(info.context, provider_id=provider_id)
         return ProviderStanding.of(provider, strikes) if provider is not None else None
 
 
@@ -282,7 +283,7 @@ class ReviewMutation:
     @strawberry.mutation(description="Admins: record a strike against a provider; the second one suspends it "
                          "(emailed and audited).")
     async def record_strike(self, info: strawberry.Info, input: RecordStrikeInput) -> RecordStrikePayload:
-        r = await review_resolvers.record_strike(
+        r = await standing_resolvers.record_strike(
             info.context, provider_id=input.provider_id, reason=input.reason,
             service_request_id=input.service_request_id, booking_id=input.booking_id, dispute_id=input.dispute_id,
         )
@@ -294,14 +295,14 @@ class ReviewMutation:
     @strawberry.mutation(description="Admins: suspend a provider (no new work, hidden from search; money under open "
                          "disputes stays held). Emailed and audited.")
     async def suspend_provider(self, info: strawberry.Info, input: SuspendProviderInput) -> ProviderStandingPayload:
-        r = await review_resolvers.suspend_provider(info.context, provider_id=input.provider_id, reason=input.reason)
+        r = await standing_resolvers.suspend_provider(info.context, provider_id=input.provider_id, reason=input.reason)
         return ProviderStandingPayload(standing=ProviderStanding.of(r.provider) if r.provider else None,
                                        errors=_standing_errors(r.errors))
 
     @strawberry.mutation(description="Admins: lift a suspension. Strikes stay on record; the count is kept unless "
                          "`resetStrikes`. Emailed and audited.")
     async def reinstate_provider(self, info: strawberry.Info, input: ReinstateProviderInput) -> ProviderStandingPayload:
-        r = await review_resolvers.reinstate_provider(info.context, provider_id=input.provider_id, note=input.note,
+        r = await standing_resolvers.reinstate_provider(info.context, provider_id=input.provider_id, note=input.note,
                                                       reset_strikes=input.reset_strikes)
         return ProviderStandingPayload(standing=ProviderStanding.of(r.provider) if r.provider else None,
                                        errors=_standing_errors(r.errors))

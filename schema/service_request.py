@@ -16,11 +16,11 @@ from domain.orders.errors import OrdersErrorCode
 from domain.providers.errors import ProvidersErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import ServiceRequest as ServiceRequestModel
-from resolvers import contract as contract_resolvers
 from resolvers import loaders
-from resolvers import money as money_resolvers
-from resolvers import service_request as sr_resolvers
-from resolvers.service_request import ServiceRequestView
+from resolvers.money import refunds as refund_resolvers
+from resolvers.orders import contract as contract_resolvers
+from resolvers.orders import service_request as sr_resolvers
+from resolvers.orders.service_request import ServiceRequestView
 from schema.catalogue import Service
 from schema.chat import Conversation
 from schema.common import Money, coded_errors, error_code_enum
@@ -134,7 +134,7 @@ class ServiceRequest(relay.Node):
     async def receipt(self, info: strawberry.Info) -> Receipt | None:
         if not self._private:
             return None
-        view = await money_resolvers.receipt(info.context, self._model)
+        view = await refund_resolvers.receipt(info.context, self._model)
         return Receipt.of(view) if view else None
 
     @strawberry.field(description="How the order's money splits (commission, provider share, affiliate, escrow "
@@ -142,7 +142,7 @@ class ServiceRequest(relay.Node):
     async def settlement(self, info: strawberry.Info) -> Settlement | None:
         if not self._private:
             return None
-        view = await money_resolvers.settlement(info.context, self._model)
+        view = await refund_resolvers.settlement(info.context, self._model)
         return Settlement.of(view) if view else None
 
     @strawberry.field(description="The current version of the order's contract with its acceptances (made when a "

@@ -14,7 +14,7 @@ from domain.identity.user import TokenPair
 from domain.orders.errors import OrdersErrorCode
 from domain.shared.errors import CommonErrorCode
 from models import User as UserModel
-from resolvers import user as user_resolvers
+from resolvers import identity as user_resolvers
 from schema.common import coded_errors, error_code_enum
 
 

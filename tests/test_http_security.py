@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 import server
 from models import ServiceRequest
 from models.db import session_scope
-from resolvers import booking as booking_resolvers
+from resolvers.bookings import tickets as booking_resolvers
 from schema.http import DEFAULT_CSP, GRAPHIQL_CSP
 from settings import Settings, get_settings
 from tests.factories import make_user, token_for

@@ -81,7 +81,7 @@ def uploads_dir(tmp_path, monkeypatch) -> Path:
 def invalidations(monkeypatch) -> list[int]:
     """Provider ids whose discovery cache the API invalidated after commit (each call still goes on
     to the real domain.discovery.invalidate_provider)."""
-    from resolvers import onboarding as onb_resolvers
+    from resolvers.providers import onboarding as onb_resolvers
 
     seen: list[int] = []
     real = onb_resolvers._invalidate_discovery

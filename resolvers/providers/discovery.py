@@ -10,8 +10,8 @@ from domain.providers import provider as provider_domain
 from domain.shared.errors import DomainError
 from models.db import session_scope
 from resolvers.context import Context
-from resolvers.errors import PayloadError, to_payload_error
-from resolvers.provider import bad_input, page_size
+from resolvers.errors import PayloadError, bad_input, to_payload_error
+from resolvers.pagination import page_size
 
 
 async def search_providers(

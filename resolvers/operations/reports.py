@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from domain.operations import reports
 from domain.shared.errors import DomainError
 from resolvers.context import Context
+from resolvers.errors import bad_input
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input
 
 T = TypeVar("T")
 

@@ -11,10 +11,10 @@ from domain.shared.errors import DomainError, NotFound
 from models import Dispute, ServiceRequest
 from models.db import session_scope
 from resolvers.context import Context
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input, page_size
-from resolvers.service_request import ServiceRequestView
+from resolvers.orders.service_request import ServiceRequestView
+from resolvers.pagination import page_size
 
 
 @dataclass

@@ -18,9 +18,9 @@ from domain.shared.errors import DomainError, Forbidden, NotFound
 from models import Conversation
 from models.db import session_scope
 from resolvers.context import Context, forbidden
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input, page_size
+from resolvers.pagination import page_size
 
 
 @dataclass(frozen=True)

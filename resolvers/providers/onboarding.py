@@ -1,11 +1,11 @@
-"""Provider onboarding resolvers (issue 7): the applicant's steps, uploads and submission, the admin
+"""Provider onboarding resolvers: the applicant's steps, uploads and submission, the admin
 queue and decisions, and the admin's document download (HTTP route).
 
 Writes run in ``session_scope()`` (committed when it exits); the uploaded bytes are stored before
 the metadata row is inserted and deleted again when that transaction fails, so a refused or failed
 upload leaves neither a row nor a file. A removed document's file is deleted after commit. After
 an approval commits, the discovery cache of the provider's area is invalidated
-(``domain.discovery.invalidate_provider``).
+(``domain.providers.discovery.invalidate_provider``).
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from models.crypto import DecryptionError
 from models.db import session_scope
 from resolvers.audit import bind_context, denial_code, record_denial
 from resolvers.context import Context, bearer_token
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input, page_size
+from resolvers.pagination import page_size
 from settings import get_settings
 
 log = structlog.get_logger("odim.onboarding")

@@ -28,7 +28,7 @@ class DeletionResult:
 
 
 async def my_data_export(ctx: Context) -> dict[str, Any]:
-    """The calling customer's data export (domain.privacy.export_customer_data). UNAUTHENTICATED for
+    """The calling customer's data export (domain.operations.privacy.export_customer_data). UNAUTHENTICATED for
     anonymous callers, FORBIDDEN for providers and admins (their accounts are not customer data here)."""
     user = await ctx.require_user()
     if user.role != "customer":

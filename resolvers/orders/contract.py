@@ -1,4 +1,4 @@
-"""Contract resolvers (issue 7): reading a contract (its parties, admins, a guest with its order's
+"""Contract resolvers: reading a contract (its parties, admins, a guest with its order's
 signed link; NOT_FOUND/null for everyone else), accepting it, the contract fields of orders, visits
 and disputes (DataLoaders: one statement per kind and page), and the PDF download route.
 """
@@ -21,9 +21,8 @@ from models import Contract, ContractAcceptance
 from models.db import session_scope
 from resolvers.audit import denial_code, record_denial
 from resolvers.context import Context, bearer_token, unauthenticated
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id, encode_id
-from resolvers.provider import bad_input
 
 
 @dataclass

@@ -11,9 +11,9 @@ from domain.shared.errors import CommonErrorCode, DomainError
 from models import Notification
 from models.db import session_scope
 from resolvers.context import Context
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input, page_size
+from resolvers.pagination import page_size
 
 MAX_MARK_IDS = 100
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from graphql import GraphQLError
-
 from domain.providers import discovery
 from domain.providers import provider as provider_domain
 from domain.shared.errors import DomainError
@@ -13,23 +11,9 @@ from models import Provider
 from models.db import session_scope
 from resolvers import loaders
 from resolvers.context import Context
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from settings import get_settings
-
-
-def bad_input(exc: DomainError) -> GraphQLError:
-    """Queries have no payload: bad input is a top-level error with the domain code and field."""
-    return GraphQLError(exc.message, extensions={"code": exc.code, "field": exc.field})
-
-
-def page_size(first: int | None, default: int = 20) -> int:
-    limit = get_settings().max_page_size
-    if first is None:
-        return default
-    if not 1 <= first <= limit:
-        raise GraphQLError(f"first must be between 1 and {limit}", extensions={"code": "INVALID_PAGE_SIZE", "field": "first"})
-    return first
+from resolvers.pagination import page_size
 
 
 async def providers_nearby(

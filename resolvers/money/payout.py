@@ -12,9 +12,9 @@ from models import Payout, PayoutDestination, User
 from models.db import session_scope
 from resolvers import loaders
 from resolvers.context import Context, forbidden
-from resolvers.errors import PayloadError, to_payload_error
+from resolvers.errors import PayloadError, bad_input, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input, page_size
+from resolvers.pagination import page_size
 
 
 async def my_provider(ctx: Context) -> tuple[User, int]:

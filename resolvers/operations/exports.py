@@ -1,22 +1,27 @@
 """The operators' streamed CSV endpoints (domain/operations/exports.py): ``GET /admin/service-requests.csv``,
 ``GET /admin/ledger.csv`` and ``GET /admin/payouts.csv``. Each needs an admin's bearer token (401 /
 403 audited), answers 400 naming a bad parameter, audits the export with its filter and streams
-batches of ``settings.audit_export_batch_rows`` rows from a server-side cursor."""
+batches of ``settings.audit_export_batch_rows`` rows from a server-side cursor: ``admin_csv_export``,
+the shape of every admin CSV endpoint (``GET /admin/audit.csv`` too: resolvers/operations/audit_log.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime
+from typing import Any
 
+from graphql import GraphQLError
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from domain.operations import exports
 from domain.operations.exports import PeriodFilter
 from domain.orders.service_request import RequestFilter
+from domain.shared import audit
 from domain.shared.errors import CommonErrorCode, DomainError
 from models.orders.service_request import SERVICE_REQUEST_STATUSES
-from resolvers.audit import admin_csv_export
+from resolvers.audit import bind_context, denial_code, record_denial
+from resolvers.context import Context, bearer_token
 from resolvers.ids import decode_id
 from settings import get_settings
 
@@ -51,7 +56,7 @@ def request_filter_from_query(params: Mapping[str, str]) -> RequestFilter:
 
 async def export_service_requests_csv(request: Request) -> Response:
     """``GET /admin/service-requests.csv?<filters>`` with ``Authorization: Bearer <admin token>``: the
-    matching requests, oldest first, as CSV (``domain.exports.REQUEST_CSV_COLUMNS``), streamed in
+    matching requests, oldest first, as CSV (``domain.operations.exports.REQUEST_CSV_COLUMNS``), streamed in
     batches of ``settings.audit_export_batch_rows`` from a server-side cursor. 401 / 403 (audited as
     ``authz.denied``), 400 on a bad filter; the export is audited as ``admin.exportServiceRequests``."""
     return await admin_csv_export(
@@ -80,7 +85,7 @@ def period_filter_from_query(params: Mapping[str, str]) -> PeriodFilter:
 
 async def export_ledger_csv(request: Request) -> Response:
     """``GET /admin/ledger.csv?from=&to=&currency=``: the journal, one row per ledger entry in posting
-    order (``domain.exports.LEDGER_CSV_COLUMNS``); audited as ``admin.exportLedger``."""
+    order (``domain.operations.exports.LEDGER_CSV_COLUMNS``); audited as ``admin.exportLedger``."""
     return await admin_csv_export(
         request, operation="GET /admin/ledger.csv", action="admin.exportLedger", filename="ledger.csv",
         parse=period_filter_from_query,
@@ -90,9 +95,45 @@ async def export_ledger_csv(request: Request) -> Response:
 
 async def export_payouts_csv(request: Request) -> Response:
     """``GET /admin/payouts.csv?from=&to=&currency=``: payouts created in the period, oldest first
-    (``domain.exports.PAYOUT_CSV_COLUMNS``); audited as ``admin.exportPayouts``."""
+    (``domain.operations.exports.PAYOUT_CSV_COLUMNS``); audited as ``admin.exportPayouts``."""
     return await admin_csv_export(
         request, operation="GET /admin/payouts.csv", action="admin.exportPayouts", filename="payouts.csv",
         parse=period_filter_from_query,
         rows=lambda f: exports.payouts_csv(f, batch_rows=get_settings().audit_export_batch_rows),
+    )
+
+
+async def admin_csv_export(
+    request: Request, *, operation: str, action: str, filename: str,
+    parse: Callable[[Mapping[str, str]], Any], rows: Callable[[Any], AsyncIterator[str]],
+) -> Response:
+    """The shared shape of the admin CSV endpoints: the bearer token must be an admin's (with MFA):
+    401 / 403 otherwise, both audited as ``authz.denied``; ``parse(query_params)`` gives the filter
+    (a ``DomainError`` is a 400 naming the field); the export is audited as ``action`` with the
+    filter; then ``rows(filter)`` is streamed as ``text/csv`` named ``filename``."""
+    ctx = Context(request=request)
+    ctx.authenticate(bearer_token(request.headers.get("authorization")))
+    try:
+        await ctx.require_admin()
+    except GraphQLError as error:
+        code = denial_code(error) or "FORBIDDEN"
+        await record_denial(ctx, code=code, operation=operation, path=None, transport="http")
+        return JSONResponse({"error": error.message, "code": code},
+                            status_code=401 if code == "UNAUTHENTICATED" else 403)
+    finally:
+        await ctx.close()
+    try:
+        f = parse(request.query_params)
+    except DomainError as exc:
+        return JSONResponse({"error": exc.message, "code": exc.code, "field": exc.field}, status_code=400)
+    token = bind_context(ctx)
+    try:
+        await audit.record_detached(
+            action=action, details={"filter": {k: str(v) for k, v in vars(f).items() if v is not None}},
+        )
+    finally:
+        audit.reset(token)
+    return StreamingResponse(
+        rows(f), media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"', "Cache-Control": "no-store"},
     )

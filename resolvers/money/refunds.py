@@ -1,54 +1,24 @@
-"""Money resolvers: the fee preview, an order's receipt and settlement, admin refunds, the ledger's
-trial balance and the affiliate dashboard."""
+"""An order's money after purchase: the customer's receipt, the settlement (admins and the assigned
+provider), refunds by admins, and refunds read by id."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
 
-from domain.catalogue import fees, offers
-from domain.money import affiliate, escrow, ledger
+from domain.catalogue import fees
+from domain.money import escrow
 from domain.orders import refunds
 from domain.orders import service_request as sr_domain
 from domain.shared import outbox
-from domain.shared.errors import DomainError, Forbidden, NotFound
+from domain.shared.errors import DomainError, NotFound
 from models import Payment, Refund, ServiceRequest
 from models.db import session_scope
 from resolvers import loaders
-from resolvers.context import Context, forbidden
+from resolvers.context import Context
 from resolvers.errors import PayloadError, to_payload_error
 from resolvers.ids import decode_id
-from resolvers.provider import bad_input
-from resolvers.service_request import ServiceRequestView
-
-# --- fee preview ----------------------------------------------------------------------------------
-
-
-@dataclass
-class QuoteResult:
-    breakdown: fees.FeeBreakdown | None
-    errors: list[PayloadError]
-
-
-async def fee_quote(
-    ctx: Context, *, service_id: str, tier_id: str | None, currency: str | None, affiliate_code: str | None
-) -> QuoteResult:
-    """What buying this tier would cost now (``service_request.fee_quote``). Anonymous callers are
-    quoted as guests (guest surcharge), logged-in callers without it. Bad input (unknown service,
-    tier, currency or affiliate code) comes back as typed errors, like ``purchaseService``'s."""
-    viewer = await ctx.viewer()
-    try:
-        sid = decode_id(service_id, "Service", field="serviceId")
-        tid = decode_id(tier_id, "ServiceTier", field="tierId") if tier_id else None
-        async with ctx.db() as session:
-            breakdown = await offers.fee_quote(
-                session, service_id=sid, tier_id=tid, currency=currency, guest=viewer is None,
-                affiliate_code=affiliate_code,
-            )
-    except DomainError as exc:
-        return QuoteResult(None, [to_payload_error(exc)])
-    return QuoteResult(breakdown, [])
-
+from resolvers.orders.service_request import ServiceRequestView
 
 # --- receipt and settlement of an order -----------------------------------------------------------
 
@@ -146,36 +116,3 @@ async def refund_nodes(ctx: Context, ids: list[int]) -> list[Refund | None]:
             visible = request is not None and await sr_domain.can_see_private(session, request, viewer)
             out.append(found if visible else None)
     return out
-
-
-# --- ledger and affiliates ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TrialBalance:
-    lines: list[ledger.TrialBalanceLine]
-    check: ledger.LedgerCheck
-
-
-async def trial_balance(ctx: Context) -> TrialBalance:
-    """Admin: balances by account kind and currency, and the ledger audit (``ledger.verify``)."""
-    await ctx.require_admin()
-    async with ctx.db() as session:
-        lines = await ledger.trial_balance(session)
-        check = await ledger.verify(session)
-    return TrialBalance(lines, check)
-
-
-async def affiliate_dashboard(ctx: Context, *, code: str) -> list[affiliate.AffiliateTotals]:
-    """Totals per currency for the affiliate with ``code``: admins and the affiliate's own account
-    only (FORBIDDEN otherwise, NOT_FOUND for an unknown code)."""
-    viewer = await ctx.require_user()
-    try:
-        async with ctx.db() as session:
-            found = await affiliate.get_for_viewer(session, code, viewer)
-            return await affiliate.dashboard(session, found.id)
-    except Forbidden as exc:
-        raise forbidden(exc.message) from exc
-    except DomainError as exc:
-        raise bad_input(exc) from exc
-

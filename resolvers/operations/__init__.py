@@ -1,0 +1,4 @@
+"""Operations resolvers (admins, and customers for their own data): dead letters (``dead_letters``),
+reconciliation (``reconciliation``), financial reports (``reports``), data export and erasure
+(``privacy``), the streamed CSV exports (``exports``) and the audit log (``audit_log``);
+domain/operations/."""
