@@ -1,5 +1,5 @@
 # Two commands: `make run` (everything, locally) and `make test` (the whole suite).
-.PHONY: bootstrap run test schema lint bench bench-payments bench-bookings bench-discovery bench-exports bench-fanout seed-large stop fuzz
+.PHONY: bootstrap run test schema docs lint bench bench-payments bench-bookings bench-discovery bench-exports bench-fanout seed-large stop fuzz
 
 bootstrap:  ## install Debian packages and Python dependencies (only what is missing)
 	bash scripts/bootstrap.sh
@@ -12,6 +12,9 @@ test: bootstrap  ## the whole test suite against its own services; nothing left 
 
 schema:  ## export the GraphQL schema to schema.graphql (commit it)
 	uv run strawberry export-schema schema:schema --output schema.graphql
+
+docs:  ## build the documentation site (MkDocs Material) into site/; --strict: a broken link fails
+	uv run mkdocs build --strict --site-dir site
 
 lint:
 	uv run ruff check .

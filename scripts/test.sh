@@ -24,5 +24,7 @@ if ! diff -u schema.graphql /tmp/odim-schema-$$.graphql; then
 fi
 echo "--- .env.example lists every setting"
 uv run python scripts/env_example.py --check
+echo "--- docs build (mkdocs --strict: no broken links)"
+NO_MKDOCS_2_WARNING=1 uv run mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "--- pytest"
 uv run pytest "$@"
