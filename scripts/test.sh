@@ -13,7 +13,7 @@ uv run odim services up --fast
 uv run odim migrate
 echo "--- ruff"
 uv run ruff check .
-echo "--- import-linter (layers of DESIGN.md)"
+echo "--- import-linter (layers of docs/architecture.md)"
 uv run lint-imports
 echo "--- detect-secrets: no new key-like strings (scripts/check_secrets.py, .secrets.baseline)"
 uv run python scripts/check_secrets.py
@@ -24,6 +24,8 @@ if ! diff -u schema.graphql /tmp/odim-schema-$$.graphql; then
 fi
 echo "--- .env.example lists every setting"
 uv run python scripts/env_example.py --check
+echo "--- docs/state-machines.md is generated from the code"
+uv run python scripts/state_machines.py --check
 echo "--- docs build (mkdocs --strict: no broken links)"
 NO_MKDOCS_2_WARNING=1 uv run mkdocs build --strict --quiet --site-dir "$(mktemp -d)"
 echo "--- pytest"

@@ -1,6 +1,6 @@
 """Contracts: before work starts, an order or a booking's visit gets a contract (scope of
 work, price and fee breakdown, schedule, cancellation terms) rendered from a Jinja2 template
-(``domain/templates/contract.txt.j2``, the engine domain/messaging/notification.py uses for emails) and
+(``domain/orders/templates/contract.txt.j2``, the engine domain/messaging/notification.py uses for emails) and
 identified by the SHA-256 of its exact UTF-8 bytes. The customer and the provider accept it (who,
 when, from which IP and user agent); any change of its terms makes a new version, the previous one
 superseded, that both must accept again.

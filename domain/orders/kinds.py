@@ -5,7 +5,7 @@ An order (a ``service_requests`` row) has a kind (``ServiceRequest.kind``):
 * ``purchase``: a catalogue tier bought outright (domain/orders/purchase.py). Operators and its
   provider move it through the request state machine; it has its own conversation, its own contract
   and is reviewed as an order.
-* ``booking``: the order of a booking's visits (registered by domain/bookings/kind.py). Its visits
+* ``booking``: the order of a booking's visits (registered by domain/bookings/hooks.py). Its visits
   move it; the conversation, contract and reviews are the visits'.
 
 Orders code never tests a kind by name: it asks ``of(request)`` for the kind's traits and calls its
