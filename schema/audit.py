@@ -1,6 +1,6 @@
-"""The audit log in GraphQL: the admin ``auditLog`` connection, the ``AuditExtension`` that binds
-each operation's request metadata and records permission denials, and the auditing of every
-Mutation root field an admin executes (``audit_admin_mutations``).
+"""Auditing at the GraphQL edge, for every context: the ``AuditExtension`` that binds each operation's
+request metadata and records permission denials, and the auditing of every Mutation root field an
+admin executes (``audit_admin_mutations``). The admin ``auditLog`` is schema/operations/audit_log.py.
 
 Hooks, and what each writes (rows: models/shared/audit.py):
 
@@ -16,18 +16,17 @@ Hooks, and what each writes (rows: models/shared/audit.py):
   codes) or ``denied`` (FORBIDDEN/UNAUTHENTICATED raised), with the input's ids, numbers, booleans
   and enum values (never its free text). It is a resolver wrapper on the Mutation root fields only,
   not a SchemaExtension ``resolve`` hook, which would run for every field of every query (about
-  4 us per field, CONVENTIONS.md).
+  4 us per field, docs/conventions.md).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import AsyncIterator, Iterable
-from datetime import datetime
+from collections.abc import AsyncIterator
 from enum import Enum
 from inspect import isawaitable
-from typing import Annotated, Any
+from typing import Any
 
 import strawberry
 from graphql import (
@@ -41,106 +40,10 @@ from graphql import (
     GraphQLResolveInfo,
     OperationDefinitionNode,
 )
-from strawberry import relay
 from strawberry.extensions import SchemaExtension
-from strawberry.scalars import JSON
 
 from domain.shared import audit as audit_domain
-from models import AuditEntry as AuditEntryModel
 from resolvers import audit as audit_resolvers
-from resolvers.ids import encode_id
-from resolvers.operations import audit_log as audit_log_resolvers
-from schema.common import page_info
-
-
-@strawberry.enum(description="How an audited action ended.")
-class AuditOutcome(Enum):
-    OK = "ok"
-    FAILED = "failed"
-    DENIED = "denied"
-
-
-@strawberry.type(description="One row of the append-only audit log (admins only). Rows are never changed or "
-                 "deleted: the database refuses it.")
-class AuditEntry(relay.Node):
-    id: relay.NodeID[int]
-    occurred_at: datetime
-    action: str = strawberry.field(description="Dotted name, e.g. `money.payment_captured`, `admin.refundServiceRequest`, "
-                                   "`auth.login.failed`, `authz.denied`.")
-    outcome: AuditOutcome
-    actor_id: strawberry.ID | None = strawberry.field(description="Global id of the acting User; null for "
-                                                      "anonymous callers and the system (workers, scheduler).")
-    actor_role: str | None = strawberry.field(description="customer, provider or admin, as the token said.")
-    ip: str | None = strawberry.field(description="The client's address as the server saw it.")
-    request_id: str | None = strawberry.field(description="The request id also found in the server logs.")
-    subject_type: str | None = strawberry.field(description="Type of the object acted on, e.g. LedgerTransaction.")
-    subject_id: str | None = strawberry.field(description="Database id of that object (as text).")
-    details: JSON = strawberry.field(description="Ids, codes and amounts; never personal data.")
-
-    @classmethod
-    def of(cls, e: AuditEntryModel) -> "AuditEntry":
-        return cls(
-            id=e.id, occurred_at=e.occurred_at, action=e.action, outcome=AuditOutcome(e.outcome),
-            actor_id=strawberry.ID(encode_id("User", e.actor_id)) if e.actor_id is not None else None,
-            actor_role=e.actor_role, ip=str(e.ip) if e.ip is not None else None, request_id=e.request_id,
-            subject_type=e.subject_type, subject_id=e.subject_id, details=e.details,
-        )
-
-    @classmethod
-    async def resolve_nodes(cls, *, info: strawberry.Info, node_ids: Iterable[str], required: bool = False):
-        found = await audit_log_resolvers.audit_entry_nodes(info.context, [int(i) for i in node_ids])
-        return [cls.of(e) if e else None for e in found]
-
-
-@strawberry.type
-class AuditEntryEdge:
-    cursor: str
-    node: AuditEntry
-
-
-@strawberry.type
-class AuditEntryConnection:
-    edges: list[AuditEntryEdge]
-    page_info: relay.PageInfo
-
-
-@strawberry.input(description="All optional, combined with AND.")
-class AuditLogFilter:
-    action: str | None = strawberry.field(default=None, description="Exact action, e.g. `admin.refundServiceRequest`.")
-    action_prefix: str | None = strawberry.field(default=None, description="Actions starting with this, e.g. "
-                                                 "`money.` or `auth.`.")
-    actor_id: strawberry.ID | None = strawberry.field(default=None, description="The acting User (global or raw id).")
-    subject_type: str | None = None
-    subject_id: str | None = None
-    outcome: AuditOutcome | None = None
-    from_: datetime | None = strawberry.field(default=None, name="from", description="Inclusive, with a time zone.")
-    to: datetime | None = strawberry.field(default=None, description="Exclusive, with a time zone.")
-
-
-async def audit_log(
-    info: strawberry.Info,
-    filter: AuditLogFilter | None = None,
-    first: Annotated[int | None, strawberry.argument(description="At most 100.")] = 20,
-    after: str | None = None,
-) -> AuditEntryConnection:
-    """Admin: the audit log, newest first (keyset pagination: pass `pageInfo.endCursor` as `after`), with filters.
-    FORBIDDEN for everyone else. The same rows as CSV: `GET /admin/audit.csv` with the same filters as query
-    parameters (`from`/`to` in ISO 8601)."""
-    f = filter or AuditLogFilter()
-    rows, has_next = await audit_log_resolvers.audit_log(
-        info.context,
-        filter_={"action": f.action, "action_prefix": f.action_prefix, "actor_id": f.actor_id,
-                 "subject_type": f.subject_type, "subject_id": f.subject_id,
-                 "outcome": f.outcome.value if f.outcome else None, "occurred_from": f.from_, "occurred_to": f.to},
-        first=first, after=after,
-    )
-    edges = [AuditEntryEdge(cursor=c, node=AuditEntry.of(e)) for e, c in rows]
-    return AuditEntryConnection(edges=edges, page_info=page_info(edges, has_next=has_next,
-                                                                 has_previous=after is not None))
-
-
-audit_log_field = strawberry.field(resolver=audit_log, description=" ".join((audit_log.__doc__ or "").split()))
-
 
 # --- the extension: request metadata and permission denials -------------------------------------------------
 

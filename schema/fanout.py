@@ -1,12 +1,13 @@
 """Shared fan-out for subscriptions: one GraphQL execution per event and distinct selection, the
-same serialised frame to every socket (FIELD-NOTES.md: Strawberry's default runs the whole
+same serialised frame to every socket (docs/pitfalls.md: Strawberry's default runs the whole
 execution once per subscriber per event, about 100-190 us of CPU per delivery).
 
-How it works. Subscribers of a *shared field* (registered in ``SHARED`` by schema/subscription.py)
-who ask for the same document, operation and variables (``after`` aside) on the same stream form a
-``Group``. The group holds ONE pub/sub subscription, executes the document once per event with the
-event as root value, serialises the ``next`` payload once, and queues ``(id, payload)`` to each
-member; each member's task writes ``{"id":<its operation id>,"type":"next","payload":<payload>}``.
+How it works. Subscribers of a *shared field* (registered in ``SHARED`` by each context's root
+module, through ``schema.shared.live.shared_field``) who ask for the same document, operation and
+variables (``after`` aside) on the same stream form a ``Group``. The group holds ONE pub/sub
+subscription, executes the document once per event with the event as root value, serialises the
+``next`` payload once, and queues ``(id, payload)`` to each member; each member's task writes
+``{"id":<its operation id>,"type":"next","payload":<payload>}``.
 Shared fields must return pure data types (no resolver reads the viewer): authorisation runs per
 member when it joins, through the same ``open`` function as the per-subscriber path.
 

@@ -1,4 +1,4 @@
-"""HTTP hardening middleware (issue 6), plain ASGI (no BaseHTTPMiddleware: nothing is buffered).
+"""HTTP hardening middleware, plain ASGI (no BaseHTTPMiddleware: nothing is buffered).
 
 ``server.create_app`` stacks them, outermost first: ``SecurityHeadersMiddleware``,
 ``RequestIdMiddleware``, CORS, ``PublicRateLimitMiddleware``, ``BodySizeLimitMiddleware``. So every
@@ -164,10 +164,11 @@ class _BodyTooLarge(Exception):
 
 
 def _body_limit(scope: Scope) -> int:
-    """``max_request_body_bytes``, except for multipart/form-data POSTs to /graphql (document uploads,
-    issue 7): those may carry one file of ``upload_max_bytes`` plus ``upload_multipart_overhead_bytes``
-    of operations, map and part headers. A larger file within that room reaches the resolver, which
-    refuses it with a typed FILE_TOO_LARGE error; beyond it, 413 as for any request."""
+    """``max_request_body_bytes``, except for multipart/form-data POSTs to /graphql (provider
+    onboarding's document uploads): those may carry one file of ``upload_max_bytes`` plus
+    ``upload_multipart_overhead_bytes`` of operations, map and part headers. A larger file within that
+    room reaches the resolver, which refuses it with a typed FILE_TOO_LARGE error; beyond it, 413 as
+    for any request."""
     settings = get_settings()
     if scope.get("path") == "/graphql" and scope.get("method") == "POST":
         content_type = next((v for k, v in scope.get("headers") or () if k == b"content-type"), b"")

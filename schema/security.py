@@ -1,4 +1,4 @@
-"""GraphQL-level hardening (issue 6): introspection only for admins (and in development), and the
+"""GraphQL-level hardening: introspection only for admins (and in development), and the
 persisted-query allow-list mode.
 
 ``SecurityExtension`` runs after the validation cache (see schema/__init__.py): it adds its errors to

@@ -16,7 +16,7 @@ import pytest
 import domain
 import schema
 from domain.shared.errors import CommonErrorCode, DomainError
-from schema.common import UnlistedErrorCode, coded_errors
+from schema.shared.common import UnlistedErrorCode, coded_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTEXTS = ["shared", "messaging", "identity", "providers", "catalogue", "money", "reviews", "orders", "bookings",
@@ -101,7 +101,7 @@ def test_every_graphql_error_enum_is_generated_from_known_codes_and_has_invalid(
 def test_a_code_the_payload_enum_does_not_list_fails_loudly_outside_production():
     # given a payload enum without SLOT_UNAVAILABLE and an error carrying it
     from resolvers.errors import PayloadError
-    from schema.common import error_code_enum
+    from schema.shared.common import error_code_enum
 
     enum = error_code_enum("ProbeErrorCode", [CommonErrorCode.NOT_FOUND, CommonErrorCode.INVALID])
     # when it is mapped (tests run with ODIM_ENVIRONMENT=test)

@@ -8,4 +8,7 @@ Thin on purpose: authorise the caller, decode global ids and local times, call `
 Writes run in their own ``session_scope`` transaction (``resolvers.errors.write``: rolled back on
 any error, nothing written) and relay the outbox after commit; reads use the request's session and
 DataLoaders.
+
+What every context uses (the request context, error mapping, ids, page sizes, DataLoaders, rate
+limits, live streams, audit binding) is at the resolvers/ top level.
 """

@@ -1,0 +1,13 @@
+"""Providers in GraphQL (domain/providers/): the Provider node and geosearch (``provider``), ranked
+discovery (``discovery``), onboarding applications (``onboarding``) and standing under the
+two-strike policy (``standing``). The context's root fields are in ``root`` (``Query``,
+``Mutation``), combined with the other contexts' in schema/__init__.py.
+
+What every context uses (Money, points, page info, coded payload errors, the live helpers, the Relay
+node field) is schema/shared/; the schema/ top level holds no types, only the machinery around the
+schema (extensions, audit, security, text_guard, observability, http, fanout).
+"""
+
+from schema.providers.root import Mutation, Query
+
+__all__ = ["Mutation", "Query"]
