@@ -269,7 +269,7 @@ TABLE: dict[str, Row] = {
     "reconciliationRuns": q(ADMIN_ONLY, "{ reconciliationRuns { id } }"),
     "flaggedPayments": q(ADMIN_ONLY, "{ flaggedPayments { reference } }"),
     "ledgerTrialBalance": q(ADMIN_ONLY, "{ ledgerTrialBalance { balanced } }"),
-    # financial reports (schema/reports.py): admin only, a one-day period around now
+    # financial reports (schema/operations/reports.py): admin only, a one-day period around now
     "dailyRevenue": q(ADMIN_ONLY, f"{{ dailyRevenue({REPORT_PERIOD}) {{ day }} }}"),
     "payoutReport": q(ADMIN_ONLY, f"{{ payoutReport({REPORT_PERIOD}) {{ lines {{ status }} }} }}"),
     "disputeReport": q(ADMIN_ONLY, f"{{ disputeReport({REPORT_PERIOD}) {{ status }} }}"),

@@ -2,6 +2,12 @@
 
 ``make test`` starts the services; running ``pytest`` directly starts them too when they are down
 (and leaves them running). Each test starts from empty tables and an empty Redis.
+
+Parallel runs (pytest-xdist, ``-n N``): each worker ``gwK`` gets a stack of its own, so no test sees
+another's rows, keys, pub/sub messages or mail: a database ``odim_gwK`` copied from the migrated
+``odim`` database (``CREATE DATABASE ... TEMPLATE``, no migrations re-run), its own Redis and SMTP
+sink on ports ``+10*(K+1)`` and a data directory ``.data/test/gwK``; the API port a test may start a
+server on moves the same way. The worker's Redis and SMTP sink stop when it finishes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,23 @@ def _load_test_env() -> None:
 
 
 _load_test_env()
+WORKER = os.environ.get("PYTEST_XDIST_WORKER")  # "gw0", "gw1" ... under pytest-xdist, None otherwise
+
+
+def _isolate_worker(worker: str) -> None:
+    """Point this xdist worker at its own database, Redis, SMTP sink, data directory and API port."""
+    offset = 10 * (int(worker.removeprefix("gw")) + 1)
+    env = os.environ
+    env["ODIM_DATA_DIR"] = str(Path(env["ODIM_DATA_DIR"]) / worker)
+    env["ODIM_DATABASE_URL"] = env["ODIM_DATABASE_URL"].rsplit("/", 1)[0] + f"/odim_{worker}"
+    for key in ("ODIM_REDIS_PORT", "ODIM_SMTP_SINK_PORT", "ODIM_SMTP_PORT", "ODIM_PORT"):
+        env[key] = str(int(env[key]) + offset)
+    env["ODIM_REDIS_URL"] = f"redis://127.0.0.1:{env['ODIM_REDIS_PORT']}/0"
+    env["ODIM_PUBLIC_BASE_URL"] = f"http://127.0.0.1:{env['ODIM_PORT']}"
+
+
+if WORKER:
+    _isolate_worker(WORKER)
 
 from settings import get_settings  # noqa: E402
 
@@ -40,13 +63,30 @@ from sqlalchemy import text  # noqa: E402
 from models.db import get_engine  # noqa: E402
 
 
+def pytest_configure(config) -> None:
+    """Under ``pytest -n N`` the controller (no worker id) starts the stack and migrates the ``odim``
+    database once, before the workers copy it (scripts/test.sh has done both already: then it is quick)."""
+    if WORKER is None and getattr(config.option, "numprocesses", None):
+        from devstack import services
+
+        if not all(services.status().values()):
+            services.up(fast=True)
+        subprocess.run([sys.executable, "-m", "cli", "migrate"], cwd=ROOT, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="session", autouse=True)
-def services_up() -> None:
+def services_up():
     from devstack import services
 
+    if WORKER:
+        services.up_worker(get_settings(), template="odim")
+        yield
+        services.down_worker(get_settings())
+        return
     if not all(services.status().values()):
         services.up(fast=True)
     subprocess.run([sys.executable, "-m", "cli", "migrate"], cwd=ROOT, check=True, capture_output=True)
+    yield
 
 
 
@@ -73,6 +113,20 @@ async def clean_state(services_up: None) -> None:
         for f in mail.glob("*.eml"):
             f.unlink()
     yield
+    await check_live_events()
+
+
+async def check_live_events() -> None:
+    """Every live event a test's producers recorded in the outbox validates against its channel's typed
+    model (domain/shared/events.py: unknown fields forbidden), so the whole suite checks every producer."""
+    from domain.shared import events
+
+    async with get_engine().connect() as conn:
+        rows = (await conn.execute(text(
+            "SELECT target, payload FROM outbox WHERE kind = 'event' ORDER BY id"
+        ))).all()
+    for channel, payload in rows:
+        events.model_for(channel).model_validate(payload)
 
 
 @pytest.fixture

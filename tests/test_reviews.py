@@ -1,4 +1,4 @@
-"""Verified, blind reviews and rating aggregates (domain/reviews/review.py, schema/review.py).
+"""Verified, blind reviews and rating aggregates (domain/reviews/review.py, schema/reviews/review.py).
 
 Orders are written straight through the models in the state the review rules read (completed or
 not, paid or not, completed when): the purchase and payment paths have their own tests. Visits go

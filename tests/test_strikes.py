@@ -1,4 +1,4 @@
-"""The two-strike policy (domain/reviews/review.py, schema/review.py): strikes, suspension,
+"""The two-strike policy (domain/providers/standing.py, schema/providers/standing.py): strikes, suspension,
 reinstatement, and what a suspended provider can no longer do."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Error codes of the providers context: one StrEnum, the single source of the codes its typed errors
-carry (the GraphQL error-code enums are generated from these; schema/common.py ``error_code_enum``)."""
+carry (the GraphQL error-code enums are generated from these; schema/shared/common.py ``error_code_enum``)."""
 
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class Provider(relay.Node):
     available: bool
 
     @strawberry.field(description="Published customer reviews (blind reviews appear once published), newest first; "
-                      "`first` at most 100 (issue 7).")
+                      "`first` at most 100.")
     async def reviews(self, info: strawberry.Info, first: int | None = 20, after: str | None = None) -> ReviewConnection:
         return await provider_reviews(info, self.id, first, after)
 
