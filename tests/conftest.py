@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-pytest_plugins = ["tests.chat_fixtures"]
+# Fixtures every context uses: a shop to buy from, a moto S3 server and bucket (tests/support/).
+pytest_plugins = ["tests.support.orders", "tests.support.storage"]
 
 
 def _load_test_env() -> None:

@@ -1,0 +1,1 @@
+"""Identity tests: accounts, sign-in, refresh-token sessions, MFA and the WebSocket sign-in."""

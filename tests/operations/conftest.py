@@ -1,0 +1,2 @@
+"""Operations tests: privacy (export, erasure), reports, exports, the operator's console and
+observability."""

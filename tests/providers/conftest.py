@@ -1,0 +1,2 @@
+"""Provider tests: nearby search, availability, ranked discovery, onboarding, standing (strikes) and
+the document storage."""

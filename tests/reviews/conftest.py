@@ -1,0 +1,1 @@
+"""Review tests: blind reviews, publication and rating aggregates."""
