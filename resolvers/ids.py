@@ -15,7 +15,7 @@ class InvalidId(DomainError):
 
 # A database id: ASCII digits only (str.isdigit() also takes "²" and "１", which int() refuses or
 # reads), at most a PostgreSQL bigint; anything else reached SQL and failed there as an unexpected
-# error (INTERNAL_SERVER_ERROR for "1180591620717411303424": found by the fuzzer, tests/fuzzing.py).
+# error (INTERNAL_SERVER_ERROR for "1180591620717411303424": found by the fuzzer, tests/system/fuzzing.py).
 _DB_ID = re.compile(r"[0-9]{1,19}")
 MAX_DB_ID = 2**63 - 1
 

@@ -3,7 +3,7 @@
 PostgreSQL ``text`` and ``varchar`` cannot store or compare U+0000: a query parameter holding it
 fails with "invalid byte sequence for encoding UTF8: 0x00", which surfaced as INTERNAL_SERVER_ERROR
 from every resolver that passes a string to SQL (``services(category:)``, idempotency keys, ...;
-found by the GraphQL fuzzer, tests/fuzzing.py). No legitimate input contains it, so the whole
+found by the GraphQL fuzzer, tests/system/fuzzing.py). No legitimate input contains it, so the whole
 operation is refused up front with one typed error instead of guarding each argument.
 """
 

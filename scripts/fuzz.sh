@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The long GraphQL fuzzing pass (`make fuzz`): at least 5,000 schemathesis cases over every Query and
 # Mutation field as anonymous, customer, provider and admin, against a real server on the test stack
-# (tables emptied and seeded first), rate limits raised (tests/fuzzing.py). Prints the
+# (tables emptied and seeded first), rate limits raised (tests/system/fuzzing.py). Prints the
 # cases per role, the 5xx, unmasked and INTERNAL_SERVER_ERROR counts (all must be 0) and the top
-# error codes; exits 1 on any finding. Arguments go to tests/fuzzing.py (--cases N, --seed S).
+# error codes; exits 1 on any finding. Arguments go to tests/system/fuzzing.py (--cases N, --seed S).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/test-env.sh

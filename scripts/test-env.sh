@@ -15,7 +15,7 @@ export ODIM_ACTOR_MIN_BACKOFF_MS=50
 export ODIM_ACTOR_MAX_BACKOFF_MS=500
 # Every in-process test client is 127.0.0.1 and tests reuse a few accounts: the authorisation matrix
 # alone sends ~700 requests in one test, and purchase tests buy dozens of times as one customer, far
-# over the defaults (100/minute per IP, 20 purchases/minute per account). tests/test_abuse_limits.py
+# over the defaults (100/minute per IP, 20 purchases/minute per account). tests/system/test_abuse_limits.py
 # sets low limits itself.
 export ODIM_RATE_LIMIT_PUBLIC=1000000/minute
 export ODIM_RATE_LIMIT_PURCHASE=1000000/minute

@@ -1,7 +1,7 @@
 """Financial reports for operators, computed from the double-entry ledger.
 
 Every figure about money comes from ``ledger_entries`` (joined to their transactions and accounts,
-models/money/ledger.py), so a report can never disagree with the ledger: tests/test_reports.py checks each
+models/money/ledger.py), so a report can never disagree with the ledger: tests/operations/test_reports.py checks each
 report's totals against direct sums over the entries and the trial balance. Periods are half-open
 ``[start, end)`` in UTC; a "day" is a UTC calendar day. Amounts are integers in minor units of their
 currency. Each report is ONE SQL statement, whatever the number of rows.

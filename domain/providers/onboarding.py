@@ -21,7 +21,7 @@ Rules ("Provider onboarding and vetting"):
 
 Search and work only reach ``verified AND available AND NOT suspended`` providers: domain/providers/provider.py
 (geosearch), domain/providers/availability.py (slots), domain/bookings/booking.py and domain/orders/service_request.py
-(assignment) already require it; tests/test_onboarding.py checks it end to end.
+(assignment) already require it; tests/providers/test_onboarding.py checks it end to end.
 """
 
 from __future__ import annotations

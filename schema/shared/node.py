@@ -3,7 +3,7 @@ for ids that cannot name an object.
 
 Strawberry's own ``relay.node()`` turned a malformed id into an error without ``extensions.code``
 ("Value cannot represent a GlobalID") and an id of an unknown type or with a non-numeric part into
-an unexpected exception (INTERNAL_SERVER_ERROR): both found by the GraphQL fuzzer (tests/fuzzing.py).
+an unexpected exception (INTERNAL_SERVER_ERROR): both found by the GraphQL fuzzer (tests/system/fuzzing.py).
 """
 
 from __future__ import annotations
