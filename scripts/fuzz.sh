@@ -21,4 +21,4 @@ uv run odim services up --fast
 uv run odim migrate
 mkdir -p "$ODIM_DATA_DIR"
 echo "--- fuzzing (server log: $ODIM_DATA_DIR/fuzz-server.log)"
-uv run python -m tests.fuzzing --server-log "$ODIM_DATA_DIR/fuzz-server.log" "$@"
+uv run python -m tests.system.fuzzing --server-log "$ODIM_DATA_DIR/fuzz-server.log" "$@"

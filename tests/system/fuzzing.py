@@ -13,7 +13,7 @@ customer, provider, admin) and its response is classified:
   that the server masked correctly, but still a bug the fuzzer found.
 
 All three must be zero. ``tests/system/test_fuzz.py`` runs a short pass in ``make test``; ``make fuzz``
-runs the long one (``python -m tests.fuzzing --cases 5000``, at least 5,000 generated cases).
+runs the long one (``python -m tests.system.fuzzing --cases 5000``, at least 5,000 generated cases).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Schemathesis generates cases for every Query and Mutation field and sends each as anonymous, a
 customer, a provider and an admin (MFA-verified) to a real uvicorn process, with the rate limits
-raised (tests.fuzzing.FUZZ_SERVER_ENV) so 429s do not hide the resolvers.
+raised (tests.system.fuzzing.FUZZ_SERVER_ENV) so 429s do not hide the resolvers.
 """
 
 from __future__ import annotations
