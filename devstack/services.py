@@ -260,41 +260,17 @@ def status(settings: Settings | None = None) -> dict[str, bool]:
     }
 
 
-def _database_name(settings: Settings) -> str:
-    return settings.database_url.rsplit("/", 1)[1].split("?")[0]
-
-
-def up_worker(settings: Settings, *, template: str = DB_NAME) -> None:
-    """A parallel test worker's stack beside the running one: its database, a fresh copy of the
-    migrated ``template`` database (``CREATE DATABASE ... TEMPLATE``: no migrations re-run), and its
-    own Redis and SMTP sink under ``settings.data_dir``. PostgreSQL itself is the running cluster's.
-    Raises ``ServiceError`` when the cluster does not answer."""
-    if not _port_open(settings.pg_port):
-        raise ServiceError(f"PostgreSQL is not running on {settings.pg_port}: start the test stack first")
-    paths = _paths(settings)
-    paths.root.mkdir(parents=True, exist_ok=True)
-    name = _database_name(settings)
-    _psql(settings, "postgres", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    for attempt in range(50):  # workers copying one template at the same moment: "source database is being accessed"
-        done = _run(["psql", "-h", "127.0.0.1", "-p", str(settings.pg_port), "-U", DB_ROLE, "-d", "postgres", "-tAc",
-                     f"CREATE DATABASE {name} TEMPLATE {template}"], check=False)
-        if done.returncode == 0:
-            break
-        if "is being accessed by other users" not in done.stderr or attempt == 49:
-            raise ServiceError(f"could not create {name}: {done.stderr.strip()}")
-        time.sleep(0.1 + 0.05 * attempt)
-    _redis_up(settings, paths)
-    _smtp_up(settings, paths)
+def up_worker(settings: Settings) -> None:
+    """A parallel test worker's own stack (PostgreSQL cluster, Redis, SMTP sink) under its
+    ``settings.data_dir`` and ports: fully isolated, so a test may even restart its PostgreSQL. Started
+    fresh each time (the data directory is wiped first); the caller migrates it."""
+    reset(settings)
+    up(settings, fast=True)
 
 
 def down_worker(settings: Settings) -> None:
-    """Stop a test worker's Redis and SMTP sink and drop its database (idempotent)."""
-    paths = _paths(settings)
-    _smtp_down(settings, paths)
-    _redis_down(settings, paths)
-    if _port_open(settings.pg_port):
-        _run(["psql", "-h", "127.0.0.1", "-p", str(settings.pg_port), "-U", DB_ROLE, "-d", "postgres", "-tAc",
-              f"DROP DATABASE IF EXISTS {_database_name(settings)} WITH (FORCE)"], check=False)
+    """Stop a test worker's stack and delete its data directory (idempotent)."""
+    reset(settings)
 
 
 def reset(settings: Settings | None = None) -> None:

@@ -282,9 +282,9 @@ async def test_purge_deletes_only_old_dispatched_rows():
     now = datetime.now(UTC)
     async with session_scope() as s:
         s.add_all([
-            OutboxMessage(kind="event", target="old", payload={}, dispatched_at=now - timedelta(days=8)),
-            OutboxMessage(kind="event", target="recent", payload={}, dispatched_at=now - timedelta(days=1)),
-            OutboxMessage(kind="event", target="pending", payload={}),
+            OutboxMessage(kind="actor", target="old", payload={}, dispatched_at=now - timedelta(days=8)),
+            OutboxMessage(kind="actor", target="recent", payload={}, dispatched_at=now - timedelta(days=1)),
+            OutboxMessage(kind="actor", target="pending", payload={}),
         ])
     assert await maintenance.purge_dispatched_outbox() == 1
     async with session_scope() as s:
