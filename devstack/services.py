@@ -200,6 +200,13 @@ def _redis_up(settings: Settings, paths: Paths) -> None:
 def _redis_down(settings: Settings, paths: Paths) -> None:
     if _port_open(settings.redis_port):
         _run(["redis-cli", "-p", str(settings.redis_port), "shutdown", "nosave"], check=False)
+    pidfile = paths.redis / "redis.pid"
+    if pidfile.exists():  # started from this data directory on another port (a test worker's)
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+        pidfile.unlink(missing_ok=True)
 
 
 def _smtp_up(settings: Settings, paths: Paths) -> None:
