@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # After a provider marks an order completed, escrow is released this long later unless a
     # dispute is open (an admin's "completed" releases at once).
     escrow_release_grace_seconds: int = 72 * 3600
+    # Rows each hot ledger account (gateway clearing, platform revenue, refunds payable, dispute losses)
+    # is striped into, so concurrent captures and releases do not queue on one row (domain/money/ledger.py).
+    ledger_hot_account_stripes: int = Field(default=16, ge=1, le=256)
     dispute_window_seconds: int = 14 * 24 * 3600  # customers may dispute until this long after completion
     payout_minimum_minor: dict[str, int] = {"XAF": 1000, "NGN": 10000, "INR": 10000, "USD": 500}
     payout_interval_seconds: int = 3600

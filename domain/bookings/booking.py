@@ -45,7 +45,7 @@ from domain.bookings.events import BookingStatusEvent
 from domain.bookings.locks import lock_booking
 from domain.catalogue import fees, offers
 from domain.messaging import feed, notification
-from domain.money import escrow, refund
+from domain.money import escrow, ledger, refund
 from domain.orders import contract, dispute, escalation, locks, service_request
 from domain.providers import availability, standing
 from domain.providers.locks import lock_provider_if_any
@@ -350,6 +350,7 @@ async def checkout(
     urgent_bps = get_settings().ticket_urgent_surcharge_bps if urgent else 0
     quote = fees.quote(price.amount_minor, booking.currency, service.category, guest=False, urgent_bps=urgent_bps)
     order = ServiceRequest(
+        ledger_stripe=ledger.new_stripe(),
         kind="booking", service_id=service.id, tier_id=tier.id, customer_user_id=customer.id,
         customer_name=customer.full_name, customer_email=customer.email, customer_phone=customer.phone,
         requirements=booking.customer_note, status="awaiting_payment", assigned_provider_id=booking.provider_id,

@@ -67,7 +67,7 @@ async def capture(session: AsyncSession, request: ServiceRequest, payment: Payme
     posted = await ledger.post(
         session, "payment_captured", f"payment_captured:{payment.reference}",
         [
-            (ledger.gateway_clearing(payment.gateway, payment.currency), -payment.amount_minor),
+            (ledger.gateway_clearing(payment.gateway, payment.currency, stripe=request.ledger_stripe), -payment.amount_minor),
             (ledger.escrow(request.id, payment.currency), payment.amount_minor),
         ],
         service_request_id=request.id, memo=f"payment {payment.reference} captured",
@@ -116,7 +116,7 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
         [
             (ledger.escrow(request.id, currency), -held),
             (ledger.provider_payable(request.assigned_provider_id, currency), parts["provider"]),
-            (ledger.platform_revenue(currency), parts["platform"]),
+            (ledger.platform_revenue(currency, stripe=request.ledger_stripe), parts["platform"]),
         ],
         service_request_id=request.id, memo=f"order {request.reference} completed",
     )
@@ -126,7 +126,7 @@ async def release(session: AsyncSession, request: ServiceRequest) -> ProviderEar
     if affiliate_part:
         await ledger.post(
             session, "affiliate_commission_earned", f"affiliate_commission_earned:{request.id}",
-            [(ledger.platform_revenue(currency), -affiliate_part),
+            [(ledger.platform_revenue(currency, stripe=request.ledger_stripe), -affiliate_part),
              (ledger.affiliate_payable(affiliate.id, currency), affiliate_part)],
             service_request_id=request.id, memo=f"affiliate {affiliate.code} on {request.reference}",
         )
@@ -167,7 +167,7 @@ async def reserve_refund(
     if request.released_at is None or from_escrow:
         await ledger.post(
             session, "refund_requested", key,
-            [(ledger.escrow(request.id, currency), -amount_minor), (ledger.refunds_payable(currency), amount_minor)],
+            [(ledger.escrow(request.id, currency), -amount_minor), (ledger.refunds_payable(currency, stripe=request.ledger_stripe), amount_minor)],
             service_request_id=request.id, memo=memo,
         )
     else:
@@ -193,7 +193,7 @@ async def _refund_after_release(
         await ledger.post(
             session, "affiliate_commission_reversed", f"affiliate_commission_reversed:{key}",
             [(ledger.affiliate_payable(affiliate.id, currency), -parts["affiliate"]),
-             (ledger.platform_revenue(currency), parts["affiliate"])],
+             (ledger.platform_revenue(currency, stripe=request.ledger_stripe), parts["affiliate"])],
             service_request_id=request.id, memo=memo,
         )
     from_payable = 0
@@ -206,9 +206,9 @@ async def _refund_after_release(
         session, "refund_requested", key,
         [
             (ledger.provider_payable(request.assigned_provider_id, currency), -from_payable),
-            (ledger.dispute_losses(currency), -loss),
-            (ledger.platform_revenue(currency), -(parts["platform"] + parts["affiliate"])),
-            (ledger.refunds_payable(currency), amount_minor),
+            (ledger.dispute_losses(currency, stripe=request.ledger_stripe), -loss),
+            (ledger.platform_revenue(currency, stripe=request.ledger_stripe), -(parts["platform"] + parts["affiliate"])),
+            (ledger.refunds_payable(currency, stripe=request.ledger_stripe), amount_minor),
         ],
         service_request_id=request.id, memo=memo,
     )

@@ -24,13 +24,13 @@ async def lock_order_money(session: AsyncSession, request: ServiceRequest) -> No
     )
     currency = request.currency
     accounts = [
-        ledger.escrow(request.id, currency), ledger.platform_revenue(currency), ledger.refunds_payable(currency),
-        ledger.dispute_losses(currency),
+        ledger.escrow(request.id, currency), ledger.platform_revenue(currency, stripe=request.ledger_stripe),
+        ledger.refunds_payable(currency, stripe=request.ledger_stripe), ledger.dispute_losses(currency, stripe=request.ledger_stripe),
     ]
     gateways = (
         await session.scalars(select(Payment.gateway).where(Payment.service_request_id == request.id).distinct())
     ).all()
-    accounts += [ledger.gateway_clearing(g, currency) for g in gateways]
+    accounts += [ledger.gateway_clearing(g, currency, stripe=request.ledger_stripe) for g in gateways]
     if request.assigned_provider_id is not None:
         accounts.append(ledger.provider_payable(request.assigned_provider_id, currency))
     affiliate = await order_affiliate(session, request)

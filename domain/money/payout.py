@@ -700,7 +700,7 @@ async def apply_payout_status(
         await ledger.post(
             session, "payout_paid", f"payout_paid:{payout.reference}",
             [(ledger.payout_in_transit(provider_id, currency), -amount),
-             (ledger.gateway_clearing(payout.gateway, currency), amount)],
+             (ledger.gateway_clearing(payout.gateway, currency, stripe=ledger.stripe_for(payout.id)), amount)],
             memo=f"payout {payout.reference} paid",
         )
         _transition(session, payout, "paid", "paid by the gateway")

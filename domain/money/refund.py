@@ -148,8 +148,9 @@ async def apply_refund_status(
     if status == "succeeded":
         await ledger.post(
             session, "refund_sent", f"refund_sent:{refund.reference}",
-            [(ledger.refunds_payable(refund.currency), -refund.amount_minor),
-             (ledger.gateway_clearing(refund.gateway, refund.currency), refund.amount_minor)],
+            [(ledger.refunds_payable(refund.currency, stripe=request.ledger_stripe), -refund.amount_minor),
+             (ledger.gateway_clearing(refund.gateway, refund.currency, stripe=request.ledger_stripe),
+              refund.amount_minor)],
             service_request_id=refund.service_request_id, memo=f"refund {refund.reference} settled",
         )
         MACHINE.move(refund, "succeeded", actor="system", history=None)

@@ -32,7 +32,7 @@ from domain.identity.user import (
     normalise_phone,
 )
 from domain.messaging import feed, notification
-from domain.money import escrow, refund
+from domain.money import escrow, ledger, refund
 from domain.orders import contract, guest_access, kinds
 from domain.orders.errors import OrdersErrorCode
 from domain.orders.events import ServiceRequestStatusEvent
@@ -207,6 +207,7 @@ async def purchase_service(
     quote = fees.quote(price.amount_minor, currency, service.category, guest=user is None, affiliate_bps=affiliate_bps)
 
     request = ServiceRequest(
+        ledger_stripe=ledger.new_stripe(),
         service_id=service.id, tier_id=tier.id, customer_user_id=user.id if user else None,
         customer_name=name, customer_email=email, customer_phone=phone, requirements=requirements,
         status="awaiting_payment", affiliate_code=affiliate_code, amount_minor=quote.total,

@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -89,6 +90,9 @@ class ServiceRequest(Base):
     # each share after release and later refunds (provider, platform incl. surcharge, affiliate).
     captured_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
     refunded_minor: Mapped[int] = mapped_column(BigInteger, nullable=False, server_default="0")
+    # The stripe of the ledger's hot accounts every posting about this order uses (domain/money/ledger.py);
+    # drawn at creation, 0 for orders from before striping.
+    ledger_stripe: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default="0")
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     release_due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
