@@ -31,18 +31,19 @@ visits is live (a follow-up under way refuses the move).
 from __future__ import annotations
 
 import secrets
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
-from sqlalchemy import exists, func, or_, select, update
+from sqlalchemy import exists, func, or_, select, text, update
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from domain.bookings import substitution
 from domain.bookings.errors import BookingsErrorCode
 from domain.bookings.events import BookingStatusEvent
-from domain.bookings.locks import lock_booking
+from domain.bookings.locks import CLAIM_SQL, lock_booking, time_keys
 from domain.catalogue import fees, offers
 from domain.messaging import feed, notification
 from domain.money import escrow, ledger, refund
@@ -219,28 +220,49 @@ async def hold_slot(
         )
         if earlier is not None:
             return _same_hold(earlier, provider_id, service_id, start)
-    provider = await lock_provider_if_any(session, provider_id)
-    standing.ensure_not_suspended(provider)  # PROVIDER_SUSPENDED: says why (two strikes or an admin)
-    if provider is None or not provider.verified or provider.suspended:
+    read = (await session.execute(_HOLD_READ, {
+        "provider_id": provider_id, "service_id": service_id, "days": list(availability.calendar_dates(start)),
+    })).one_or_none()  # the provider share-locked (see domain/bookings/locks.py), its plan, the catalogue
+    if read is not None and read.suspended:
+        raise standing.ProviderSuspended("This provider is suspended and takes no new work")
+    if read is None or not read.verified:
         raise ProviderNotBookable("This provider does not take bookings")
-    if provider.user_id is not None and provider.user_id == customer.id:
+    if read.user_id is not None and read.user_id == customer.id:
         # A provider booking its own time would pay itself through escrow and could review itself.
         raise Forbidden("You cannot book your own time", field="providerId")
     currency = (currency or settings.default_currency).upper()
-    _, tier, _, _ = await offers.offer(session, service_id, tier_id, currency, None)
+    if not read.service_active:
+        raise offers.ServiceNotFound("No such service")
+    prices = {tier: amounts or {} for tier, amounts in read.tiers}
+    chosen_tier = offers.choose_tier(list(prices), tier_id)
+    if currency not in prices[chosen_tier]:
+        raise offers.not_offered(currency, list(prices[chosen_tier]))
     ticket = await _customer_ticket(session, ticket_id, customer) if ticket_id is not None else None
-    offered = await availability.offered_slot(session, provider_id=provider_id, service_id=service_id, start=start, now=now)
+    offer, bookable = availability.offer_from_row(
+        service_id=service_id, time_zone=read.time_zone, verified=read.verified, suspended=read.suspended,
+        min_notice_minutes=read.min_notice_minutes, buffer_minutes=read.buffer_minutes,
+        horizon_days=read.horizon_days, slot_minutes=read.slot_minutes, offered=read.offered,
+        listed=read.service_active)
+    plan, dates = _calendar(read.rules, read.exceptions)
+    offered = availability.check_offered(offer, bookable, plan, dates, service_id=service_id, start=start, now=now)
     slot, blocked_until = offered.slot, offered.blocked_until
-    await _expire_overlapping_holds(session, provider_id, slot.start, blocked_until, now)
+    claim = (await session.execute(_CLAIM_AND_EXPIRED, {
+        "keys": time_keys(provider_id, slot.start, blocked_until), "provider_id": provider_id, "now": now,
+        "start": slot.start, "until": blocked_until,
+    })).one()
+    if not claim.claimed:
+        # Someone is taking overlapping time right now: refused at once, not queued behind them.
+        raise SlotUnavailable("This time is no longer available: choose another slot")
+    await _expire_holds(session, claim.expired or [], now)
     booking = Booking(
-        provider_id=provider_id, service_id=service_id, tier_id=tier.id, customer_user_id=customer.id,
+        provider_id=provider_id, service_id=service_id, tier_id=chosen_tier, customer_user_id=customer.id,
         ticket_id=ticket.id if ticket else None, currency=currency, status="held", starts_at=slot.start,
-        ends_at=slot.end, blocked_until=blocked_until, time_zone=provider.time_zone,
+        ends_at=slot.end, blocked_until=blocked_until, time_zone=read.time_zone,
         hold_expires_at=now + timedelta(seconds=settings.booking_hold_seconds), customer_note=note,
         idempotency_key=idempotency_key, reference=new_reference(),
     )
     try:
-        await _insert(session, booking)
+        await _insert(session, booking, savepoint=idempotency_key is not None)
     except (SlotUnavailable, IntegrityError):
         # The same key raced in from a retry: the first one committed, return it (Stripe's rule).
         earlier = await session.scalar(
@@ -261,11 +283,17 @@ def _same_hold(earlier: Booking, provider_id: int, service_id: int, start: datet
     return earlier
 
 
-async def _insert(session: AsyncSession, booking: Booking) -> None:
-    """Insert in a savepoint; the exclusion constraint's refusal becomes ``SlotUnavailable``
-    (as does a deadlock between overlapping inserts, which the provider lock should prevent)."""
+async def _insert(session: AsyncSession, booking: Booking, *, savepoint: bool = True) -> None:
+    """Insert ``booking``; the exclusion constraint's refusal becomes ``SlotUnavailable`` (as does a
+    deadlock between overlapping inserts, which the time claims and provider locks should prevent).
+    In a savepoint unless ``savepoint`` is False (a refused hold without an idempotency key leaves the
+    transaction failed: the caller rolls back, as on every error)."""
     try:
-        async with session.begin_nested():
+        if savepoint:
+            async with session.begin_nested():
+                session.add(booking)
+                await session.flush()
+        else:
             session.add(booking)
             await session.flush()
     except DBAPIError as exc:
@@ -286,25 +314,61 @@ async def _customer_ticket(session: AsyncSession, ticket_id: int, customer: User
     return ticket
 
 
-async def _expire_overlapping_holds(
-    session: AsyncSession, provider_id: int, start: datetime, blocked_until: datetime, now: datetime
-) -> None:
-    """Lazy expiry: holds of this provider overlapping ``[start, blocked_until)`` whose time is up
-    leave the live statuses now, so the new hold does not wait for the sweeper."""
-    expired = (
-        await session.scalars(
-            select(Booking.id)
-            .where(
-                Booking.provider_id == provider_id, Booking.status == "held", Booking.hold_expires_at <= now,
-                Booking.starts_at < blocked_until, Booking.blocked_until > start,
-            )
-            .order_by(Booking.id)
-        )
-    ).all()
-    for booking_id in expired:
+def _calendar(rules: list, exceptions: list) -> tuple[dict[int, list[tuple[int, int]]], dict[date, list[tuple[int, int]]]]:
+    """The weekly plan and date exceptions (local minutes, sorted) from ``_HOLD_READ``'s JSON arrays."""
+    plan: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    dates: dict[date, list[tuple[int, int]]] = defaultdict(list)
+    for weekday, first, last in rules:
+        plan[weekday].append((first, last))
+    for on_date, first, last in exceptions:
+        ranges = dates[date.fromisoformat(on_date)]  # touching the key makes the date an exception
+        if first is not None:
+            ranges.append((first, last))
+    for per_day in (plan, dates):
+        for ranges in per_day.values():
+            ranges.sort()
+    return plan, dates
+
+
+async def _expire_holds(session: AsyncSession, booking_ids: list[int], now: datetime) -> None:
+    """Lazy expiry: the holds ``_CLAIM_AND_EXPIRED`` found on the claimed time whose time is up leave
+    the live statuses now, so the new hold does not wait for the sweeper."""
+    for booking_id in booking_ids:
         booking = await lock_booking(session, booking_id)  # its order first (see ``locks.lock_booking``), then the state again
         if booking.status == "held" and booking.hold_expires_at is not None and booking.hold_expires_at <= now:
             await transition(session, booking, "payment_expired", actor_type="system", note="Hold expired")
+
+
+# One statement reads everything a hold decides on: the provider (share-locked), its booking rules and
+# the service's row, the catalogue's tiers with their prices, the weekly plan and the date exceptions
+# around the start (domain/providers/availability.py ``calendar_dates``).
+_HOLD_READ = text("""
+SELECT p.user_id, p.time_zone, p.verified, p.suspended,
+       bs.min_notice_minutes, bs.buffer_minutes, bs.horizon_days,
+       ps.slot_minutes, ps.active AS offered, sv.active AS service_active,
+       (SELECT coalesce(json_agg(json_build_array(t.id,
+                  (SELECT json_object_agg(tp.currency, tp.amount_minor) FROM tier_prices tp WHERE tp.tier_id = t.id))
+                ORDER BY t.id), '[]') FROM service_tiers t WHERE t.service_id = :service_id) AS tiers,
+       (SELECT coalesce(json_agg(json_build_array(r.weekday, r.start_minute, r.end_minute)), '[]')
+          FROM availability_rules r WHERE r.provider_id = p.id) AS rules,
+       (SELECT coalesce(json_agg(json_build_array(e.on_date, e.start_minute, e.end_minute)), '[]')
+          FROM availability_exceptions e
+         WHERE e.provider_id = p.id AND e.on_date BETWEEN (CAST(:days AS date[]))[1] AND (CAST(:days AS date[]))[2])
+         AS exceptions
+FROM providers p
+LEFT JOIN provider_booking_settings bs ON bs.provider_id = p.id
+LEFT JOIN provider_services ps ON ps.provider_id = p.id AND ps.service_id = :service_id
+LEFT JOIN services sv ON sv.id = :service_id
+WHERE p.id = :provider_id
+FOR SHARE OF p
+""")
+# One statement claims the time (domain/bookings/locks.py) and finds the expired holds on it.
+_CLAIM_AND_EXPIRED = text(f"""
+SELECT ({CLAIM_SQL}) AS claimed,
+       (SELECT array_agg(b.id ORDER BY b.id) FROM bookings b
+         WHERE b.provider_id = :provider_id AND b.status = 'held' AND b.hold_expires_at <= :now
+           AND b.starts_at < :until AND b.blocked_until > :start) AS expired
+""")
 
 
 # --- checkout: the booking's order -------------------------------------------------------------

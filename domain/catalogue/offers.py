@@ -49,14 +49,8 @@ async def offer(
     if service is None or not service.active:
         raise ServiceNotFound("No such service")
     tiers = (await session.scalars(select(ServiceTier).where(ServiceTier.service_id == service_id))).all()
-    if tier_id is None:
-        if len(tiers) != 1:
-            raise TierRequired("This service has several tiers: choose one with tierId")
-        tier = tiers[0]
-    else:
-        tier = next((t for t in tiers if t.id == tier_id), None)
-        if tier is None:
-            raise TierNotFound("No such tier for this service")
+    tier = choose_tier([t.id for t in tiers], tier_id)
+    tier = next(t for t in tiers if t.id == tier)
     price = await session.get(TierPrice, (tier.id, currency))
     if price is None:
         offered = (
@@ -64,7 +58,7 @@ async def offer(
                 select(TierPrice.currency).where(TierPrice.tier_id == tier.id).order_by(TierPrice.currency)
             )
         ).all()
-        raise CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(offered)}")
+        raise not_offered(currency, offered)
     affiliate_bps = 0
     if affiliate_code is not None:
         affiliate = await session.scalar(
@@ -74,6 +68,23 @@ async def offer(
             raise InvalidAffiliateCode("Unknown affiliate code")
         affiliate_bps = affiliate.commission_bps
     return service, tier, price, affiliate_bps
+
+
+def choose_tier(tier_ids: list[int], tier_id: int | None) -> int:
+    """The tier bought: ``tier_id`` when it is one of the service's ``tier_ids``, or the only tier when
+    none is named. Raises ``TierRequired`` (several tiers, none named), ``TierNotFound``."""
+    if tier_id is None:
+        if len(tier_ids) != 1:
+            raise TierRequired("This service has several tiers: choose one with tierId")
+        return tier_ids[0]
+    if tier_id not in tier_ids:
+        raise TierNotFound("No such tier for this service")
+    return tier_id
+
+
+def not_offered(currency: str, offered: list[str]) -> CurrencyNotOffered:
+    """The refusal of a tier not sold in ``currency`` (``offered``: the currencies it is sold in)."""
+    return CurrencyNotOffered(f"This tier is not sold in {currency}; offered: {', '.join(sorted(offered))}")
 
 
 async def fee_quote(

@@ -396,11 +396,10 @@ async def _load_offer(session: AsyncSession, provider_id: int, service_id: int) 
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         raise NotFound("No such provider", field="providerId")
-    if not (row.offered and row.listed):
-        raise ServiceNotBookable("This provider takes no bookings for this service")
-    offer = _Offer(row.time_zone, _rules_of(row.min_notice_minutes, row.buffer_minutes, row.horizon_days),
-                   {service_id: row.slot_minutes})
-    return offer, bool(row.verified and not row.suspended)
+    return offer_from_row(service_id=service_id, time_zone=row.time_zone, verified=row.verified,
+                          suspended=row.suspended, min_notice_minutes=row.min_notice_minutes,
+                          buffer_minutes=row.buffer_minutes, horizon_days=row.horizon_days,
+                          slot_minutes=row.slot_minutes, offered=row.offered, listed=row.listed)
 
 
 async def _load_offers(
@@ -560,18 +559,51 @@ async def offered_slot(
     naive ``start`` and for a provider that is not verified or is suspended)."""
     if start.tzinfo is None or start.utcoffset() is None:
         raise SlotNotOffered("start must carry a time zone")
-    now = _now(now)
-    start = start.astimezone(UTC)
     offer, bookable = await _load_offer(session, provider_id, service_id)
+    plans, dates = await load_calendars(session, [provider_id], start, start)
+    return check_offered(offer, bookable, plans.get(provider_id, {}), dates.get(provider_id, {}), service_id=service_id,
+                         start=start, now=now)
+
+
+def check_offered(
+    offer: _Offer, bookable: bool, plan: Mapping[int, Sequence[tuple[int, int]]],
+    exceptions: Mapping[date, Sequence[tuple[int, int]]], *, service_id: int, start: datetime,
+    now: datetime | None = None,
+) -> SlotOffer:
+    """``offered_slot``'s decision on data already loaded (no SQL): ``offer`` and ``bookable`` as
+    ``offer_from_row`` builds them, the provider's weekly ``plan`` and date ``exceptions`` (local
+    minutes) around ``start``. Raises ``SlotNotOffered``."""
+    if start.tzinfo is None or start.utcoffset() is None:
+        raise SlotNotOffered("start must carry a time zone")
     if not bookable:
         raise SlotNotOffered("This provider takes no bookings at the moment")
+    now = _now(now)
+    start = start.astimezone(UTC)
     lo, hi = offer.bounds(now, start, start + timedelta(microseconds=1))
-    plans, dates = await load_calendars(session, [provider_id], start, start)
-    slots = _slots(ZoneInfo(offer.time_zone), plans.get(provider_id, {}), dates.get(provider_id, {}), _NOT_BUSY,
+    slots = _slots(ZoneInfo(offer.time_zone), plan, exceptions, _NOT_BUSY,
                    offer.services[service_id], offer.rules.buffer_minutes, lo, hi)
     if not slots or slots[0].start != start:
         raise SlotNotOffered("This provider offers no slot starting at that time")
     return SlotOffer(slots[0], offer.services[service_id], offer.rules, offer.time_zone)
+
+
+def offer_from_row(
+    *, service_id: int, time_zone: str, verified: bool, suspended: bool, min_notice_minutes: int | None,
+    buffer_minutes: int | None, horizon_days: int | None, slot_minutes: int | None, offered: bool | None,
+    listed: bool | None,
+) -> tuple[_Offer, bool]:
+    """``(offer, bookable)`` from the columns ``_load_offer`` reads (for callers that read them in a
+    statement of their own). Raises ``ServiceNotBookable``."""
+    if not (offered and listed):
+        raise ServiceNotBookable("This provider takes no bookings for this service")
+    offer = _Offer(time_zone, _rules_of(min_notice_minutes, buffer_minutes, horizon_days), {service_id: slot_minutes})
+    return offer, bool(verified and not suspended)
+
+
+def calendar_dates(start: datetime) -> tuple[date, date]:
+    """The UTC dates whose exceptions ``check_offered`` needs around ``start`` (see ``load_calendars``)."""
+    day = start.astimezone(UTC).date()
+    return day - timedelta(days=2), day + timedelta(days=2)
 
 
 async def validate_slot(
